@@ -1,0 +1,57 @@
+# skiff — see README.md. `make run` builds everything and starts skiff;
+# `make test` runs the whole test suite (what CI runs).
+SHELL   := /bin/bash
+GO      ?= go
+BUNDLES := _output/bundles
+DISTS   := $(wildcard dist/kubernetes-*)
+# One stamp per bundle module; a bundle is rebuilt only when its module changes.
+STAMPS  := $(patsubst dist/%,$(BUNDLES)/.%.stamp,$(DISTS))
+DATA    ?= .data
+
+.PHONY: all build skiff bundles deps test unit e2e run demo bench fmt clean
+
+all: build
+
+build: skiff bundles
+
+skiff:
+	$(GO) build -o bin/skiff ./cmd/skiff
+
+bundles: $(STAMPS)
+
+$(BUNDLES)/.%.stamp: dist/%/go.mod dist/%/go.sum dist/kubernetes-1.37/main.go hack/bundle.sh
+	bash hack/bundle.sh dist/$* $(BUNDLES)
+	@touch $@
+
+# System packages the tests and nodes need (idempotent; apt only if something is missing).
+deps:
+	@bash hack/deps.sh
+
+# The whole suite: unit tests and end-to-end tests against the real bundles
+# and the stock kubectl / aws clients.
+test: deps build
+	$(GO) test -count=1 -timeout 80m ./...
+
+unit:
+	$(GO) test -count=1 ./internal/... ./cmd/...
+
+e2e: build
+	$(GO) test -count=1 -timeout 60m -v ./test/e2e/
+
+# The main job: skiff serving the EKS API with data in $(DATA).
+run: deps build
+	bin/skiff serve --data-dir $(DATA)
+
+# A scripted tour: serve, create an HA cluster, use it with kubectl, delete it.
+demo: deps build
+	bash hack/demo.sh
+
+# Benchmarks print ratios against a baseline measured in the same run.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/
+
+fmt:
+	gofmt -w cmd internal test dist
+
+clean:
+	rm -rf bin _output

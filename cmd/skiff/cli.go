@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"skiff.dev/skiff/internal/api/eks"
+	"skiff.dev/skiff/internal/model"
+)
+
+func endpointFlag(cmd *cobra.Command) *string {
+	ep := defaultEndpoint()
+	cmd.Flags().StringVar(&ep, "endpoint", ep, "skiff API (env SKIFF_ENDPOINT)")
+	return &ep
+}
+
+func newCreateCmd() *cobra.Command {
+	create := &cobra.Command{Use: "create", Short: "Create a resource"}
+	var (
+		version    string
+		apiservers int
+		wait       bool
+		timeout    time.Duration
+	)
+	cl := &cobra.Command{
+		Use:   "cluster NAME",
+		Short: "Create an HA cluster: 3 etcd members, apiservers behind one endpoint, controller-managers and schedulers",
+		Args:  cobra.ExactArgs(1),
+	}
+	ep := endpointFlag(cl)
+	cl.Flags().StringVar(&version, "version", "", "Kubernetes version (e.g. 1.37); default the newest")
+	cl.Flags().IntVar(&apiservers, "apiservers", 0, "number of apiservers (2-5; default 2)")
+	cl.Flags().BoolVar(&wait, "wait", true, "wait until the cluster is ACTIVE")
+	cl.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
+	cl.RunE = func(cmd *cobra.Command, args []string) error {
+		c := newClient(*ep)
+		req := map[string]any{"name": args[0], "roleArn": "arn:aws:iam::000000000000:role/skiff-cluster",
+			"resourcesVpcConfig": map[string]any{}}
+		if version != "" {
+			req["version"] = version
+		}
+		if apiservers != 0 {
+			req["tags"] = map[string]string{eks.APIServersTag: strconv.Itoa(apiservers)}
+		}
+		start := time.Now()
+		if err := c.do("POST", "/clusters", req, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "creating cluster %s\n", args[0])
+		if !wait {
+			return nil
+		}
+		got, err := waitFor(c, args[0], model.StatusActive, timeout)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "cluster %s is ACTIVE at %s after %s\nget its kubeconfig: skiff kubeconfig %s > %s.kubeconfig\n",
+			got.Name, got.Endpoint, time.Since(start).Round(100*time.Millisecond), got.Name, got.Name)
+		return nil
+	}
+	create.AddCommand(cl)
+	return create
+}
+
+// waitFor polls a cluster until it reaches status (or is gone, for "").
+func waitFor(c *client, name, status string, timeout time.Duration) (*cluster, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := c.describe(name)
+		switch {
+		case status == "" && err != nil && strings.HasPrefix(err.Error(), "ResourceNotFoundException"):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		case got.Status == status:
+			return got, nil
+		case got.Status == model.StatusFailed:
+			return nil, fmt.Errorf("cluster %s FAILED; see 'skiff events %s'", name, name)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("cluster %s is still %s after %s; see 'skiff events %s'", name, got.Status, timeout, name)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func newGetCmd() *cobra.Command {
+	get := &cobra.Command{Use: "get", Short: "Show resources"}
+	cl := &cobra.Command{Use: "clusters [NAME]", Aliases: []string{"cluster"}, Short: "List clusters", Args: cobra.MaximumNArgs(1)}
+	ep := endpointFlag(cl)
+	cl.RunE = func(cmd *cobra.Command, args []string) error {
+		c := newClient(*ep)
+		names := args
+		if len(names) == 0 {
+			var out struct{ Clusters []string }
+			if err := c.do("GET", "/clusters", nil, &out); err != nil {
+				return err
+			}
+			names = out.Clusters
+		}
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tVERSION\tSTATUS\tENDPOINT\tAGE")
+		for _, n := range names {
+			got, err := c.describe(n)
+			if err != nil {
+				return err
+			}
+			age := time.Since(time.UnixMilli(int64(got.CreatedAt * 1000))).Round(time.Second)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", got.Name, got.Version, got.Status, got.Endpoint, age)
+		}
+		return tw.Flush()
+	}
+	get.AddCommand(cl)
+	return get
+}
+
+func newDeleteCmd() *cobra.Command {
+	del := &cobra.Command{Use: "delete", Short: "Delete a resource"}
+	var wait bool
+	cl := &cobra.Command{Use: "cluster NAME", Short: "Delete a cluster and everything it runs", Args: cobra.ExactArgs(1)}
+	ep := endpointFlag(cl)
+	cl.Flags().BoolVar(&wait, "wait", true, "wait until the cluster is gone")
+	cl.RunE = func(cmd *cobra.Command, args []string) error {
+		c := newClient(*ep)
+		if err := c.do("DELETE", "/clusters/"+args[0], nil, nil); err != nil {
+			return err
+		}
+		if wait {
+			if _, err := waitFor(c, args[0], "", 2*time.Minute); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "cluster %s deleted\n", args[0])
+		return nil
+	}
+	del.AddCommand(cl)
+	return del
+}
+
+func newKubeconfigCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{Use: "kubeconfig NAME", Short: "Print (or write) a cluster's admin kubeconfig", Args: cobra.ExactArgs(1)}
+	ep := endpointFlag(cmd)
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write to this file (mode 0600) instead of stdout")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var data []byte
+		if err := newClient(*ep).do("GET", "/skiff/v1/clusters/"+args[0]+"/kubeconfig", nil, &data); err != nil {
+			return err
+		}
+		if out == "" {
+			_, err := cmd.OutOrStdout().Write(data)
+			return err
+		}
+		return os.WriteFile(out, data, 0o600)
+	}
+	return cmd
+}
+
+func newEventsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "events NAME", Short: "Show what skiff detected and replaced in a cluster", Args: cobra.ExactArgs(1)}
+	ep := endpointFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var out struct{ Events []model.Event }
+		if err := newClient(*ep).do("GET", "/skiff/v1/clusters/"+args[0]+"/events", nil, &out); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tINSTANCE\tTYPE\tREASON")
+		for _, e := range out.Events {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Instance, e.Type, e.Reason)
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+func newBenchCmd() *cobra.Command {
+	return &cobra.Command{Use: "bench", Short: "Benchmarks (see 'make bench')", Hidden: true}
+}

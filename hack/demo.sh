@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# demo.sh: a tour of skiff. Starts `skiff serve` on a scratch data dir,
+# creates an HA cluster with the stock aws CLI, uses it with kubectl, kills an
+# apiserver to show the self-healing, and deletes everything again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=$(mktemp -d /tmp/skiff-demo.XXXX)
+listen=127.0.0.1:7443
+bin/skiff serve --data-dir "$data" --listen "$listen" 2>"$data/serve.log" &
+serve=$!
+trap 'bin/skiff delete cluster demo --endpoint http://$listen >/dev/null 2>&1 || true; kill $serve; wait $serve || true; rm -rf "$data"' EXIT
+export AWS_ENDPOINT_URL=http://$listen AWS_ACCESS_KEY_ID=skiff AWS_SECRET_ACCESS_KEY=skiff AWS_DEFAULT_REGION=us-east-1
+export SKIFF_ENDPOINT=http://$listen
+for _ in $(seq 50); do curl -s "$SKIFF_ENDPOINT/clusters" >/dev/null && break; sleep 0.1; done
+kubectl() { if command -v kubectl >/dev/null; then command kubectl "$@"; else "$(ls _output/bundles/*/kube | tail -1)" kubectl "$@"; fi; }
+
+echo "== aws eks create-cluster"
+time aws eks create-cluster --name demo --role-arn arn:aws:iam::000000000000:role/demo \
+  --resources-vpc-config subnetIds=[] --query cluster.status
+aws eks wait cluster-active --name demo
+aws eks describe-cluster --name demo --query 'cluster.[name,version,status,endpoint]' --output text
+bin/skiff kubeconfig demo -o "$data/demo.kubeconfig"
+echo "== kubectl get ns"
+kubectl --kubeconfig "$data/demo.kubeconfig" get ns
+echo "== kill -9 one apiserver; the endpoint keeps answering and skiff replaces it"
+pkill -9 -f "kube apiserver .*--advertise-address=127.1.1.21" || true
+kubectl --kubeconfig "$data/demo.kubeconfig" get --raw /readyz; echo
+sleep 3
+bin/skiff events demo
+echo "== delete"
+aws eks delete-cluster --name demo --query cluster.status
+bin/skiff delete cluster demo 2>/dev/null || true

@@ -1,0 +1,55 @@
+// Package awserr writes AWS-shaped responses and errors: the JSON form of
+// the restJson1 protocols (EKS) with x-amzn-ErrorType and a request ID.
+package awserr
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+)
+
+// Error is an AWS error: HTTP status, exception name, message.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Fields  map[string]string // extra members of the exception shape
+}
+
+// New returns an error.
+func New(status int, code, message string) *Error {
+	return &Error{Status: status, Code: code, Message: message}
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// RequestID returns a fresh request ID in AWS' format.
+func RequestID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// WriteJSON writes e as a restJson1 error.
+func WriteJSON(w http.ResponseWriter, e *Error) {
+	body := map[string]string{"message": e.Message}
+	for k, v := range e.Fields {
+		body[k] = v
+	}
+	w.Header().Set("x-amzn-ErrorType", e.Code)
+	write(w, e.Status, body)
+}
+
+// WriteOK writes v as a 200 JSON response.
+func WriteOK(w http.ResponseWriter, v any) { write(w, http.StatusOK, v) }
+
+func write(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if w.Header().Get("x-amzn-RequestId") == "" {
+		w.Header().Set("x-amzn-RequestId", RequestID())
+	}
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,232 @@
+// Package eks serves the Amazon EKS wire API (restJson1) over skiff's
+// cluster service, so the stock aws CLI and the AWS SDKs drive skiff.
+// Shapes, operation names and error names follow botocore's EKS model
+// (data/eks/2017-11-01/service-2.json of the installed AWS CLI).
+package eks
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"skiff.dev/skiff/internal/api/awserr"
+	"skiff.dev/skiff/internal/clusters"
+	"skiff.dev/skiff/internal/controlplane"
+	"skiff.dev/skiff/internal/model"
+)
+
+// APIServersTag sets a cluster's apiserver count at creation (EKS has no
+// such parameter; default 2).
+const APIServersTag = "skiff.dev/apiservers"
+
+// Handler serves the EKS API.
+type Handler struct {
+	Clusters *clusters.Service
+	Region   string
+	// Account resolves the caller's account ID from the request.
+	Account func(r *http.Request) string
+	Log     *slog.Logger
+	mux     *http.ServeMux
+}
+
+// New returns the handler with its routes.
+func New(h Handler) *Handler {
+	h.mux = http.NewServeMux()
+	h.mux.HandleFunc("POST /clusters", h.createCluster)
+	h.mux.HandleFunc("GET /clusters", h.listClusters)
+	h.mux.HandleFunc("GET /clusters/{name}", h.describeCluster)
+	h.mux.HandleFunc("DELETE /clusters/{name}", h.deleteCluster)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "UnknownOperationException",
+			fmt.Sprintf("%s %s is not an EKS operation skiff implements; see 'aws eks help' for the operations", r.Method, r.URL.Path)))
+	})
+	return &h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// createClusterRequest is the part of CreateClusterRequest skiff reads.
+type createClusterRequest struct {
+	Name               *string           `json:"name"`
+	Version            string            `json:"version"`
+	RoleArn            *string           `json:"roleArn"`
+	ResourcesVpcConfig *json.RawMessage  `json:"resourcesVpcConfig"`
+	Tags               map[string]string `json:"tags"`
+	ClientRequestToken string            `json:"clientRequestToken"`
+}
+
+func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
+	var req createClusterRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		awserr.WriteJSON(w, awserr.New(http.StatusBadRequest, "InvalidRequestException", "the request body is not valid JSON: "+err.Error()))
+		return
+	}
+	switch {
+	case req.Name == nil || *req.Name == "":
+		awserr.WriteJSON(w, invalid("name is required: pass the cluster's name"))
+		return
+	case req.RoleArn == nil || *req.RoleArn == "":
+		awserr.WriteJSON(w, invalid("roleArn is required: pass the ARN of the cluster's IAM role"))
+		return
+	case req.ResourcesVpcConfig == nil:
+		awserr.WriteJSON(w, invalid("resourcesVpcConfig is required: pass at least {} (skiff places the control plane itself)"))
+		return
+	}
+	apis := 0
+	if v, ok := req.Tags[APIServersTag]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			awserr.WriteJSON(w, invalid(fmt.Sprintf("tag %s must be a number of apiservers, got %q", APIServersTag, v)))
+			return
+		}
+		apis = n
+	}
+	c, err := h.Clusters.Create(clusters.CreateRequest{Account: h.Account(r), Name: *req.Name, Version: req.Version, APIServers: apis})
+	if err != nil {
+		h.fail(w, err, *req.Name)
+		return
+	}
+	h.writeCluster(w, c, *req.RoleArn, req.Tags)
+}
+
+func (h *Handler) describeCluster(w http.ResponseWriter, r *http.Request) {
+	c, err := h.Clusters.Get(h.Account(r), r.PathValue("name"))
+	if err != nil {
+		h.fail(w, err, r.PathValue("name"))
+		return
+	}
+	h.writeCluster(w, c, "", nil)
+}
+
+func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
+	c, err := h.Clusters.Delete(h.Account(r), r.PathValue("name"))
+	if err != nil {
+		h.fail(w, err, r.PathValue("name"))
+		return
+	}
+	h.writeCluster(w, c, "", nil)
+}
+
+func (h *Handler) listClusters(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	max := 100
+	if v := q.Get("maxResults"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			awserr.WriteJSON(w, invalid("maxResults must be a number from 1 to 100"))
+			return
+		}
+		max = n
+	}
+	names, err := h.Clusters.List(h.Account(r))
+	if err != nil {
+		h.fail(w, err, "")
+		return
+	}
+	page, next, err := Page(names, q.Get("nextToken"), max)
+	if err != nil {
+		awserr.WriteJSON(w, invalid(err.Error()))
+		return
+	}
+	out := map[string]any{"clusters": page}
+	if next != "" {
+		out["nextToken"] = next
+	}
+	awserr.WriteOK(w, out)
+}
+
+// Page returns up to max names after the one encoded in token, and the
+// token of the next page ("" at the end).
+func Page(names []string, token string, max int) ([]string, string, error) {
+	start := 0
+	if token != "" {
+		after, err := base64.RawURLEncoding.DecodeString(token)
+		if err != nil {
+			return nil, "", fmt.Errorf("nextToken %q is not a token from a previous response; start again without it", token)
+		}
+		for start < len(names) && names[start] <= string(after) {
+			start++
+		}
+	}
+	end := min(start+max, len(names))
+	page := append([]string{}, names[start:end]...)
+	next := ""
+	if end < len(names) {
+		next = base64.RawURLEncoding.EncodeToString([]byte(names[end-1]))
+	}
+	return page, next, nil
+}
+
+func invalid(msg string) *awserr.Error {
+	return awserr.New(http.StatusBadRequest, "InvalidParameterException", msg)
+}
+
+// fail maps a cluster-service error to its EKS exception.
+func (h *Handler) fail(w http.ResponseWriter, err error, name string) {
+	var e *awserr.Error
+	switch {
+	case errors.Is(err, clusters.ErrInvalid):
+		e = invalid(strings.TrimPrefix(err.Error(), clusters.ErrInvalid.Error()+": "))
+	case errors.Is(err, clusters.ErrNotFound):
+		e = awserr.New(http.StatusNotFound, "ResourceNotFoundException", strings.TrimPrefix(err.Error(), clusters.ErrNotFound.Error()+": "))
+	case errors.Is(err, clusters.ErrInUse):
+		e = awserr.New(http.StatusConflict, "ResourceInUseException", strings.TrimPrefix(err.Error(), clusters.ErrInUse.Error()+": "))
+	case errors.Is(err, clusters.ErrLimit):
+		e = awserr.New(http.StatusBadRequest, "ResourceLimitExceededException", strings.TrimPrefix(err.Error(), clusters.ErrLimit.Error()+": "))
+	default:
+		h.Log.Error("EKS request failed", "err", err)
+		e = awserr.New(http.StatusInternalServerError, "ServerException", "skiff could not complete the request; retry, and see the skiff serve log if it persists")
+	}
+	if name != "" {
+		e.Fields = map[string]string{"clusterName": name}
+	}
+	awserr.WriteJSON(w, e)
+}
+
+func (h *Handler) writeCluster(w http.ResponseWriter, c *model.Cluster, roleArn string, tags map[string]string) {
+	awserr.WriteOK(w, map[string]any{"cluster": h.Cluster(c, roleArn, tags)})
+}
+
+// Cluster renders a cluster in EKS' Cluster shape.
+func (h *Handler) Cluster(c *model.Cluster, roleArn string, tags map[string]string) map[string]any {
+	account := c.Account
+	if account == "" {
+		account = "000000000000"
+	}
+	out := map[string]any{
+		"name":            c.Name,
+		"arn":             fmt.Sprintf("arn:aws:eks:%s:%s:cluster/%s", h.Region, account, c.Name),
+		"createdAt":       float64(c.CreatedAt.UnixMilli()) / 1000,
+		"version":         c.Version,
+		"status":          c.Status,
+		"platformVersion": "eks.1",
+		"id":              c.ID,
+		"resourcesVpcConfig": map[string]any{
+			"subnetIds": []string{}, "securityGroupIds": []string{},
+			"endpointPublicAccess": true, "endpointPrivateAccess": false,
+			"publicAccessCidrs": []string{"0.0.0.0/0"},
+		},
+		"kubernetesNetworkConfig": map[string]any{"serviceIpv4Cidr": controlplane.ServiceCIDR, "ipFamily": "ipv4"},
+		"certificateAuthority":    map[string]any{},
+		"tags":                    map[string]string{},
+		"health":                  map[string]any{"issues": []any{}},
+	}
+	if roleArn != "" {
+		out["roleArn"] = roleArn
+	}
+	if tags != nil {
+		out["tags"] = tags
+	}
+	if c.Endpoint != "" {
+		out["endpoint"] = c.Endpoint
+	}
+	if c.CertificateAuthority != "" {
+		out["certificateAuthority"] = map[string]any{"data": base64.StdEncoding.EncodeToString([]byte(c.CertificateAuthority))}
+	}
+	return out
+}

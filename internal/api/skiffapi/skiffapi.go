@@ -1,0 +1,67 @@
+// Package skiffapi serves what skiff's own CLI needs beyond the EKS API:
+// a cluster's admin kubeconfig and its events.
+//
+// Until IAM authentication lands, this API (like the EKS one) trusts every
+// caller that reaches skiff's listen address: keep it on loopback.
+package skiffapi
+
+import (
+	"errors"
+	"net/http"
+	"os"
+
+	"skiff.dev/skiff/internal/api/awserr"
+	"skiff.dev/skiff/internal/clusters"
+	"skiff.dev/skiff/internal/controlplane"
+)
+
+// Handler serves /skiff/v1/.
+type Handler struct {
+	Clusters *clusters.Service
+	Engine   *controlplane.Engine
+	Account  func(r *http.Request) string
+	mux      *http.ServeMux
+}
+
+// New returns the handler with its routes.
+func New(h Handler) *Handler {
+	h.mux = http.NewServeMux()
+	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/kubeconfig", h.kubeconfig)
+	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/events", h.events)
+	return &h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) kubeconfig(w http.ResponseWriter, r *http.Request) {
+	c, err := h.Clusters.Get(h.Account(r), r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	data, err := os.ReadFile(h.Engine.Layout(c).KubeconfigPath("admin"))
+	if err != nil {
+		awserr.WriteJSON(w, awserr.New(http.StatusConflict, "ResourceNotReadyException",
+			"the cluster's credentials are not created yet; retry in a few seconds"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(data)
+}
+
+func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
+	ev, err := h.Clusters.Events(h.Account(r), r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	awserr.WriteOK(w, map[string]any{"events": ev})
+}
+
+func fail(w http.ResponseWriter, err error) {
+	if errors.Is(err, clusters.ErrNotFound) {
+		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "ResourceNotFoundException", err.Error()))
+		return
+	}
+	awserr.WriteJSON(w, awserr.New(http.StatusInternalServerError, "ServerException", err.Error()))
+}

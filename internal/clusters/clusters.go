@@ -1,0 +1,145 @@
+// Package clusters is the front of the cluster lifecycle: it validates
+// requests, records desired state in the store and wakes the reconciler.
+// API front ends (EKS wire API, CLI) call it; they never touch runtimes.
+package clusters
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"skiff.dev/skiff/internal/bundle"
+	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/store"
+)
+
+// Error kinds, which API front ends map to their own error shapes.
+var (
+	ErrInvalid  = errors.New("invalid parameter")
+	ErrNotFound = errors.New("not found")
+	ErrInUse    = errors.New("in use")
+	ErrLimit    = errors.New("limit exceeded")
+)
+
+// Service manages clusters in the store.
+type Service struct {
+	Store   *store.Store
+	Bundles *bundle.Catalog
+	// Changed is called after every change, to wake the reconciler.
+	Changed func()
+}
+
+// CreateRequest is a new cluster's desired state.
+type CreateRequest struct {
+	Account    string
+	Name       string
+	Version    string // "1.37"; empty for the newest
+	APIServers int    // 0 for the default
+}
+
+// EKS' rule for cluster names.
+var nameRE = regexp.MustCompile(`^[0-9A-Za-z][A-Za-z0-9\-_]*$`)
+
+// Create records a new cluster in CREATING state.
+func (s *Service) Create(req CreateRequest) (*model.Cluster, error) {
+	if len(req.Name) < 1 || len(req.Name) > 100 || !nameRE.MatchString(req.Name) {
+		return nil, fmt.Errorf("%w: cluster name %q must be 1-100 characters, start with a letter or digit and contain only letters, digits, '-' and '_'", ErrInvalid, req.Name)
+	}
+	b, err := s.Bundles.Lookup(req.Version)
+	if err != nil {
+		return nil, fmt.Errorf("%w: unsupported Kubernetes version %q; supported versions: %s", ErrInvalid, req.Version, strings.Join(s.Bundles.Versions(), ", "))
+	}
+	if req.APIServers == 0 {
+		req.APIServers = model.DefaultAPIServers
+	}
+	if req.APIServers < model.MinAPIServers || req.APIServers > model.MaxAPIServers {
+		return nil, fmt.Errorf("%w: apiserver count %d must be between %d and %d", ErrInvalid, req.APIServers, model.MinAPIServers, model.MaxAPIServers)
+	}
+	c := &model.Cluster{
+		Name:       req.Name,
+		Account:    req.Account,
+		ID:         strings.ToLower(req.Name) + "-" + randomHex(3),
+		Version:    b.Minor(),
+		APIServers: req.APIServers,
+		Zones:      append([]string(nil), model.DefaultZones...),
+		Status:     model.StatusCreating,
+		CreatedAt:  time.Now().UTC(),
+	}
+	switch err := s.Store.CreateCluster(c); {
+	case errors.Is(err, store.ErrExists):
+		return nil, fmt.Errorf("%w: cluster already exists with name: %s", ErrInUse, req.Name)
+	case errors.Is(err, store.ErrFull):
+		return nil, fmt.Errorf("%w: this skiff runs its maximum of %d clusters; delete one first", ErrLimit, store.MaxSlot)
+	case err != nil:
+		return nil, err
+	}
+	s.changed()
+	return c, nil
+}
+
+// Get returns a cluster of an account.
+func (s *Service) Get(account, name string) (*model.Cluster, error) {
+	c, err := s.Store.GetCluster(model.ClusterKey(account, name))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no cluster found for name: %s", ErrNotFound, name)
+	}
+	return c, err
+}
+
+// List returns the names of an account's clusters, sorted.
+func (s *Service) List(account string) ([]string, error) {
+	all, err := s.Store.ListClusters()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, c := range all {
+		if c.Account == account {
+			names = append(names, c.Name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Delete marks a cluster DELETING; the reconciler removes it.
+func (s *Service) Delete(account, name string) (*model.Cluster, error) {
+	c, err := s.Store.UpdateCluster(model.ClusterKey(account, name), func(c *model.Cluster) error {
+		c.Status = model.StatusDeleting
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no cluster found for name: %s", ErrNotFound, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.changed()
+	return c, nil
+}
+
+// Events returns the events recorded for a cluster.
+func (s *Service) Events(account, name string) ([]model.Event, error) {
+	c, err := s.Get(account, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.Store.Events(c.ID)
+}
+
+func (s *Service) changed() {
+	if s.Changed != nil {
+		s.Changed()
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

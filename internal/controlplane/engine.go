@@ -1,0 +1,180 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"skiff.dev/skiff/internal/bundle"
+	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/store"
+)
+
+// Config of an Engine.
+type Config struct {
+	DataDir string
+	Store   *store.Store
+	Runtime runtime.Runtime
+	Bundles *bundle.Catalog
+	Log     *slog.Logger
+	// Interval between two passes over one cluster; default 500ms.
+	Interval time.Duration
+}
+
+// Engine runs one worker per stored cluster. Each worker is a
+// level-triggered loop: it reads the cluster from the store, observes its
+// instances in the runtime, and acts on the difference. Nothing it needs
+// lives only in memory, so a restarted skiff converges from where the last
+// one stopped.
+type Engine struct {
+	cfg Config
+
+	mu      sync.Mutex
+	workers map[string]*worker // by cluster key
+	wake    chan struct{}
+}
+
+// New returns an engine; Run starts it.
+func New(cfg Config) *Engine {
+	if cfg.Interval == 0 {
+		cfg.Interval = 500 * time.Millisecond
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Engine{cfg: cfg, workers: map[string]*worker{}, wake: make(chan struct{}, 1)}
+}
+
+// Trigger asks for a pass now (after a change to the store).
+func (e *Engine) Trigger() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, w := range e.workers {
+		w.trigger()
+	}
+}
+
+// Layout returns where cluster c lives.
+func (e *Engine) Layout(c *model.Cluster) Layout { return NewLayout(e.cfg.DataDir, c) }
+
+// Run reconciles until ctx ends. Instances keep running after Run returns:
+// control planes outlive skiff.
+func (e *Engine) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer func() {
+		e.mu.Lock()
+		for _, w := range e.workers {
+			w.cancel()
+		}
+		e.mu.Unlock()
+		wg.Wait()
+	}()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		if err := e.pass(ctx, &wg); err != nil {
+			e.cfg.Log.Error("control-plane pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// pass starts a worker for every cluster, stops workers whose cluster is
+// gone, and removes what belongs to no cluster.
+func (e *Engine) pass(ctx context.Context, wg *sync.WaitGroup) error {
+	clusters, err := e.cfg.Store.ListClusters()
+	if err != nil {
+		return err
+	}
+	ids := map[string]bool{}
+	e.mu.Lock()
+	for _, c := range clusters {
+		ids[c.ID] = true
+		if _, ok := e.workers[c.Key()]; ok {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w := &worker{Engine: e, key: c.Key(), id: c.ID, cancel: cancel,
+			wake: make(chan struct{}, 1), inst: map[string]*instState{}, done: make(chan struct{})}
+		e.workers[c.Key()] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(wctx)
+		}()
+	}
+	for key, w := range e.workers {
+		select {
+		case <-w.done:
+			delete(e.workers, key)
+			continue
+		default:
+		}
+		if !ids[w.id] {
+			w.cancel()
+		}
+	}
+	busy := map[string]bool{} // clusters whose worker still runs (e.g. deleting)
+	for _, w := range e.workers {
+		busy[w.id] = true
+	}
+	e.mu.Unlock()
+	return e.sweep(ctx, ids, busy)
+}
+
+// sweep stops instances and removes directories of clusters that are
+// neither stored nor being torn down by a worker: orphans of a crash.
+func (e *Engine) sweep(ctx context.Context, ids, busy map[string]bool) error {
+	statuses, err := e.cfg.Runtime.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, st := range statuses {
+		id := runtime.ClusterOf(st.ID)
+		if ids[id] || busy[id] {
+			continue
+		}
+		e.cfg.Log.Warn("stopping orphan instance", "instance", st.ID)
+		if err := e.cfg.Runtime.Stop(ctx, st.ID, time.Second); err != nil {
+			e.cfg.Log.Error("stop orphan", "instance", st.ID, "err", err)
+		}
+	}
+	dirs, _ := os.ReadDir(filepath.Join(e.cfg.DataDir, "clusters"))
+	for _, d := range dirs {
+		if !ids[d.Name()] && !busy[d.Name()] {
+			e.cfg.Log.Warn("removing orphan cluster directory", "cluster", d.Name())
+			os.RemoveAll(filepath.Join(e.cfg.DataDir, "clusters", d.Name()))
+		}
+	}
+	return nil
+}
+
+// errGone ends a worker whose cluster no longer exists.
+var errGone = errors.New("cluster gone")
+
+func (e *Engine) event(c *model.Cluster, instance, typ, reason string) {
+	ev := model.Event{Time: time.Now(), Cluster: c.ID, Instance: instance, Type: typ, Reason: reason}
+	e.cfg.Log.Info("event", "cluster", c.Name, "instance", instance, "type", typ, "reason", reason)
+	if err := e.cfg.Store.AddEvent(ev); err != nil {
+		e.cfg.Log.Error("record event", "err", err)
+	}
+}
+
+func wrap(c *model.Cluster, what string, err error) error {
+	return fmt.Errorf("cluster %s: %s: %w", c.Name, what, err)
+}

@@ -1,0 +1,88 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"skiff.dev/skiff/internal/runtime"
+)
+
+// prober checks whether one instance is alive. It asks each component for
+// its own liveness, not for the health of its dependencies: an apiserver
+// whose etcd is briefly away must not be killed for it.
+type prober struct {
+	apiserver *http.Client // trusts the cluster CA
+	insecure  *http.Client // controller-manager and scheduler serve self-signed certs
+	plain     *http.Client
+}
+
+func newProber(ca []byte) (*prober, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("parse cluster CA")
+	}
+	mk := func(cfg *tls.Config) *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+	}
+	return &prober{
+		apiserver: mk(&tls.Config{RootCAs: pool}),
+		insecure:  mk(&tls.Config{InsecureSkipVerify: true}), // loopback liveness only; nothing is sent
+		plain:     mk(nil),
+	}, nil
+}
+
+func (p *prober) probe(ctx context.Context, l Layout, spec runtime.Spec, index int) error {
+	switch spec.Role {
+	case runtime.Etcd:
+		// Serializable: answers from the member itself, with or without a leader.
+		body, err := get(ctx, p.plain, "http://"+hostPort(l.EtcdIP(index), EtcdMetricsPort)+"/health?serializable=true")
+		if err != nil {
+			return err
+		}
+		var h struct{ Health string }
+		if json.Unmarshal(body, &h) != nil || h.Health != "true" {
+			return fmt.Errorf("etcd health: %s", body)
+		}
+		return nil
+	case runtime.APIServer:
+		_, err := get(ctx, p.apiserver, "https://"+hostPort(l.APIServerIP(index), APIServerPort)+"/livez?exclude=etcd")
+		return err
+	case runtime.ControllerManager:
+		_, err := get(ctx, p.insecure, "https://"+hostPort(l.ControllerManagerIP(index), ControllerManagerPort)+"/healthz")
+		return err
+	case runtime.Scheduler:
+		_, err := get(ctx, p.insecure, "https://"+hostPort(l.SchedulerIP(index), SchedulerPort)+"/healthz")
+		return err
+	}
+	return fmt.Errorf("no probe for role %s", spec.Role)
+}
+
+func get(ctx context.Context, c *http.Client, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return body, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return body, nil
+}
+
+// readyz is the load balancer's check of one apiserver.
+func (p *prober) readyz(l Layout) func(ctx context.Context, addr string) error {
+	return func(ctx context.Context, addr string) error {
+		_, err := get(ctx, p.apiserver, "https://"+addr+"/readyz")
+		return err
+	}
+}

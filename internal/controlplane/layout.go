@@ -1,0 +1,92 @@
+// Package controlplane turns a cluster's desired state (model.Cluster) into
+// running instances and keeps them healthy: the reconciler of skiff's
+// single-tenant, highly available control planes.
+//
+// A cluster is 3 etcd members (one per zone), N ≥ 2 apiservers behind one
+// load-balanced endpoint, and leader-elected pairs of controller-managers
+// and schedulers. Each cluster has its own PKI and its own addresses.
+package controlplane
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+
+	"skiff.dev/skiff/internal/model"
+)
+
+// Ports of the components on their instance address.
+const (
+	EndpointPort          = 443
+	APIServerPort         = 6443
+	EtcdClientPort        = 2379
+	EtcdPeerPort          = 2380
+	EtcdMetricsPort       = 2381
+	ControllerManagerPort = 10257
+	SchedulerPort         = 10259
+)
+
+// ServiceCIDR is the cluster's Service IP range (EKS' default).
+const ServiceCIDR = "10.100.0.0/16"
+
+// ServiceIP is the ClusterIP of the "kubernetes" Service.
+const ServiceIP = "10.100.0.1"
+
+// Layout is where a cluster's pieces live: addresses on the host and paths
+// under the data dir. Every instance has an address of its own in the
+// cluster's loopback /24 (127.1.SLOT.0/24), so components keep their usual
+// ports and no two clusters share a listener.
+type Layout struct {
+	Slot int
+	Dir  string // DATA/clusters/ID
+}
+
+// NewLayout returns the layout of cluster c under dataDir.
+func NewLayout(dataDir string, c *model.Cluster) Layout {
+	return Layout{Slot: c.Slot, Dir: filepath.Join(dataDir, "clusters", c.ID)}
+}
+
+func (l Layout) ip(host int) net.IP { return net.IPv4(127, 1, byte(l.Slot), byte(host)).To4() }
+
+// EndpointIP is the address of the load balancer.
+func (l Layout) EndpointIP() net.IP { return l.ip(1) }
+
+// EndpointURL is the cluster's API endpoint.
+func (l Layout) EndpointURL() string {
+	return "https://" + net.JoinHostPort(l.EndpointIP().String(), strconv.Itoa(EndpointPort))
+}
+
+// EtcdIP is the address of the etcd member with index i (zone i).
+func (l Layout) EtcdIP(i int) net.IP { return l.ip(11 + i) }
+
+// APIServerIP is the address of apiserver i.
+func (l Layout) APIServerIP(i int) net.IP { return l.ip(21 + i) }
+
+// ControllerManagerIP is the address of controller-manager i.
+func (l Layout) ControllerManagerIP(i int) net.IP { return l.ip(41 + i) }
+
+// SchedulerIP is the address of scheduler i.
+func (l Layout) SchedulerIP(i int) net.IP { return l.ip(51 + i) }
+
+// PKIDir holds the cluster's certificates and keys.
+func (l Layout) PKIDir() string { return filepath.Join(l.Dir, "pki") }
+
+// KubeconfigPath is the kubeconfig of a client ("admin", "controller-manager-0", …).
+func (l Layout) KubeconfigPath(name string) string {
+	return filepath.Join(l.Dir, "kubeconfig", name+".kubeconfig")
+}
+
+// EtcdDataDir is the data dir of an etcd member of a generation.
+func (l Layout) EtcdDataDir(member string) string { return filepath.Join(l.Dir, "etcd", member) }
+
+// etcdName is the member name of zone index i at generation gen: "etcd-a",
+// then "etcd-a-1", "etcd-a-2" for its replacements.
+func etcdName(zone string, gen int) string {
+	if gen == 0 {
+		return "etcd-" + zone
+	}
+	return fmt.Sprintf("etcd-%s-%d", zone, gen)
+}
+
+func hostPort(ip net.IP, port int) string { return net.JoinHostPort(ip.String(), strconv.Itoa(port)) }

@@ -1,0 +1,121 @@
+package controlplane
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/pki"
+)
+
+// client is one kubeconfig with a client certificate.
+type client struct {
+	name   string // kubeconfig and cert file stem
+	cn     string
+	orgs   []string
+	server string
+}
+
+func (l Layout) clients(c *model.Cluster) []client {
+	out := []client{{name: "admin", cn: "kubernetes-admin", orgs: []string{"system:masters"}, server: l.EndpointURL()}}
+	// Controller-managers and schedulers talk to the apiserver of their own
+	// zone (as kubeadm's do to localhost): they keep working while skiff,
+	// which runs the load balancer, restarts.
+	for i := range 2 {
+		api := "https://" + hostPort(l.APIServerIP(i%c.APIServers), APIServerPort)
+		out = append(out,
+			client{name: fmt.Sprintf("controller-manager-%d", i), cn: "system:kube-controller-manager", server: api},
+			client{name: fmt.Sprintf("scheduler-%d", i), cn: "system:kube-scheduler", server: api})
+	}
+	return out
+}
+
+// pkiSpec lists every leaf certificate of cluster c.
+func (l Layout) pkiSpec(c *model.Cluster) pki.Spec {
+	apiIPs := []net.IP{l.EndpointIP(), net.ParseIP(ServiceIP)}
+	for i := range c.APIServers {
+		apiIPs = append(apiIPs, l.APIServerIP(i))
+	}
+	// Connections between loopback addresses leave from 127.0.0.1, and etcd
+	// checks a peer's certificate against its source address. Trust comes
+	// from the per-cluster etcd CA, not from the address.
+	etcdIPs := []net.IP{net.IPv4(127, 0, 0, 1)}
+	for i := range c.Zones {
+		etcdIPs = append(etcdIPs, l.EtcdIP(i))
+	}
+	spec := pki.Spec{Certs: []pki.Cert{
+		{Name: "apiserver", CA: pki.ClusterCA, CN: "kube-apiserver", IPs: apiIPs, Server: true,
+			DNS: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"}},
+		{Name: "apiserver-kubelet-client", CA: pki.ClusterCA, CN: "kube-apiserver-kubelet-client", Orgs: []string{"system:masters"}, Client: true},
+		{Name: "front-proxy-client", CA: pki.FrontProxyCA, CN: "front-proxy-client", Client: true},
+		{Name: "apiserver-etcd-client", CA: pki.EtcdCA, CN: "kube-apiserver-etcd-client", Client: true},
+		{Name: "etcd/skiff-client", CA: pki.EtcdCA, CN: "skiff-etcd-client", Client: true},
+		{Name: "etcd/server", CA: pki.EtcdCA, CN: "etcd-server", IPs: etcdIPs, Server: true, Client: true},
+		{Name: "etcd/peer", CA: pki.EtcdCA, CN: "etcd-peer", IPs: etcdIPs, Server: true, Client: true},
+	}}
+	for _, cl := range l.clients(c) {
+		spec.Certs = append(spec.Certs, pki.Cert{Name: "clients/" + cl.name, CA: pki.ClusterCA, CN: cl.cn, Orgs: cl.orgs, Client: true})
+	}
+	return spec
+}
+
+// EnsurePKI creates the cluster's PKI and kubeconfigs where missing.
+func (l Layout) EnsurePKI(c *model.Cluster) error {
+	dir := l.PKIDir()
+	if err := pki.Ensure(dir, l.pkiSpec(c)); err != nil {
+		return fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	ca, err := os.ReadFile(pki.Path(dir, string(pki.ClusterCA), ".crt"))
+	if err != nil {
+		return err
+	}
+	for _, cl := range l.clients(c) {
+		cert, err := os.ReadFile(pki.Path(dir, "clients/"+cl.name, ".crt"))
+		if err != nil {
+			return err
+		}
+		key, err := os.ReadFile(pki.Path(dir, "clients/"+cl.name, ".key"))
+		if err != nil {
+			return err
+		}
+		cfg := Kubeconfig(c.Name, cl.server, ca, cert, key)
+		path := l.KubeconfigPath(cl.name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		data, err := clientcmd.Write(*cfg)
+		if err != nil {
+			return err
+		}
+		if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+			continue
+		}
+		if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CAPEM returns the cluster CA certificate.
+func (l Layout) CAPEM() ([]byte, error) {
+	return os.ReadFile(pki.Path(l.PKIDir(), string(pki.ClusterCA), ".crt"))
+}
+
+// Kubeconfig builds a kubeconfig with embedded client certificate.
+func Kubeconfig(cluster, server string, ca, cert, key []byte) *clientcmdapi.Config {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[cluster] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
+	cfg.AuthInfos[cluster] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
+	cfg.Contexts[cluster] = &clientcmdapi.Context{Cluster: cluster, AuthInfo: cluster}
+	cfg.CurrentContext = cluster
+	return cfg
+}

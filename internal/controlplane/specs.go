@@ -1,0 +1,190 @@
+package controlplane
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"skiff.dev/skiff/internal/bundle"
+	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/pki"
+	"skiff.dev/skiff/internal/runtime"
+)
+
+// Specs returns the desired instances of cluster c, run from bundle b. The
+// result depends only on the stored cluster and the bundle, so a spec's
+// hash changes exactly when its instance must be replaced.
+func (l Layout) Specs(c *model.Cluster, b bundle.Bundle) []runtime.Spec {
+	var out []runtime.Spec
+	for i, zone := range c.Zones {
+		out = append(out, l.etcdSpec(c, b, i, zone))
+	}
+	for i := range c.APIServers {
+		out = append(out, l.apiserverSpec(c, b, i))
+	}
+	for i := range 2 {
+		out = append(out, l.controllerManagerSpec(c, b, i), l.schedulerSpec(c, b, i))
+	}
+	return out
+}
+
+func (l Layout) spec(c *model.Cluster, b bundle.Bundle, role runtime.Role, name, zone string, files []string, args ...string) runtime.Spec {
+	return runtime.Spec{
+		ID:      c.ID + "/" + name,
+		Cluster: c.ID,
+		Role:    role,
+		Zone:    zone,
+		Version: b.KubernetesVersion,
+		Command: append([]string{b.Path(), string(role)}, args...),
+		Files:   append([]string{l.PKIDir()}, files...),
+	}
+}
+
+func (l Layout) pki(name string) string { return pki.Path(l.PKIDir(), name, "") }
+
+// zoneOf is the zone of the i-th instance of a role spread over the zones.
+func zoneOf(c *model.Cluster, i int) string { return c.Zones[i%len(c.Zones)] }
+
+func (l Layout) etcdMemberName(c *model.Cluster, i int) string {
+	zone := c.Zones[i]
+	return etcdName(zone, c.Etcd.Generations["etcd-"+zone])
+}
+
+func (l Layout) etcdPeerURL(i int) string { return "https://" + hostPort(l.EtcdIP(i), EtcdPeerPort) }
+
+func (l Layout) etcdClientURL(i int) string {
+	return "https://" + hostPort(l.EtcdIP(i), EtcdClientPort)
+}
+
+// EtcdEndpoints are the client URLs of all members.
+func (l Layout) EtcdEndpoints(c *model.Cluster) []string {
+	var out []string
+	for i := range c.Zones {
+		out = append(out, l.etcdClientURL(i))
+	}
+	return out
+}
+
+func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) runtime.Spec {
+	name := l.etcdMemberName(c, i)
+	var initial []string
+	for j := range c.Zones {
+		initial = append(initial, l.etcdMemberName(c, j)+"="+l.etcdPeerURL(j))
+	}
+	// A first-generation member bootstraps the cluster; a replacement joins
+	// it (skiff added it with MemberAdd first). Once a member has data,
+	// etcd ignores both flags.
+	state := "new"
+	if c.Etcd.Generations["etcd-"+zone] > 0 {
+		state = "existing"
+	}
+	ip := l.EtcdIP(i)
+	dataDir := l.EtcdDataDir(name)
+	return l.spec(c, b, runtime.Etcd, "etcd-"+zone, zone, []string{dataDir},
+		"--name="+name,
+		"--data-dir="+dataDir,
+		"--listen-client-urls="+l.etcdClientURL(i),
+		"--advertise-client-urls="+l.etcdClientURL(i),
+		"--listen-peer-urls="+l.etcdPeerURL(i),
+		"--initial-advertise-peer-urls="+l.etcdPeerURL(i),
+		"--listen-metrics-urls=http://"+hostPort(ip, EtcdMetricsPort),
+		"--initial-cluster="+strings.Join(initial, ","),
+		"--initial-cluster-state="+state,
+		"--initial-cluster-token="+c.ID,
+		"--client-cert-auth=true",
+		"--trusted-ca-file="+l.pki("etcd/ca.crt"),
+		"--cert-file="+l.pki("etcd/server.crt"),
+		"--key-file="+l.pki("etcd/server.key"),
+		"--peer-client-cert-auth=true",
+		"--peer-trusted-ca-file="+l.pki("etcd/ca.crt"),
+		"--peer-cert-file="+l.pki("etcd/peer.crt"),
+		"--peer-key-file="+l.pki("etcd/peer.key"),
+		"--snapshot-count=10000",
+		"--heartbeat-interval=100",
+		"--election-timeout=1000",
+		"--log-level=warn",
+	)
+}
+
+func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.Spec {
+	ip := l.APIServerIP(i).String()
+	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), nil,
+		"--advertise-address="+ip,
+		"--bind-address="+ip,
+		"--secure-port="+strconv.Itoa(APIServerPort),
+		"--etcd-servers="+strings.Join(l.EtcdEndpoints(c), ","),
+		"--etcd-cafile="+l.pki("etcd/ca.crt"),
+		"--etcd-certfile="+l.pki("apiserver-etcd-client.crt"),
+		"--etcd-keyfile="+l.pki("apiserver-etcd-client.key"),
+		"--tls-cert-file="+l.pki("apiserver.crt"),
+		"--tls-private-key-file="+l.pki("apiserver.key"),
+		"--client-ca-file="+l.pki("ca.crt"),
+		"--kubelet-client-certificate="+l.pki("apiserver-kubelet-client.crt"),
+		"--kubelet-client-key="+l.pki("apiserver-kubelet-client.key"),
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--proxy-client-cert-file="+l.pki("front-proxy-client.crt"),
+		"--proxy-client-key-file="+l.pki("front-proxy-client.key"),
+		"--requestheader-client-ca-file="+l.pki("front-proxy-ca.crt"),
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+l.pki("sa.pub"),
+		"--service-account-signing-key-file="+l.pki("sa.key"),
+		"--service-cluster-ip-range="+ServiceCIDR,
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--allow-privileged=true",
+		"--profiling=false",
+		// Loopback addresses cannot be advertised in the "kubernetes" Endpoints;
+		// skiff owns them (as EKS points them at its in-VPC interfaces).
+		"--endpoint-reconciler-type=none",
+	)
+}
+
+// Controller-managers and schedulers run as leader-elected pairs in two
+// zones, as on EKS: a standby takes over within one lease (the leases are
+// shorter than upstream's defaults), and a killed one is also restarted.
+var leaderElection = []string{
+	"--leader-elect=true",
+	"--leader-elect-lease-duration=8s",
+	"--leader-elect-renew-deadline=6s",
+	"--leader-elect-retry-period=1s",
+}
+
+func (l Layout) controllerManagerSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.Spec {
+	kc := l.KubeconfigPath(fmt.Sprintf("controller-manager-%d", i))
+	return l.spec(c, b, runtime.ControllerManager, "controller-manager-"+strconv.Itoa(i), zoneOf(c, i), []string{kc},
+		append([]string{
+			"--kubeconfig=" + kc,
+			"--authentication-kubeconfig=" + kc,
+			"--authorization-kubeconfig=" + kc,
+			"--bind-address=" + l.ControllerManagerIP(i).String(),
+			"--secure-port=" + strconv.Itoa(ControllerManagerPort),
+			"--client-ca-file=" + l.pki("ca.crt"),
+			"--requestheader-client-ca-file=" + l.pki("front-proxy-ca.crt"),
+			"--cluster-name=" + c.Name,
+			"--cluster-signing-cert-file=" + l.pki("ca.crt"),
+			"--cluster-signing-key-file=" + l.pki("ca.key"),
+			"--root-ca-file=" + l.pki("ca.crt"),
+			"--service-account-private-key-file=" + l.pki("sa.key"),
+			"--service-cluster-ip-range=" + ServiceCIDR,
+			"--use-service-account-credentials=true",
+			"--controllers=*,bootstrapsigner,tokencleaner",
+			"--profiling=false",
+		}, leaderElection...)...)
+}
+
+func (l Layout) schedulerSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.Spec {
+	kc := l.KubeconfigPath(fmt.Sprintf("scheduler-%d", i))
+	return l.spec(c, b, runtime.Scheduler, "scheduler-"+strconv.Itoa(i), zoneOf(c, i), []string{kc},
+		append([]string{
+			"--kubeconfig=" + kc,
+			"--authentication-kubeconfig=" + kc,
+			"--authorization-kubeconfig=" + kc,
+			"--bind-address=" + l.SchedulerIP(i).String(),
+			"--secure-port=" + strconv.Itoa(SchedulerPort),
+			"--profiling=false",
+		}, leaderElection...)...)
+}

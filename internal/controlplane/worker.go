@@ -1,0 +1,416 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"skiff.dev/skiff/internal/lb"
+	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/store"
+)
+
+// Health policy.
+const (
+	// failThreshold consecutive failed probes of an instance that was
+	// healthy before get it killed and restarted.
+	failThreshold = 3
+	// startupGrace is how long a new instance may take to pass its first probe.
+	startupGrace = 90 * time.Second
+	probeTimeout = time.Second
+	maxBackoff   = 30 * time.Second
+)
+
+// worker reconciles one cluster.
+type worker struct {
+	*Engine
+	key, id string
+	cancel  context.CancelFunc
+	wake    chan struct{}
+	done    chan struct{}
+
+	lb      *lb.Balancer
+	prober  *prober
+	admin   kubernetes.Interface
+	pkiOK   string // hash of the PKI spec last ensured
+	inst    map[string]*instState
+	started time.Time
+}
+
+// instState is what the worker remembers of an instance between passes;
+// losing it (a skiff restart) costs at most a fresh startup grace.
+type instState struct {
+	startedAt   time.Time // by this worker; zero if adopted
+	healthy     bool      // passed a probe since it started
+	fails       int       // consecutive failed probes
+	crashes     int       // exits without having been healthy, for backoff
+	notBefore   time.Time // backoff: no restart before
+	seenRunning bool
+}
+
+func (w *worker) trigger() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) layout(c *model.Cluster) Layout { return NewLayout(w.cfg.DataDir, c) }
+
+func (w *worker) run(ctx context.Context) {
+	defer close(w.done)
+	defer func() {
+		if w.lb != nil {
+			w.lb.Close()
+		}
+	}()
+	w.started = time.Now()
+	t := time.NewTicker(w.cfg.Interval)
+	defer t.Stop()
+	for {
+		err := w.reconcile(ctx)
+		if errors.Is(err, errGone) {
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			w.cfg.Log.Warn("reconcile", "cluster", w.key, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-t.C:
+		}
+	}
+}
+
+func (w *worker) reconcile(ctx context.Context) error {
+	c, err := w.cfg.Store.GetCluster(w.key)
+	if errors.Is(err, store.ErrNotFound) {
+		return errGone
+	}
+	if err != nil {
+		return err
+	}
+	if c.Status == model.StatusDeleting {
+		return w.teardown(ctx, c)
+	}
+	b, err := w.cfg.Bundles.Lookup(c.Version)
+	if err != nil {
+		return w.setStatus(c, model.StatusFailed, err.Error())
+	}
+	l := w.layout(c)
+	if err := w.ensureAccess(c, l); err != nil {
+		return err
+	}
+	specs := l.Specs(c, b)
+	var apis []string
+	for i := range c.APIServers {
+		apis = append(apis, hostPort(l.APIServerIP(i), APIServerPort))
+	}
+	w.lb.SetBackends(apis)
+
+	all, err := w.cfg.Runtime.List(ctx)
+	if err != nil {
+		return err
+	}
+	observed := map[string]runtime.Status{}
+	for _, st := range all {
+		if runtime.ClusterOf(st.ID) == c.ID {
+			observed[st.ID] = st
+		}
+	}
+	// Instances that are no longer desired (e.g. fewer apiservers).
+	desired := map[string]bool{}
+	for _, s := range specs {
+		desired[s.ID] = true
+	}
+	for id := range observed {
+		if !desired[id] {
+			w.cfg.Log.Info("stopping undesired instance", "instance", id)
+			if err := w.cfg.Runtime.Stop(ctx, id, 5*time.Second); err != nil {
+				return err
+			}
+		}
+	}
+
+	// Probe every running instance at once; act on each result.
+	var wg sync.WaitGroup
+	probes := make([]error, len(specs))
+	for i, s := range specs {
+		if st, ok := observed[s.ID]; ok && st.Running && st.Hash == s.Hash() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+				defer cancel()
+				probes[i] = w.prober.probe(pctx, l, s, indexOf(s))
+			}()
+		}
+	}
+	wg.Wait()
+
+	var errs []error
+	for i, s := range specs {
+		if c, err = w.converge(ctx, c, s, observed[s.ID], probes[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return w.updateStatus(ctx, c)
+}
+
+// indexOf returns an instance's index within its role: the zone index for
+// etcd ("etcd-b" → 1), the number for the others ("apiserver-1" → 1).
+func indexOf(s runtime.Spec) int {
+	name := s.Name()
+	if s.Role == runtime.Etcd {
+		return int(name[len(name)-1] - 'a')
+	}
+	n := 0
+	fmt.Sscanf(name[strings.LastIndexByte(name, '-')+1:], "%d", &n)
+	return n
+}
+
+// converge brings one instance to its spec. It returns the cluster, which
+// an etcd replacement may have changed.
+func (w *worker) converge(ctx context.Context, c *model.Cluster, s runtime.Spec, st runtime.Status, probe error) (*model.Cluster, error) {
+	is := w.inst[s.ID]
+	if is == nil {
+		is = &instState{}
+		w.inst[s.ID] = is
+	}
+	name := s.Name()
+	switch {
+	case st.ID == "": // not there at all
+		if is.seenRunning || c.Status == model.StatusActive {
+			w.event(c, name, model.EventDetected, "instance is missing")
+		}
+		return w.start(ctx, c, s, is, "missing instance started")
+
+	case !st.Running: // exited
+		if is.seenRunning || c.Status == model.StatusActive {
+			if is.notBefore.IsZero() {
+				w.event(c, name, model.EventDetected, fmt.Sprintf("process exited (code %d)", st.ExitCode))
+			}
+		}
+		if is.healthy || !is.seenRunning {
+			is.crashes = 0
+		}
+		if is.notBefore.IsZero() {
+			is.notBefore = time.Now().Add(backoff(is.crashes))
+			is.crashes++
+		}
+		if time.Now().Before(is.notBefore) {
+			return c, nil
+		}
+		if err := w.cfg.Runtime.Stop(ctx, s.ID, 0); err != nil { // forget the ended run
+			return c, err
+		}
+		return w.start(ctx, c, s, is, "restarted after exit")
+
+	case st.Hash != s.Hash(): // spec changed
+		w.cfg.Log.Info("replacing instance with a changed spec", "instance", s.ID)
+		if err := w.cfg.Runtime.Stop(ctx, s.ID, 10*time.Second); err != nil {
+			return c, err
+		}
+		return w.start(ctx, c, s, is, "replaced with a changed spec")
+	}
+
+	// Running with the right spec: judge its health.
+	is.seenRunning = true
+	if probe == nil {
+		is.healthy, is.fails, is.crashes = true, 0, 0
+		return c, nil
+	}
+	is.fails++
+	young := !is.healthy && (is.startedAt.IsZero() && time.Since(w.started) < startupGrace ||
+		time.Since(is.startedAt) < startupGrace)
+	if young || is.fails < failThreshold {
+		return c, nil
+	}
+	w.event(c, name, model.EventDetected, fmt.Sprintf("unhealthy for %d probes: %v", is.fails, probe))
+	if err := w.cfg.Runtime.Stop(ctx, s.ID, 0); err != nil {
+		return c, err
+	}
+	return w.start(ctx, c, s, is, "replaced after failing health checks")
+}
+
+func backoff(crashes int) time.Duration {
+	if crashes == 0 {
+		return 0
+	}
+	d := 500 * time.Millisecond << min(crashes-1, 10)
+	return min(d, maxBackoff)
+}
+
+func (w *worker) start(ctx context.Context, c *model.Cluster, s runtime.Spec, is *instState, why string) (*model.Cluster, error) {
+	if s.Role == runtime.Etcd {
+		nc, err := w.ensureEtcdMember(ctx, c, indexOf(s))
+		if err != nil {
+			return c, wrap(c, "prepare "+s.Name(), err)
+		}
+		if nc != c { // a new generation: the spec changed
+			c = nc
+			b, err := w.cfg.Bundles.Lookup(c.Version)
+			if err != nil {
+				return c, err
+			}
+			s = w.layout(c).Specs(c, b)[indexOf(s)]
+		}
+	}
+	if err := w.cfg.Runtime.Start(ctx, s); err != nil {
+		return c, wrap(c, "start "+s.Name(), err)
+	}
+	replaced := is.seenRunning || c.Status == model.StatusActive
+	*is = instState{startedAt: time.Now(), crashes: is.crashes, seenRunning: is.seenRunning}
+	if replaced {
+		w.event(c, s.Name(), model.EventReplaced, why)
+	}
+	return c, nil
+}
+
+// ensureAccess prepares what a pass needs besides instances: the PKI,
+// kubeconfigs, the load balancer on the endpoint, the prober and the admin
+// client. Each is made once per worker, or again when its inputs change.
+func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
+	spec := fmt.Sprint(l.pkiSpec(c))
+	if w.pkiOK != spec {
+		if err := l.EnsurePKI(c); err != nil {
+			return err
+		}
+		ca, err := l.CAPEM()
+		if err != nil {
+			return err
+		}
+		if w.prober, err = newProber(ca); err != nil {
+			return err
+		}
+		cfg, err := clientcmd.BuildConfigFromFlags("", l.KubeconfigPath("admin"))
+		if err != nil {
+			return err
+		}
+		cfg.Timeout = 2 * time.Second
+		if w.admin, err = kubernetes.NewForConfig(cfg); err != nil {
+			return err
+		}
+		if w.lb != nil {
+			w.lb.Close()
+			w.lb = nil
+		}
+		w.pkiOK = spec
+	}
+	if w.lb == nil {
+		bal := lb.New(lb.Config{Name: c.Name, Check: w.prober.readyz(l), Log: w.cfg.Log})
+		if err := bal.Listen(hostPort(l.EndpointIP(), EndpointPort)); err != nil {
+			bal.Close()
+			return err
+		}
+		w.lb = bal
+	}
+	return nil
+}
+
+// updateStatus records what the pass saw: a CREATING cluster turns ACTIVE
+// once its endpoint serves the API and the default namespaces exist.
+func (w *worker) updateStatus(ctx context.Context, c *model.Cluster) error {
+	if c.Status != model.StatusCreating {
+		return nil
+	}
+	if len(w.lb.Healthy()) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	nss, err := w.admin.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil // not yet
+	}
+	have := map[string]bool{}
+	for _, ns := range nss.Items {
+		have[ns.Name] = true
+	}
+	for _, ns := range []string{"default", "kube-system", "kube-public", "kube-node-lease"} {
+		if !have[ns] {
+			return nil
+		}
+	}
+	l := w.layout(c)
+	ca, err := l.CAPEM()
+	if err != nil {
+		return err
+	}
+	_, err = w.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		c.Status = model.StatusActive
+		c.Message = ""
+		c.Endpoint = l.EndpointURL()
+		c.CertificateAuthority = string(ca)
+		c.Etcd.Bootstrapped = true
+		return nil
+	})
+	if err == nil {
+		w.event(c, "", model.EventCreated, fmt.Sprintf("control plane ready at %s after %s",
+			l.EndpointURL(), time.Since(c.CreatedAt).Round(10*time.Millisecond)))
+	}
+	return err
+}
+
+func (w *worker) setStatus(c *model.Cluster, status, msg string) error {
+	if c.Status == status && c.Message == msg {
+		return nil
+	}
+	_, err := w.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		c.Status, c.Message = status, msg
+		return nil
+	})
+	return err
+}
+
+// teardown stops every instance of a DELETING cluster, removes its files
+// and finally its record. A crash halfway repeats it from the start.
+func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
+	if w.lb != nil {
+		w.lb.Close()
+		w.lb = nil
+	}
+	all, err := w.cfg.Runtime.List(ctx)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(all))
+	for i, st := range all {
+		if runtime.ClusterOf(st.ID) != c.ID {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.cfg.Runtime.Stop(ctx, st.ID, 3*time.Second)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(w.layout(c).Dir); err != nil {
+		return wrap(c, "remove files", err)
+	}
+	if err := w.cfg.Store.DeleteCluster(c.Key()); err != nil {
+		return err
+	}
+	w.event(c, "", model.EventDeleted, "control plane deleted")
+	return errGone
+}

@@ -1,0 +1,318 @@
+// Package lb is a TCP load balancer with active health checks: the one
+// stable endpoint in front of a cluster's apiservers. TLS passes through, so
+// clients see the apiservers' own serving certificate.
+//
+// A backend joins the pool after one passing check and leaves it after one
+// failing check or one failed dial; leaving closes the connections it
+// holds, so clients of a hung backend reconnect at once.
+package lb
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Check probes one backend address; nil means healthy.
+type Check func(ctx context.Context, addr string) error
+
+// Config of a Balancer.
+type Config struct {
+	Name     string // for logs
+	Check    Check
+	Interval time.Duration // between checks of one backend; default 200ms
+	Timeout  time.Duration // of one check; default 500ms
+	Log      *slog.Logger
+}
+
+// Balancer forwards connections from its listeners to healthy backends.
+type Balancer struct {
+	cfg Config
+
+	mu        sync.Mutex
+	backends  map[string]*backend
+	listeners []net.Listener
+	next      int
+	closed    bool
+	wg        sync.WaitGroup
+	stopCheck context.CancelFunc
+}
+
+type backend struct {
+	addr    string
+	healthy bool
+	conns   map[net.Conn]struct{}
+	cancel  context.CancelFunc
+}
+
+// New returns a balancer with no listeners and no backends.
+func New(cfg Config) *Balancer {
+	if cfg.Interval == 0 {
+		cfg.Interval = 200 * time.Millisecond
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 500 * time.Millisecond
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Balancer{cfg: cfg, backends: map[string]*backend{}}
+}
+
+// Listen opens a listener on addr and serves it.
+func (b *Balancer) Listen(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("load balancer %s: listen %s: %w", b.cfg.Name, addr, err)
+	}
+	b.Serve(l)
+	return nil
+}
+
+// Serve forwards connections accepted on l until Close. Listeners from
+// elsewhere (e.g. opened inside a network namespace) are welcome.
+func (b *Balancer) Serve(l net.Listener) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		l.Close()
+		return
+	}
+	b.listeners = append(b.listeners, l)
+	b.wg.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				b.forward(c)
+			}()
+		}
+	}()
+}
+
+// SetBackends replaces the backend set. New backends start unhealthy and
+// join after their first passing check; kept backends keep their state.
+func (b *Balancer) SetBackends(addrs []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	for addr, be := range b.backends {
+		if !slices.Contains(addrs, addr) {
+			be.cancel()
+			b.closeConnsLocked(be)
+			delete(b.backends, addr)
+		}
+	}
+	for _, addr := range addrs {
+		if _, ok := b.backends[addr]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		be := &backend{addr: addr, conns: map[net.Conn]struct{}{}, cancel: cancel}
+		b.backends[addr] = be
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.checkLoop(ctx, be)
+		}()
+	}
+}
+
+// Healthy returns the addresses of the backends in the pool, sorted.
+func (b *Balancer) Healthy() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for addr, be := range b.backends {
+		if be.healthy {
+			out = append(out, addr)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Close stops the listeners, the checks and every connection.
+func (b *Balancer) Close() {
+	b.mu.Lock()
+	b.closed = true
+	for _, l := range b.listeners {
+		l.Close()
+	}
+	for _, be := range b.backends {
+		be.cancel()
+		b.closeConnsLocked(be)
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
+	t := time.NewTicker(b.cfg.Interval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+		err := b.cfg.Check(cctx, be.addr)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		b.setHealth(be, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (b *Balancer) setHealth(be *backend, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	healthy := err == nil
+	if be.healthy == healthy {
+		return
+	}
+	be.healthy = healthy
+	if healthy {
+		b.cfg.Log.Info("backend joined the pool", "lb", b.cfg.Name, "backend", be.addr)
+		return
+	}
+	b.cfg.Log.Info("backend left the pool", "lb", b.cfg.Name, "backend", be.addr, "reason", err)
+	b.closeConnsLocked(be)
+}
+
+func (b *Balancer) closeConnsLocked(be *backend) {
+	for c := range be.conns {
+		c.Close()
+	}
+}
+
+// pick returns the healthy backends in round-robin order.
+func (b *Balancer) pick() []*backend {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var pool []*backend
+	for _, be := range b.backends {
+		if be.healthy {
+			pool = append(pool, be)
+		}
+	}
+	slices.SortFunc(pool, func(x, y *backend) int {
+		if x.addr < y.addr {
+			return -1
+		}
+		return 1
+	})
+	if len(pool) == 0 {
+		return nil
+	}
+	b.next++
+	n := b.next % len(pool)
+	return append(pool[n:], pool[:n]...)
+}
+
+func (b *Balancer) forward(client net.Conn) {
+	defer client.Close()
+	for _, be := range b.pick() {
+		server, err := net.DialTimeout("tcp", be.addr, time.Second)
+		if err != nil {
+			b.setHealth(be, fmt.Errorf("dial: %w", err))
+			continue
+		}
+		if !b.track(be, client, server) {
+			server.Close()
+			return
+		}
+		defer b.untrack(be, client, server)
+		pipe(client, server)
+		return
+	}
+}
+
+func (b *Balancer) track(be *backend, conns ...net.Conn) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || !be.healthy {
+		return false
+	}
+	for _, c := range conns {
+		be.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (b *Balancer) untrack(be *backend, conns ...net.Conn) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range conns {
+		delete(be.conns, c)
+	}
+}
+
+// pipe copies both ways until either side ends, then closes both.
+func pipe(a, b net.Conn) {
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		io.Copy(dst, src)
+		if tc, ok := dst.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	<-done
+	// One direction ended; give the other a moment to drain, then close.
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	a.Close()
+	b.Close()
+}
+
+// HTTPSCheck returns a Check that GETs https://ADDR/path and wants a 200.
+func HTTPSCheck(tlsConfig *tls.Config, path string) Check {
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   tlsConfig,
+		DisableKeepAlives: true,
+	}}
+	return func(ctx context.Context, addr string) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,141 @@
+package lb
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// echoServer answers each line with its own name.
+func echoServer(t *testing.T, name string) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					fmt.Fprintln(c, name)
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func ask(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintln(c, "hi")
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestBalancer(t *testing.T) {
+	a, b := echoServer(t, "a"), echoServer(t, "b")
+	var bDown atomic.Bool
+	check := func(ctx context.Context, addr string) error {
+		if addr == b.Addr().String() && bDown.Load() {
+			return errors.New("unhealthy")
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	lb := New(Config{Name: "test", Check: check, Interval: 50 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer lb.Close()
+	if err := lb.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	addr := lb.listeners[0].Addr().String()
+	lb.SetBackends([]string{a.Addr().String(), b.Addr().String()})
+	waitFor(t, "both healthy", func() bool { return len(lb.Healthy()) == 2 })
+
+	seen := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		got, err := ask(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[got] = true
+	}
+	if len(seen) != 2 {
+		t.Fatalf("round robin reached %v", seen)
+	}
+
+	// A held connection to b is closed when b fails its check.
+	held, _ := net.Dial("tcp", addr)
+	defer held.Close()
+	// Find a held connection that lands on b.
+	fmt.Fprintln(held, "hi")
+	first, _ := bufio.NewReader(held).ReadString('\n')
+	bDown.Store(true)
+	took := waitFor(t, "b to leave", func() bool { return slices.Equal(lb.Healthy(), []string{a.Addr().String()}) })
+	if took > time.Second {
+		t.Errorf("unhealthy backend left after %v, want < 1s", took)
+	}
+	if first == "b\n" {
+		held.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := held.Read(make([]byte, 1)); err == nil {
+			t.Error("connection to the failed backend stayed open")
+		}
+	}
+	for i := 0; i < 4; i++ {
+		if got, err := ask(addr); err != nil || got != "a\n" {
+			t.Fatalf("with b down got %q, %v", got, err)
+		}
+	}
+
+	// A backend that refuses connections fails over on dial, without waiting for a check.
+	bDown.Store(false)
+	waitFor(t, "b back", func() bool { return len(lb.Healthy()) == 2 })
+	a.Close()
+	for i := 0; i < 4; i++ {
+		if got, err := ask(addr); err != nil || got != "b\n" {
+			t.Fatalf("with a dead got %q, %v", got, err)
+		}
+	}
+
+	// Removing backends empties the pool: connections are refused politely (closed).
+	lb.SetBackends(nil)
+	if got, err := ask(addr); err == nil {
+		t.Fatalf("no backends, got %q", got)
+	}
+}

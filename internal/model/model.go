@@ -1,0 +1,94 @@
+// Package model holds skiff's API types: the desired and reported state of
+// clusters and the events recorded about them. It has no behaviour; the
+// store persists these types and the reconcilers act on them.
+package model
+
+import (
+	"fmt"
+	"time"
+)
+
+// Cluster statuses, as EKS reports them.
+const (
+	StatusCreating = "CREATING"
+	StatusActive   = "ACTIVE"
+	StatusDeleting = "DELETING"
+	StatusFailed   = "FAILED"
+	StatusUpdating = "UPDATING"
+)
+
+// Defaults of a cluster's control plane.
+const (
+	DefaultAPIServers = 2
+	MinAPIServers     = 2
+	MaxAPIServers     = 5
+)
+
+// DefaultZones are the zone suffixes of a cluster's control plane: one etcd
+// member in each, as EKS spreads its control plane over three zones.
+var DefaultZones = []string{"a", "b", "c"}
+
+// Cluster is one single-tenant control plane.
+type Cluster struct {
+	// Name is unique within an account.
+	Name    string `json:"name"`
+	Account string `json:"account,omitempty"`
+	// ID names the cluster in the runtime and on disk; unique in one skiff.
+	ID string `json:"id"`
+	// Version is the Kubernetes minor version ("1.37").
+	Version string `json:"version"`
+	// Slot numbers the cluster's addresses: 127.1.SLOT.0/24.
+	Slot       int      `json:"slot"`
+	APIServers int      `json:"apiServers"`
+	Zones      []string `json:"zones"`
+
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"createdAt"`
+	// Endpoint is the URL of the load-balanced API endpoint.
+	Endpoint string `json:"endpoint,omitempty"`
+	// CertificateAuthority is the PEM of the cluster CA.
+	CertificateAuthority string `json:"certificateAuthority,omitempty"`
+
+	// Etcd is the reconciler's record of the etcd cluster's membership.
+	Etcd EtcdState `json:"etcd"`
+	// Message explains the status (why FAILED, what CREATING waits for).
+	Message string `json:"message,omitempty"`
+}
+
+// EtcdState records what must survive a skiff restart about etcd.
+type EtcdState struct {
+	// Bootstrapped is set once the initial members formed a cluster; from
+	// then on a member without data joins as a new member.
+	Bootstrapped bool `json:"bootstrapped"`
+	// Generations counts replacements per member name ("etcd-a": 2); the
+	// member's data dir and etcd name carry it.
+	Generations map[string]int `json:"generations,omitempty"`
+}
+
+// Key is the store key of a cluster.
+func (c *Cluster) Key() string { return ClusterKey(c.Account, c.Name) }
+
+// ClusterKey is the store key of cluster name in account.
+func ClusterKey(account, name string) string { return account + "/" + name }
+
+// Event records something skiff noticed or did to a cluster's instances.
+type Event struct {
+	Time     time.Time `json:"time"`
+	Cluster  string    `json:"cluster"` // cluster ID
+	Instance string    `json:"instance,omitempty"`
+	// Type is one of the Event* constants.
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+}
+
+// Event types.
+const (
+	EventDetected = "Detected" // an instance was found dead or unhealthy
+	EventReplaced = "Replaced" // an instance was restarted or replaced
+	EventCreated  = "Created"
+	EventDeleted  = "Deleted"
+)
+
+func (e Event) String() string {
+	return fmt.Sprintf("%s %s %s %s: %s", e.Time.Format(time.RFC3339), e.Cluster, e.Instance, e.Type, e.Reason)
+}

@@ -1,0 +1,306 @@
+// Package process is the local runtime: each instance is a supervised
+// process in its own process group, with one log file.
+//
+// Instances outlive skiff (a crash or restart of skiff does not take the
+// control planes down). Each process carries SKIFF_ROOT, SKIFF_INSTANCE and
+// SKIFF_HASH in its environment; List finds them again by reading /proc, so
+// after a restart skiff adopts what still runs and finds orphans.
+package process
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"skiff.dev/skiff/internal/runtime"
+)
+
+// Environment markers of every instance process.
+const (
+	envRoot     = "SKIFF_ROOT"
+	envInstance = "SKIFF_INSTANCE"
+	envHash     = "SKIFF_HASH"
+)
+
+// Runtime runs instances as local processes. Root scopes it: two skiffs
+// with different roots never see each other's instances.
+type Runtime struct {
+	root   string // marker value, the skiff data dir
+	logDir string
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	exited map[string]runtime.Status // children that ended and were not stopped yet
+	live   map[string]*child         // children started by this skiff
+}
+
+// child is a process this skiff started; reaped is closed once Wait returned.
+type child struct {
+	cmd    *exec.Cmd
+	reaped chan struct{}
+}
+
+// New returns a runtime whose instances are marked with root and log under logDir.
+func New(root, logDir string, log *slog.Logger) *Runtime {
+	return &Runtime{root: root, logDir: logDir, log: log,
+		exited: map[string]runtime.Status{}, live: map[string]*child{}}
+}
+
+// LogPath is where the output of instance id goes: LOGDIR/CLUSTER/logs/NAME.log,
+// so that with LOGDIR = DATA/clusters a cluster's logs live (and go) with it.
+func (r *Runtime) LogPath(id string) string {
+	return filepath.Join(r.logDir, runtime.ClusterOf(id), "logs", runtime.NameOf(id)+".log")
+}
+
+// Start implements runtime.Runtime.
+func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
+	if len(spec.Command) == 0 {
+		return fmt.Errorf("start %s: empty command", spec.ID)
+	}
+	r.mu.Lock()
+	_, live := r.live[spec.ID]
+	r.mu.Unlock()
+	if p, _ := r.find(spec.ID); p != nil || live {
+		return fmt.Errorf("start %s: already running", spec.ID)
+	}
+	logPath := r.LogPath(spec.ID)
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return fmt.Errorf("start %s: %w", spec.ID, err)
+	}
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("start %s: open log: %w", spec.ID, err)
+	}
+	defer logFile.Close()
+	fmt.Fprintf(logFile, "---- skiff: starting %s (%s) at %s\n", spec.ID, spec.Hash(), time.Now().Format(time.RFC3339Nano))
+
+	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
+	cmd.Env = append(append(os.Environ(), spec.Env...),
+		envRoot+"="+r.root, envInstance+"="+spec.ID, envHash+"="+spec.Hash())
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", spec.ID, err)
+	}
+	ch := &child{cmd: cmd, reaped: make(chan struct{})}
+	r.mu.Lock()
+	delete(r.exited, spec.ID)
+	r.live[spec.ID] = ch
+	r.mu.Unlock()
+	started := time.Now()
+	go r.reap(spec.ID, spec.Hash(), ch, started)
+	r.log.Debug("started instance", "id", spec.ID, "pid", cmd.Process.Pid)
+	return nil
+}
+
+// reap waits for a child and records how it ended.
+func (r *Runtime) reap(id, hash string, ch *child, started time.Time) {
+	err := ch.cmd.Wait()
+	close(ch.reaped)
+	code := 0
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		code = exitErr.ExitCode()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live[id] != ch {
+		return // stopped on purpose, or replaced
+	}
+	delete(r.live, id)
+	r.exited[id] = runtime.Status{ID: id, Hash: hash, Started: started, Exited: time.Now(),
+		ExitCode: code, Log: r.LogPath(id)}
+}
+
+// Stop implements runtime.Runtime.
+func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
+	r.mu.Lock()
+	delete(r.exited, id)
+	ch := r.live[id]
+	delete(r.live, id) // reap must not record this exit
+	r.mu.Unlock()
+
+	p, err := r.find(id)
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
+	}
+	if p == nil && ch != nil { // a child that has not exec'd yet
+		tick, _, err := readStat(ch.cmd.Process.Pid)
+		if err == nil {
+			p = &proc{pid: ch.cmd.Process.Pid, startTick: tick}
+		}
+	}
+	if p == nil {
+		return nil
+	}
+	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
+	if !waitGone(ctx, p, grace) {
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		if !waitGone(ctx, p, 5*time.Second) {
+			return fmt.Errorf("stop %s: pid %d did not exit after SIGKILL", id, p.pid)
+		}
+	}
+	if ch != nil { // our own child: gone only once reaped
+		select {
+		case <-ch.reaped:
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("stop %s: pid %d was not reaped", id, p.pid)
+		}
+	}
+	return nil
+}
+
+// waitGone polls until the process group leader is gone (or a zombie).
+func waitGone(ctx context.Context, p *proc, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if !p.alive() {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// List implements runtime.Runtime.
+func (r *Runtime) List(ctx context.Context) ([]runtime.Status, error) {
+	procs, err := r.scan()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []runtime.Status
+	for _, p := range procs {
+		if seen[p.id] {
+			continue // duplicates are reported once; Stop kills one at a time
+		}
+		seen[p.id] = true
+		out = append(out, runtime.Status{ID: p.id, Hash: p.hash, Running: true, PID: p.pid,
+			Started: p.started, Log: r.LogPath(p.id)})
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// A child between fork and exec does not show its markers yet.
+	for id, ch := range r.live {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, runtime.Status{ID: id, Hash: envValue(ch.cmd.Env, envHash), Running: true,
+				PID: ch.cmd.Process.Pid, Log: r.LogPath(id)})
+		}
+	}
+	for id, st := range r.exited {
+		if !seen[id] {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if k, v, _ := strings.Cut(kv, "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+type proc struct {
+	pid       int
+	id, hash  string
+	startTick string // field 22 of /proc/PID/stat: tells a reused pid apart
+	started   time.Time
+}
+
+func (p *proc) alive() bool {
+	tick, state, err := readStat(p.pid)
+	return err == nil && tick == p.startTick && state != "Z"
+}
+
+func (r *Runtime) find(id string) (*proc, error) {
+	procs, err := r.scan()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range procs {
+		if p.id == id {
+			return &p, nil
+		}
+	}
+	return nil, nil
+}
+
+// scan finds the live process-group leaders marked with this runtime's root.
+func (r *Runtime) scan() ([]proc, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("scan processes: %w", err)
+	}
+	rootMarker := []byte(envRoot + "=" + r.root + "\x00")
+	var out []proc
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, rootMarker) {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(pid); err != nil || pgid != pid {
+			continue // a child of an instance inherits its markers; only the leader counts
+		}
+		tick, state, err := readStat(pid)
+		if err != nil || state == "Z" {
+			continue
+		}
+		p := proc{pid: pid, startTick: tick}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case envInstance:
+				p.id = v
+			case envHash:
+				p.hash = v
+			}
+		}
+		if p.id == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join("/proc", e.Name())); err == nil {
+			p.started = st.ModTime()
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// readStat returns the start time (in clock ticks since boot) and state of pid.
+func readStat(pid int) (startTick, state string, err error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", "", err
+	}
+	// The command name (field 2) may hold spaces; fields after it follow ") ".
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return "", "", fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 20 {
+		return "", "", fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return fields[19], fields[0], nil
+}

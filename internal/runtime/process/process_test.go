@@ -1,0 +1,113 @@
+package process
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"skiff.dev/skiff/internal/runtime"
+)
+
+func newRuntime(t *testing.T) *Runtime {
+	dir := t.TempDir()
+	return New(dir, dir+"/logs", slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func status(t *testing.T, r *Runtime, id string) (runtime.Status, bool) {
+	t.Helper()
+	list, err := r.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return runtime.Status{}, false
+}
+
+func TestLifecycle(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t)
+	spec := runtime.Spec{ID: "c1/sleeper", Cluster: "c1", Command: []string{"sh", "-c", "echo hello; exec sleep 60"}}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(ctx, spec.ID, time.Second) })
+	if err := r.Start(ctx, spec); err == nil {
+		t.Fatal("second Start of a running instance succeeded")
+	}
+	st, ok := status(t, r, spec.ID)
+	if !ok || !st.Running || st.Hash != spec.Hash() || st.PID == 0 {
+		t.Fatalf("status = %+v, %v", st, ok)
+	}
+
+	// A second runtime with the same root (skiff restarted) adopts it; one
+	// with another root does not see it.
+	adopted := New(r.root, r.logDir, r.log)
+	if st2, ok := status(t, adopted, spec.ID); !ok || st2.PID != st.PID {
+		t.Fatalf("restarted runtime sees %+v, %v", st2, ok)
+	}
+	if _, ok := status(t, newRuntime(t), spec.ID); ok {
+		t.Fatal("runtime with another root sees the instance")
+	}
+
+	// kill -9: reported as ended, not running.
+	syscall.Kill(st.PID, syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, ok = status(t, r, spec.ID)
+		if ok && !st.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("killed instance still reported: %+v, %v", st, ok)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.ExitCode != -1 || st.Exited.IsZero() {
+		t.Errorf("killed status = %+v", st)
+	}
+
+	// Stop forgets it; the log holds the output of the run.
+	if err := r.Stop(ctx, spec.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := status(t, r, spec.ID); ok {
+		t.Fatal("stopped instance still listed")
+	}
+	logData, _ := os.ReadFile(r.LogPath(spec.ID))
+	if !strings.Contains(string(logData), "hello") {
+		t.Errorf("log = %q", logData)
+	}
+}
+
+func TestStopEscalates(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t)
+	spec := runtime.Spec{ID: "c1/stubborn", Command: []string{"sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"}}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := r.Stop(ctx, spec.ID, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := status(t, r, spec.ID); ok {
+		t.Fatal("instance survived Stop")
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("Stop took %v", time.Since(start))
+	}
+	// Stopping again is fine.
+	if err := r.Stop(ctx, spec.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

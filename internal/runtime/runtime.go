@@ -1,0 +1,95 @@
+// Package runtime defines how skiff places control-plane instances: an
+// instance is data (Spec), and a Runtime starts, stops and observes it.
+//
+// Today's runtime is package process (supervised local processes); a later
+// one can place the same specs as pods on a host Kubernetes cluster. Every
+// instance carries markers (its ID and spec hash) so that a runtime can
+// rediscover what it runs after skiff itself crashed, as kind does with
+// container labels: the reconciler never relies on in-memory state alone.
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Role is a control-plane component.
+type Role string
+
+const (
+	Etcd              Role = "etcd"
+	APIServer         Role = "apiserver"
+	ControllerManager Role = "controller-manager"
+	Scheduler         Role = "scheduler"
+)
+
+// Spec is one instance of a component.
+type Spec struct {
+	// ID is unique within one skiff: "CLUSTER/NAME", e.g. "prod/etcd-a".
+	ID      string `json:"id"`
+	Cluster string `json:"cluster"`
+	Role    Role   `json:"role"`
+	Zone    string `json:"zone"`
+	// Version is the Kubernetes version of the bundle the command comes from.
+	Version string `json:"version"`
+	// Command is the binary and its arguments.
+	Command []string `json:"command"`
+	Env     []string `json:"env,omitempty"`
+	// Files are the host paths (files or directories) the instance reads or
+	// writes; a remote runtime must ship or mount them.
+	Files []string `json:"files,omitempty"`
+}
+
+// Hash identifies the spec's content; a running instance whose hash differs
+// from the desired spec's must be replaced.
+func (s Spec) Hash() string {
+	data, _ := json.Marshal(s)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8])
+}
+
+// Name is the instance's name within its cluster ("etcd-a").
+func (s Spec) Name() string { return NameOf(s.ID) }
+
+// NameOf returns the part of an instance ID after the cluster.
+func NameOf(id string) string {
+	_, name, _ := strings.Cut(id, "/")
+	return name
+}
+
+// ClusterOf returns the cluster part of an instance ID.
+func ClusterOf(id string) string {
+	cluster, _, _ := strings.Cut(id, "/")
+	return cluster
+}
+
+// Status is what a runtime observes of an instance.
+type Status struct {
+	ID      string
+	Hash    string // hash of the spec it was started from
+	Running bool
+	PID     int // for local processes; 0 elsewhere
+	Started time.Time
+	// For an instance that is no longer running: when and how it ended, if known.
+	Exited   time.Time
+	ExitCode int
+	Log      string // where its output goes
+}
+
+// Runtime places instances. Implementations must be safe for concurrent use.
+type Runtime interface {
+	// Start starts an instance from spec. Starting an ID that is already
+	// running is an error.
+	Start(ctx context.Context, spec Spec) error
+	// Stop asks the instance to end, kills it after grace, and forgets it.
+	// Stopping an unknown or ended instance is not an error.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// List returns every instance the runtime holds, including those
+	// started before skiff restarted and those that have ended but were not
+	// yet stopped (Running false).
+	List(ctx context.Context) ([]Status, error)
+}

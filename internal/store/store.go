@@ -1,0 +1,221 @@
+// Package store persists skiff's desired state and events in one bbolt file.
+// Every write is a transaction of its own; callers never hold a transaction
+// across calls, so no caller can deadlock another.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"skiff.dev/skiff/internal/model"
+)
+
+var (
+	bucketClusters = []byte("clusters")
+	bucketEvents   = []byte("events")
+)
+
+// ErrNotFound is returned for a missing record.
+var ErrNotFound = errors.New("not found")
+
+// Store is the persistent state of one skiff.
+type Store struct {
+	db *bolt.DB
+	// maxEvents bounds the event log; the oldest go first.
+	maxEvents int
+}
+
+// Open opens (creating if needed) the store at path. Only one process can
+// hold it; a second one waits up to 2 s and then fails.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s (is another skiff using this data dir?): %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketClusters, bucketEvents} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init store: %w", err)
+	}
+	return &Store{db: db, maxEvents: 10000}, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// MaxSlot is the highest network slot: at most this many clusters.
+const MaxSlot = 254
+
+// ErrFull is returned when every network slot is taken.
+var ErrFull = errors.New("no free cluster slot")
+
+// CreateCluster stores a new cluster, giving it the lowest free network
+// slot in the same transaction; it fails if the key exists.
+func (s *Store) CreateCluster(c *model.Cluster) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketClusters)
+		if b.Get([]byte(c.Key())) != nil {
+			return fmt.Errorf("cluster %s: %w", c.Name, ErrExists)
+		}
+		used := map[int]bool{}
+		err := b.ForEach(func(_, v []byte) error {
+			var other model.Cluster
+			if err := json.Unmarshal(v, &other); err != nil {
+				return err
+			}
+			used[other.Slot] = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		c.Slot = 0
+		for slot := 1; slot <= MaxSlot && c.Slot == 0; slot++ {
+			if !used[slot] {
+				c.Slot = slot
+			}
+		}
+		if c.Slot == 0 {
+			return ErrFull
+		}
+		return put(b, c.Key(), c)
+	})
+}
+
+// ErrExists is returned when creating a record that exists.
+var ErrExists = errors.New("already exists")
+
+// GetCluster returns the cluster stored under key.
+func (s *Store) GetCluster(key string) (*model.Cluster, error) {
+	var c model.Cluster
+	err := s.db.View(func(tx *bolt.Tx) error {
+		data := tx.Bucket(bucketClusters).Get([]byte(key))
+		if data == nil {
+			return fmt.Errorf("cluster %s: %w", key, ErrNotFound)
+		}
+		return json.Unmarshal(data, &c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// ListClusters returns every cluster, ordered by key.
+func (s *Store) ListClusters() ([]*model.Cluster, error) {
+	var out []*model.Cluster
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketClusters).ForEach(func(_, v []byte) error {
+			var c model.Cluster
+			if err := json.Unmarshal(v, &c); err != nil {
+				return err
+			}
+			out = append(out, &c)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// UpdateCluster applies fn to the stored cluster and saves the result, in
+// one transaction. fn must not call the store.
+func (s *Store) UpdateCluster(key string, fn func(*model.Cluster) error) (*model.Cluster, error) {
+	var c model.Cluster
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketClusters)
+		data := b.Get([]byte(key))
+		if data == nil {
+			return fmt.Errorf("cluster %s: %w", key, ErrNotFound)
+		}
+		if err := json.Unmarshal(data, &c); err != nil {
+			return err
+		}
+		if err := fn(&c); err != nil {
+			return err
+		}
+		return put(b, key, &c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// DeleteCluster removes a cluster record.
+func (s *Store) DeleteCluster(key string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketClusters).Delete([]byte(key))
+	})
+}
+
+// AddEvent appends an event.
+func (s *Store) AddEvent(e model.Event) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := put(b, string(seqKey(seq)), e); err != nil {
+			return err
+		}
+		// Trim the oldest beyond the bound: keys are consecutive sequence numbers.
+		if seq <= uint64(s.maxEvents) {
+			return nil
+		}
+		oldest := seqKey(seq - uint64(s.maxEvents) + 1)
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && string(k) < string(oldest); k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Events returns the events of a cluster ID (all clusters if ""), oldest first.
+func (s *Store) Events(cluster string) ([]model.Event, error) {
+	var out []model.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEvents).ForEach(func(_, v []byte) error {
+			var e model.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			if cluster == "" || e.Cluster == cluster {
+				out = append(out, e)
+			}
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, err
+}
+
+func seqKey(n uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, n)
+	return k
+}
+
+func put(b *bolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
