@@ -132,4 +132,3 @@ func Listening(addr string) bool {
 	conn.Close()
 	return true
 }
-

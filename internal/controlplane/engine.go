@@ -64,6 +64,30 @@ func (e *Engine) Trigger() {
 	}
 }
 
+// Snapshot is what the reconciler saw of a cluster in its last pass.
+type Snapshot struct {
+	At        time.Time        `json:"at"` // when the pass began
+	Instances []InstanceStatus `json:"instances"`
+	Backends  []string         `json:"backends"` // healthy apiservers behind the endpoint
+}
+
+// Snapshot returns the last pass's view of cluster c (zero before the first).
+func (e *Engine) Snapshot(c *model.Cluster) Snapshot {
+	e.mu.Lock()
+	w := e.workers[c.Key()]
+	e.mu.Unlock()
+	if w == nil {
+		return Snapshot{}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	snap := w.snapshot
+	if w.liveLB != nil {
+		snap.Backends = w.liveLB.Healthy() // the pool as of now, not of the last pass
+	}
+	return snap
+}
+
 // Layout returns where cluster c lives.
 func (e *Engine) Layout(c *model.Cluster) Layout { return NewLayout(e.cfg.DataDir, c) }
 

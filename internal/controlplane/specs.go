@@ -67,9 +67,17 @@ func (l Layout) EtcdEndpoints(c *model.Cluster) []string {
 
 func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) runtime.Spec {
 	name := l.etcdMemberName(c, i)
+	// --initial-cluster matters only at a member's first start, and etcd
+	// matches the others by peer URL, not by name: so list the others under
+	// their first-generation names. A member's spec then depends on its own
+	// generation only, and replacing one member restarts no other.
 	var initial []string
-	for j := range c.Zones {
-		initial = append(initial, l.etcdMemberName(c, j)+"="+l.etcdPeerURL(j))
+	for j, z := range c.Zones {
+		n := etcdName(z, 0)
+		if j == i {
+			n = name
+		}
+		initial = append(initial, n+"="+l.etcdPeerURL(j))
 	}
 	// A first-generation member bootstraps the cluster; a replacement joins
 	// it (skiff added it with MemberAdd first). Once a member has data,

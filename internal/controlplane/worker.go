@@ -29,6 +29,10 @@ const (
 	startupGrace = 90 * time.Second
 	probeTimeout = time.Second
 	maxBackoff   = 30 * time.Second
+	// stopGrace is how long a replaced instance may take to exit on SIGTERM.
+	// etcd waits for its watch streams for many seconds; every component
+	// here is crash-safe, so a short grace costs nothing.
+	stopGrace = 2 * time.Second
 )
 
 // worker reconciles one cluster.
@@ -45,6 +49,21 @@ type worker struct {
 	pkiOK   string // hash of the PKI spec last ensured
 	inst    map[string]*instState
 	started time.Time
+
+	mu       sync.Mutex
+	snapshot Snapshot // as of the last pass, for Engine.Snapshot
+	liveLB   *lb.Balancer
+}
+
+// InstanceStatus is what the reconciler last saw of one instance.
+type InstanceStatus struct {
+	Name    string       `json:"name"`
+	Role    runtime.Role `json:"role"`
+	Zone    string       `json:"zone"`
+	PID     int          `json:"pid,omitempty"`
+	Running bool         `json:"running"`
+	Healthy bool         `json:"healthy"` // running, on its spec, and passed its last probe
+	Error   string       `json:"error,omitempty"`
 }
 
 // instState is what the worker remembers of an instance between passes;
@@ -120,6 +139,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	}
 	w.lb.SetBackends(apis)
 
+	passStart := time.Now()
 	all, err := w.cfg.Runtime.List(ctx)
 	if err != nil {
 		return err
@@ -161,11 +181,21 @@ func (w *worker) reconcile(ctx context.Context) error {
 	wg.Wait()
 
 	var errs []error
+	snap := make([]InstanceStatus, len(specs))
 	for i, s := range specs {
-		if c, err = w.converge(ctx, c, s, observed[s.ID], probes[i]); err != nil {
+		st := observed[s.ID]
+		snap[i] = InstanceStatus{Name: s.Name(), Role: s.Role, Zone: s.Zone, PID: st.PID, Running: st.Running,
+			Healthy: st.Running && st.Hash == s.Hash() && probes[i] == nil}
+		if probes[i] != nil {
+			snap[i].Error = probes[i].Error()
+		}
+		if c, err = w.converge(ctx, c, s, st, probes[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	w.mu.Lock()
+	w.snapshot = Snapshot{At: passStart, Instances: snap, Backends: w.lb.Healthy()}
+	w.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -223,7 +253,7 @@ func (w *worker) converge(ctx context.Context, c *model.Cluster, s runtime.Spec,
 
 	case st.Hash != s.Hash(): // spec changed
 		w.cfg.Log.Info("replacing instance with a changed spec", "instance", s.ID)
-		if err := w.cfg.Runtime.Stop(ctx, s.ID, 10*time.Second); err != nil {
+		if err := w.cfg.Runtime.Stop(ctx, s.ID, stopGrace); err != nil {
 			return c, err
 		}
 		return w.start(ctx, c, s, is, "replaced with a changed spec")
@@ -319,6 +349,9 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 			return err
 		}
 		w.lb = bal
+		w.mu.Lock()
+		w.liveLB = bal
+		w.mu.Unlock()
 	}
 	return nil
 }

@@ -5,6 +5,12 @@
 // A backend joins the pool after one passing check and leaves it after one
 // failing check or one failed dial; leaving closes the connections it
 // holds, so clients of a hung backend reconnect at once.
+//
+// When no backend is healthy the balancer panics, as Envoy does: it tries
+// every backend that accepts a connection. All apiservers of a cluster
+// fail /readyz together while their etcd elects a leader; refusing every
+// client then would turn a one-second blip into a storm of errors, while an
+// apiserver holds the request until etcd answers.
 package lb
 
 import (
@@ -209,13 +215,19 @@ func (b *Balancer) closeConnsLocked(be *backend) {
 	}
 }
 
-// pick returns the healthy backends in round-robin order.
+// pick returns the healthy backends in round-robin order, or all of them
+// when none is healthy (panic mode).
 func (b *Balancer) pick() []*backend {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var pool []*backend
 	for _, be := range b.backends {
 		if be.healthy {
+			pool = append(pool, be)
+		}
+	}
+	if len(pool) == 0 {
+		for _, be := range b.backends {
 			pool = append(pool, be)
 		}
 	}
@@ -240,6 +252,13 @@ func (b *Balancer) forward(client net.Conn) {
 		if err != nil {
 			b.setHealth(be, fmt.Errorf("dial: %w", err))
 			continue
+		}
+		b.mu.Lock()
+		panicking := !be.healthy
+		b.mu.Unlock()
+		if panicking { // untracked: no check will close it
+			pipe(client, server)
+			return
 		}
 		if !b.track(be, client, server) {
 			server.Close()

@@ -133,6 +133,14 @@ func TestBalancer(t *testing.T) {
 		}
 	}
 
+	// Panic mode: every backend fails its check, yet one accepts connections:
+	// clients still get through rather than being refused.
+	bDown.Store(true)
+	waitFor(t, "pool empty", func() bool { return len(lb.Healthy()) == 0 })
+	if got, err := ask(addr); err != nil || got != "b\n" {
+		t.Fatalf("panic mode got %q, %v", got, err)
+	}
+
 	// Removing backends empties the pool: connections are refused politely (closed).
 	lb.SetBackends(nil)
 	if got, err := ask(addr); err == nil {

@@ -54,6 +54,11 @@ func testLogger(t testing.TB, dir string) *slog.Logger {
 		if t.Failed() {
 			data, _ := os.ReadFile(f.Name())
 			t.Logf("skiff log:\n%s", tail(string(data), 60))
+			keep := filepath.Join(os.TempDir(), "skiff-e2e-failed", t.Name())
+			os.RemoveAll(keep)
+			os.MkdirAll(keep, 0o700)
+			exec.Command("sh", "-c", `cd "$0" && find . -name '*.log' | cpio -pdm "$1" 2>/dev/null`, dir, keep).Run()
+			t.Logf("logs kept in %s", keep)
 		}
 	})
 	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
