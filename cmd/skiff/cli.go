@@ -179,7 +179,3 @@ func newEventsCmd() *cobra.Command {
 	}
 	return cmd
 }
-
-func newBenchCmd() *cobra.Command {
-	return &cobra.Command{Use: "bench", Short: "Benchmarks (see 'make bench')", Hidden: true}
-}

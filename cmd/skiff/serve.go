@@ -84,7 +84,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	defer st.Close()
 	rt := process.New(dataDir, filepath.Join(dataDir, "clusters"), log)
 	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log})
-	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger}
+	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable}
 	local := func(*http.Request) string { return "" } // one account until IAM arrives
 
 	mux := http.NewServeMux()

@@ -32,6 +32,8 @@ type Service struct {
 	Bundles *bundle.Catalog
 	// Changed is called after every change, to wake the reconciler.
 	Changed func()
+	// SlotUsable, if set, vetoes network slots that are busy on the host.
+	SlotUsable func(slot int) bool
 }
 
 // CreateRequest is a new cluster's desired state.
@@ -70,7 +72,7 @@ func (s *Service) Create(req CreateRequest) (*model.Cluster, error) {
 		Status:     model.StatusCreating,
 		CreatedAt:  time.Now().UTC(),
 	}
-	switch err := s.Store.CreateCluster(c); {
+	switch err := s.Store.CreateCluster(c, s.SlotUsable); {
 	case errors.Is(err, store.ErrExists):
 		return nil, fmt.Errorf("%w: cluster already exists with name: %s", ErrInUse, req.Name)
 	case errors.Is(err, store.ErrFull):

@@ -89,4 +89,18 @@ func etcdName(zone string, gen int) string {
 	return fmt.Sprintf("etcd-%s-%d", zone, gen)
 }
 
+// SlotUsable reports whether nothing on this host holds slot's endpoint or
+// first etcd address (another skiff, or orphans of a deleted data dir).
+func SlotUsable(slot int) bool {
+	l := Layout{Slot: slot}
+	for _, addr := range []string{hostPort(l.EndpointIP(), EndpointPort), hostPort(l.EtcdIP(0), EtcdClientPort), hostPort(l.APIServerIP(0), APIServerPort)} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		ln.Close()
+	}
+	return true
+}
+
 func hostPort(ip net.IP, port int) string { return net.JoinHostPort(ip.String(), strconv.Itoa(port)) }

@@ -43,12 +43,13 @@ type worker struct {
 	wake    chan struct{}
 	done    chan struct{}
 
-	lb      *lb.Balancer
-	prober  *prober
-	admin   kubernetes.Interface
-	pkiOK   string // hash of the PKI spec last ensured
-	inst    map[string]*instState
-	started time.Time
+	lb       *lb.Balancer
+	prober   *prober
+	admin    kubernetes.Interface
+	pkiOK    string // hash of the PKI spec last ensured
+	inst     map[string]*instState
+	started  time.Time
+	creating bool
 
 	mu       sync.Mutex
 	snapshot Snapshot // as of the last pass, for Engine.Snapshot
@@ -94,8 +95,6 @@ func (w *worker) run(ctx context.Context) {
 		}
 	}()
 	w.started = time.Now()
-	t := time.NewTicker(w.cfg.Interval)
-	defer t.Stop()
 	for {
 		err := w.reconcile(ctx)
 		if errors.Is(err, errGone) {
@@ -104,11 +103,17 @@ func (w *worker) run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			w.cfg.Log.Warn("reconcile", "cluster", w.key, "err", err)
 		}
+		// A cluster being created is looked at often: readiness is what its
+		// user waits for.
+		interval := w.cfg.Interval
+		if w.creating {
+			interval = 100 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.wake:
-		case <-t.C:
+		case <-time.After(interval):
 		}
 	}
 }
@@ -121,6 +126,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.creating = c.Status == model.StatusCreating
 	if c.Status == model.StatusDeleting {
 		return w.teardown(ctx, c)
 	}
@@ -182,6 +188,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 
 	var errs []error
 	snap := make([]InstanceStatus, len(specs))
+	apiUp := false
 	for i, s := range specs {
 		st := observed[s.ID]
 		snap[i] = InstanceStatus{Name: s.Name(), Role: s.Role, Zone: s.Zone, PID: st.PID, Running: st.Running,
@@ -189,7 +196,16 @@ func (w *worker) reconcile(ctx context.Context) error {
 		if probes[i] != nil {
 			snap[i].Error = probes[i].Error()
 		}
-		if c, err = w.converge(ctx, c, s, st, probes[i]); err != nil {
+		apiUp = apiUp || s.Role == runtime.APIServer && snap[i].Healthy
+	}
+	for i, s := range specs {
+		// Phase order: controller-managers and schedulers start once an
+		// apiserver serves (they could do nothing sooner); on two cores they
+		// would only slow the apiservers' start.
+		if (s.Role == runtime.ControllerManager || s.Role == runtime.Scheduler) && !apiUp && observed[s.ID].ID == "" {
+			continue
+		}
+		if c, err = w.converge(ctx, c, s, observed[s.ID], probes[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -262,6 +278,9 @@ func (w *worker) converge(ctx context.Context, c *model.Cluster, s runtime.Spec,
 	// Running with the right spec: judge its health.
 	is.seenRunning = true
 	if probe == nil {
+		if !is.healthy {
+			w.cfg.Log.Debug("instance healthy", "instance", s.ID, "sinceCreate", time.Since(c.CreatedAt).Round(time.Millisecond))
+		}
 		is.healthy, is.fails, is.crashes = true, 0, 0
 		return c, nil
 	}

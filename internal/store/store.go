@@ -62,9 +62,10 @@ const MaxSlot = 254
 // ErrFull is returned when every network slot is taken.
 var ErrFull = errors.New("no free cluster slot")
 
-// CreateCluster stores a new cluster, giving it the lowest free network
-// slot in the same transaction; it fails if the key exists.
-func (s *Store) CreateCluster(c *model.Cluster) error {
+// CreateCluster stores a new cluster, giving it the lowest network slot
+// that no stored cluster holds and that usable (if not nil) accepts, in the
+// same transaction; it fails if the key exists.
+func (s *Store) CreateCluster(c *model.Cluster, usable func(slot int) bool) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketClusters)
 		if b.Get([]byte(c.Key())) != nil {
@@ -84,7 +85,7 @@ func (s *Store) CreateCluster(c *model.Cluster) error {
 		}
 		c.Slot = 0
 		for slot := 1; slot <= MaxSlot && c.Slot == 0; slot++ {
-			if !used[slot] {
+			if !used[slot] && (usable == nil || usable(slot)) {
 				c.Slot = slot
 			}
 		}

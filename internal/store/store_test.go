@@ -16,14 +16,14 @@ func TestClusters(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &model.Cluster{Name: "prod", ID: "prod-1", Version: "1.37", Status: model.StatusCreating}
-	if err := s.CreateCluster(c); err != nil {
+	if err := s.CreateCluster(c, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateCluster(c); !errors.Is(err, ErrExists) {
+	if err := s.CreateCluster(c, nil); !errors.Is(err, ErrExists) {
 		t.Fatalf("duplicate create: %v", err)
 	}
 	c2 := &model.Cluster{Name: "dev", Account: "other", ID: "dev-1"}
-	if err := s.CreateCluster(c2); err != nil || c.Slot != 1 || c2.Slot != 2 {
+	if err := s.CreateCluster(c2, func(slot int) bool { return slot != 2 }); err != nil || c.Slot != 1 || c2.Slot != 3 {
 		t.Fatalf("slots %d, %d, %v", c.Slot, c2.Slot, err)
 	}
 	if _, err := s.UpdateCluster(c.Key(), func(c *model.Cluster) error { c.Status = model.StatusActive; return nil }); err != nil {

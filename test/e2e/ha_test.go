@@ -66,7 +66,7 @@ func (e *engineEnv) waitHealthy(t testing.TB, c *model.Cluster, timeout time.Dur
 	}
 }
 
-func (e *engineEnv) createActive(t *testing.T, name string) *model.Cluster {
+func (e *engineEnv) createActive(t testing.TB, name string) *model.Cluster {
 	t.Helper()
 	if _, err := e.svc.Create(clusters.CreateRequest{Name: name}); err != nil {
 		t.Fatal(err)

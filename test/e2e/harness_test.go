@@ -83,7 +83,7 @@ type engineEnv struct {
 	done    chan struct{}
 }
 
-func newEngineEnv(t *testing.T) *engineEnv {
+func newEngineEnv(t testing.TB) *engineEnv {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "skiff.db"))
@@ -96,7 +96,7 @@ func newEngineEnv(t *testing.T) *engineEnv {
 	eng := controlplane.New(controlplane.Config{DataDir: dir, Store: st, Runtime: rt, Bundles: cat, Log: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &engineEnv{dir: dir, store: st, engine: eng, runtime: rt, cancel: cancel, done: make(chan struct{}),
-		svc: &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger}}
+		svc: &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable}}
 	go func() {
 		defer close(e.done)
 		eng.Run(ctx)

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"skiff.dev/skiff/internal/clusters"
+	"skiff.dev/skiff/internal/controlplane"
+	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/runtime/process"
+)
+
+// pssAnon returns a process's proportional share of anonymous memory in
+// bytes (the binary's file pages are shared by every instance, so RSS
+// would count them many times over).
+func pssAnon(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "Pss_Anon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+const mib = 1 << 20
+
+// BenchmarkControlPlane measures, in one run: the bare baseline (one etcd +
+// one apiserver from the same bundle, started to /readyz), the HA control
+// plane's create→ACTIVE (3 etcd, 2 apiservers behind the endpoint, 2+2
+// controller-managers/schedulers), failover (kill -9 → replaced and
+// healthy) of an apiserver and of an etcd member, and idle memory.
+func BenchmarkControlPlane(b *testing.B) {
+	for range b.N {
+		cat := catalog(b)
+		bun := cat.Latest()
+		ctx := context.Background()
+
+		// Baseline.
+		dir := b.TempDir()
+		rt := process.New(dir, filepath.Join(dir, "logs"), testLogger(b, dir))
+		start := time.Now()
+		bare, err := controlplane.StartBare(ctx, rt, bun, filepath.Join(dir, "bare"), 240)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bare.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		bareReady := time.Since(start)
+		time.Sleep(10 * time.Second) // idle
+		var bareMem int64
+		for _, pid := range bare.PIDs(ctx) {
+			bareMem += pssAnon(pid)
+		}
+		bare.Stop(ctx)
+
+		// HA.
+		e := newEngineEnv(b)
+		start = time.Now()
+		if _, err := e.svc.Create(clusters.CreateRequest{Name: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		c := waitStatus(b, e.svc, "bench", model.StatusActive, 2*time.Minute) // the endpoint serves
+		haReady := time.Since(start)
+		e.waitHealthy(b, c, time.Minute) // …and every instance is up
+		haAll := time.Since(start)
+
+		failover := func(name string) time.Duration {
+			var pid int
+			for _, in := range e.engine.Snapshot(c).Instances {
+				if in.Name == name {
+					pid = in.PID
+				}
+			}
+			t0 := time.Now()
+			syscall.Kill(pid, syscall.SIGKILL)
+			for syscall.Kill(pid, 0) == nil && time.Since(t0) < 5*time.Second {
+				time.Sleep(time.Millisecond)
+			}
+			e.waitHealthy(b, c, time.Minute)
+			return time.Since(t0)
+		}
+		time.Sleep(5 * time.Second)
+		apiFailover := failover("apiserver-1")
+		time.Sleep(5 * time.Second)
+		etcdFailover := failover("etcd-c")
+
+		time.Sleep(10 * time.Second) // idle
+		roles := map[string]int64{}
+		var haMem int64
+		for _, in := range e.engine.Snapshot(c).Instances {
+			m := pssAnon(in.PID)
+			roles[string(in.Role)] += m
+			haMem += m
+		}
+
+		b.ReportMetric(bareReady.Seconds(), "bare-ready-s")
+		b.ReportMetric(haReady.Seconds(), "ha-ready-s")
+		b.ReportMetric(haReady.Seconds()/bareReady.Seconds(), "ha/bare-ready")
+		b.ReportMetric(haAll.Seconds(), "ha-all-healthy-s")
+		b.ReportMetric(apiFailover.Seconds(), "apiserver-failover-s")
+		b.ReportMetric(etcdFailover.Seconds(), "etcd-failover-s")
+		b.ReportMetric(float64(bareMem)/mib, "bare-MiB")
+		b.ReportMetric(float64(haMem)/mib, "ha-MiB")
+		b.ReportMetric(float64(haMem)/float64(bareMem), "ha/bare-mem")
+		b.ReportMetric(float64(24<<30)/float64(haMem), "ha-per-24GiB")
+		b.Logf("idle anonymous PSS by role (MiB): etcd ×3 %.0f, apiserver ×2 %.0f, controller-manager ×2 %.0f, scheduler ×2 %.0f",
+			float64(roles["etcd"])/mib, float64(roles["apiserver"])/mib, float64(roles["controller-manager"])/mib, float64(roles["scheduler"])/mib)
+	}
+}
