@@ -9,14 +9,17 @@ listen=127.0.0.1:7443
 bin/skiff serve --data-dir "$data" --listen "$listen" 2>"$data/serve.log" &
 serve=$!
 trap 'bin/skiff delete cluster demo --endpoint http://$listen >/dev/null 2>&1 || true; kill $serve; wait $serve || true; rm -rf "$data"' EXIT
-export AWS_ENDPOINT_URL=http://$listen AWS_ACCESS_KEY_ID=skiff AWS_SECRET_ACCESS_KEY=skiff AWS_DEFAULT_REGION=us-east-1
-export SKIFF_ENDPOINT=http://$listen
-for _ in $(seq 50); do curl -s "$SKIFF_ENDPOINT/clusters" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do [ -f "$data/serve.json" ] && break; sleep 0.1; done
+eval "$(bin/skiff env --data-dir "$data")"   # the default account's admin credentials
+export AWS_PAGER=
 kubectl() { if command -v kubectl >/dev/null; then command kubectl "$@"; else "$(ls _output/bundles/*/kube | tail -1)" kubectl "$@"; fi; }
 
+echo "== aws sts get-caller-identity"
+aws sts get-caller-identity
+role=$(aws iam create-role --role-name demo-cluster --query Role.Arn --output text \
+  --assume-role-policy-document '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
 echo "== aws eks create-cluster"
-time aws eks create-cluster --name demo --role-arn arn:aws:iam::000000000000:role/demo \
-  --resources-vpc-config subnetIds=[] --query cluster.status
+time aws eks create-cluster --name demo --role-arn "$role" --resources-vpc-config subnetIds=[] --query cluster.status
 aws eks wait cluster-active --name demo
 aws eks describe-cluster --name demo --query 'cluster.[name,version,status,endpoint]' --output text
 bin/skiff kubeconfig demo -o "$data/demo.kubeconfig"

@@ -40,8 +40,11 @@ func newCreateCmd() *cobra.Command {
 	cl.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
 	cl.RunE = func(cmd *cobra.Command, args []string) error {
 		c := newClient(*ep)
-		req := map[string]any{"name": args[0], "roleArn": "arn:aws:iam::000000000000:role/skiff-cluster",
-			"resourcesVpcConfig": map[string]any{}}
+		role, err := c.ensureClusterRole()
+		if err != nil {
+			return fmt.Errorf("ensure the cluster role: %w", err)
+		}
+		req := map[string]any{"name": args[0], "roleArn": role, "resourcesVpcConfig": map[string]any{}}
 		if version != "" {
 			req["version"] = version
 		}

@@ -2,52 +2,90 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
-// client talks to a skiff server's EKS and skiff APIs.
+// client talks to a skiff server's EKS, IAM and skiff APIs, signing every
+// request with SigV4 and the credentials of the environment (as `skiff
+// env` sets them, or as the aws CLI would find them in the environment).
 type client struct {
 	endpoint string
+	region   string
+	creds    aws.Credentials
 	http     *http.Client
 }
 
 func defaultEndpoint() string {
-	if e := os.Getenv("SKIFF_ENDPOINT"); e != "" {
-		return e
+	for _, v := range []string{"SKIFF_ENDPOINT", "AWS_ENDPOINT_URL_EKS", "AWS_ENDPOINT_URL"} {
+		if e := os.Getenv(v); e != "" {
+			return e
+		}
 	}
 	return "http://127.0.0.1:7443"
 }
 
 func newClient(endpoint string) *client {
-	return &client{endpoint: endpoint, http: &http.Client{Timeout: 30 * time.Second}}
+	region := os.Getenv("AWS_REGION")
+	if region == "" {
+		region = os.Getenv("AWS_DEFAULT_REGION")
+	}
+	if region == "" {
+		region = "us-east-1"
+	}
+	return &client{endpoint: strings.TrimSuffix(endpoint, "/"), region: region, http: &http.Client{Timeout: 30 * time.Second},
+		creds: aws.Credentials{AccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
+			SessionToken: os.Getenv("AWS_SESSION_TOKEN")}}
 }
 
-// do sends a JSON request and decodes a JSON answer into out (if not nil).
-func (c *client) do(method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		data, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(data)
+func (c *client) send(service, method, path, contentType string, body []byte) (*http.Response, []byte, error) {
+	if c.creds.AccessKeyID == "" {
+		return nil, nil, fmt.Errorf("no credentials: run eval \"$(skiff env --data-dir DIR)\" first")
 	}
-	req, err := http.NewRequest(method, c.endpoint+path, body)
+	req, err := http.NewRequest(method, c.endpoint+path, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	sum := sha256.Sum256(body)
+	if err := v4.NewSigner().SignHTTP(context.Background(), c.creds, req, hex.EncodeToString(sum[:]), service, c.region, time.Now()); err != nil {
+		return nil, nil, err
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("reach skiff at %s (is 'skiff serve' running? set --endpoint or SKIFF_ENDPOINT): %w", c.endpoint, err)
+		return nil, nil, fmt.Errorf("reach skiff at %s (is 'skiff serve' running? set --endpoint or SKIFF_ENDPOINT): %w", c.endpoint, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
+	return resp, data, err
+}
+
+// do sends a JSON request to the EKS (or skiff) API and decodes a JSON
+// answer into out (a *[]byte takes the raw body).
+func (c *client) do(method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	resp, data, err := c.send("eks", method, path, "application/json", body)
 	if err != nil {
 		return err
 	}
@@ -69,6 +107,52 @@ func (c *client) do(method, path string, in, out any) error {
 	return nil
 }
 
+// query calls a query-protocol action (IAM) and decodes the XML answer.
+func (c *client) query(service, action string, params url.Values, out any) error {
+	params.Set("Action", action)
+	params.Set("Version", "2010-05-08")
+	resp, data, err := c.send(service, "POST", "/", "application/x-www-form-urlencoded; charset=utf-8", []byte(params.Encode()))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		xml.Unmarshal(data, &e)
+		return fmt.Errorf("%s: %s", e.Error.Code, e.Error.Message)
+	}
+	if out != nil {
+		return xml.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// ensureClusterRole returns the ARN of the role skiff's CLI creates
+// clusters with, creating the role on first use (as eksctl does).
+func (c *client) ensureClusterRole() (string, error) {
+	const name = "skiff-cluster-role"
+	var out struct {
+		Result struct {
+			Role struct{ Arn string }
+		} `xml:"GetRoleResult"`
+	}
+	err := c.query("iam", "GetRole", url.Values{"RoleName": {name}}, &out)
+	if err != nil && strings.HasPrefix(err.Error(), "NoSuchEntity") {
+		var created struct {
+			Result struct {
+				Role struct{ Arn string }
+			} `xml:"CreateRoleResult"`
+		}
+		policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+		if err := c.query("iam", "CreateRole", url.Values{"RoleName": {name}, "AssumeRolePolicyDocument": {policy}}, &created); err != nil {
+			return "", err
+		}
+		return created.Result.Role.Arn, nil
+	}
+	return out.Result.Role.Arn, err
+}
+
 // cluster is the part of EKS' Cluster shape the CLI shows.
 type cluster struct {
 	Name      string  `json:"name"`
@@ -80,7 +164,7 @@ type cluster struct {
 
 func (c *client) describe(name string) (*cluster, error) {
 	var out struct{ Cluster cluster }
-	if err := c.do("GET", "/clusters/"+name, nil, &out); err != nil {
+	if err := c.do("GET", "/clusters/"+url.PathEscape(name), nil, &out); err != nil {
 		return nil, err
 	}
 	return &out.Cluster, nil

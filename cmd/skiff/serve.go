@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,10 +19,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"skiff.dev/skiff/internal/api/eks"
+	"skiff.dev/skiff/internal/api/query"
+	"skiff.dev/skiff/internal/api/router"
 	"skiff.dev/skiff/internal/api/skiffapi"
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
+	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/runtime/process"
 	"skiff.dev/skiff/internal/store"
 )
@@ -85,16 +91,30 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	rt := process.New(dataDir, filepath.Join(dataDir, "clusters"), log)
 	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log})
 	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable}
-	local := func(*http.Request) string { return "" } // one account until IAM arrives
-
-	mux := http.NewServeMux()
-	mux.Handle("/skiff/v1/", skiffapi.New(skiffapi.Handler{Clusters: svc, Engine: eng, Account: local}))
-	mux.Handle("/", eks.New(eks.Handler{Clusters: svc, Region: region, Account: local, Log: log}))
+	ids := &iam.Service{Store: st}
+	token, err := localToken(dataDir)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another skiff running? pick another --listen): %w", listen, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	endpoint := "http://" + ln.Addr().String()
+	if err := writeServeInfo(dataDir, serveInfo{Endpoint: endpoint, Region: region}); err != nil {
+		return err
+	}
+	handler := &router.Router{
+		IAM:        ids,
+		EKS:        eks.New(eks.Handler{Clusters: svc, IAM: ids, Region: region, Account: router.Account, Log: log}),
+		Skiff:      skiffapi.New(skiffapi.Handler{Clusters: svc, Engine: eng, Account: router.Account}),
+		IAMQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "iam"},
+		STSQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "sts"},
+		LocalToken: token,
+		Region:     region,
+		Endpoint:   endpoint,
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	engineDone := make(chan struct{})
 	go func() {
@@ -103,9 +123,8 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("skiff serving", "endpoint", "http://"+ln.Addr().String(), "dataDir", dataDir,
-		"versions", cat.Versions())
-	fmt.Fprintf(os.Stderr, "skiff is serving the EKS API on http://%s (data in %s)\n", ln.Addr(), dataDir)
+	log.Info("skiff serving", "endpoint", endpoint, "dataDir", dataDir, "versions", cat.Versions())
+	fmt.Fprintf(os.Stderr, "skiff is serving the EKS, IAM and STS APIs on %s (data in %s)\nget credentials: eval \"$(skiff env --data-dir %s)\"\n", endpoint, dataDir, dataDir)
 
 	select {
 	case <-ctx.Done():
@@ -120,4 +139,37 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	srv.Shutdown(sctx)
 	<-engineDone
 	return nil
+}
+
+// serveInfo tells local commands (skiff env) where this skiff serves.
+type serveInfo struct {
+	Endpoint string `json:"endpoint"`
+	Region   string `json:"region"`
+}
+
+func writeServeInfo(dataDir string, info serveInfo) error {
+	data, _ := json.Marshal(info)
+	return os.WriteFile(filepath.Join(dataDir, "serve.json"), data, 0o600)
+}
+
+func readServeInfo(dataDir string) (serveInfo, error) {
+	var info serveInfo
+	data, err := os.ReadFile(filepath.Join(dataDir, "serve.json"))
+	if err != nil {
+		return info, err
+	}
+	return info, json.Unmarshal(data, &info)
+}
+
+// localToken returns the data dir's local token, creating it once: whoever
+// can read the data dir (root on this host) may mint account credentials.
+func localToken(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "local-token")
+	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+		return string(data), nil
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	token := hex.EncodeToString(b)
+	return token, os.WriteFile(path, []byte(token), 0o600)
 }

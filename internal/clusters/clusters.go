@@ -42,6 +42,8 @@ type CreateRequest struct {
 	Name       string
 	Version    string // "1.37"; empty for the newest
 	APIServers int    // 0 for the default
+	RoleArn    string
+	Tags       map[string]string
 }
 
 // EKS' rule for cluster names.
@@ -68,6 +70,8 @@ func (s *Service) Create(req CreateRequest) (*model.Cluster, error) {
 		ID:         strings.ToLower(req.Name) + "-" + randomHex(3),
 		Version:    b.Minor(),
 		APIServers: req.APIServers,
+		RoleArn:    req.RoleArn,
+		Tags:       req.Tags,
 		Zones:      append([]string(nil), model.DefaultZones...),
 		Status:     model.StatusCreating,
 		CreatedAt:  time.Now().UTC(),

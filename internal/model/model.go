@@ -38,9 +38,11 @@ type Cluster struct {
 	// Version is the Kubernetes minor version ("1.37").
 	Version string `json:"version"`
 	// Slot numbers the cluster's addresses: 127.1.SLOT.0/24.
-	Slot       int      `json:"slot"`
-	APIServers int      `json:"apiServers"`
-	Zones      []string `json:"zones"`
+	Slot       int               `json:"slot"`
+	RoleArn    string            `json:"roleArn,omitempty"`
+	Tags       map[string]string `json:"tags,omitempty"`
+	APIServers int               `json:"apiServers"`
+	Zones      []string          `json:"zones"`
 
 	Status    string    `json:"status"`
 	CreatedAt time.Time `json:"createdAt"`

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -19,6 +20,7 @@ import (
 var (
 	bucketClusters = []byte("clusters")
 	bucketEvents   = []byte("events")
+	bucketIAM      = []byte("iam")
 )
 
 // ErrNotFound is returned for a missing record.
@@ -39,7 +41,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s (is another skiff using this data dir?): %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketClusters, bucketEvents} {
+		for _, b := range [][]byte{bucketClusters, bucketEvents, bucketIAM} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -219,4 +221,48 @@ func put(b *bolt.Bucket, key string, v any) error {
 		return err
 	}
 	return b.Put([]byte(key), data)
+}
+
+// Tx is a transaction over the identity records (accounts, users, keys,
+// roles, sessions): JSON values under path-like keys.
+type Tx struct{ b *bolt.Bucket }
+
+// Get decodes the record at key into v; ErrNotFound if absent.
+func (t *Tx) Get(key string, v any) error {
+	data := t.b.Get([]byte(key))
+	if data == nil {
+		return fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	return json.Unmarshal(data, v)
+}
+
+// Has reports whether key exists.
+func (t *Tx) Has(key string) bool { return t.b.Get([]byte(key)) != nil }
+
+// Put stores v at key.
+func (t *Tx) Put(key string, v any) error { return put(t.b, key, v) }
+
+// Delete removes key.
+func (t *Tx) Delete(key string) error { return t.b.Delete([]byte(key)) }
+
+// Scan calls fn for every key with prefix, in key order.
+func (t *Tx) Scan(prefix string, fn func(key string, data []byte) error) error {
+	c := t.b.Cursor()
+	for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+		if err := fn(string(k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Identity runs fn in a read-write transaction over the identity records;
+// an error from fn changes nothing.
+func (s *Store) Identity(fn func(tx *Tx) error) error {
+	return s.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{b: btx.Bucket(bucketIAM)}) })
+}
+
+// IdentityView runs fn in a read-only transaction.
+func (s *Store) IdentityView(fn func(tx *Tx) error) error {
+	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{b: btx.Bucket(bucketIAM)}) })
 }

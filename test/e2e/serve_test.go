@@ -33,11 +33,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// server is a `skiff serve` process.
+// server is a `skiff serve` process, with the default account's admin
+// credentials (from `skiff env`).
 type server struct {
 	dataDir, endpoint string
 	cmd               *exec.Cmd
 	log               *os.File
+	env               []string // AWS_* variables for the stock clients
+	role              string   // ARN of a cluster role, once made
 }
 
 func freePort(t testing.TB) string {
@@ -70,7 +73,44 @@ func startServe(t *testing.T, dataDir, listen string) *server {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	s.env = skiffEnv(t, dataDir, "default")
 	return s
+}
+
+// skiffEnv runs `skiff env` and returns its variables.
+func skiffEnv(t testing.TB, dataDir, account string) []string {
+	t.Helper()
+	out, err := exec.Command(skiffBin, "env", "--data-dir", dataDir, "--account", account).CombinedOutput()
+	if err != nil {
+		t.Fatalf("skiff env: %v: %s", err, out)
+	}
+	var env []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			k, v, _ := strings.Cut(kv, "=")
+			uq, err := strconv.Unquote(v)
+			if err != nil {
+				t.Fatalf("skiff env line %q: %v", line, err)
+			}
+			env = append(env, k+"="+uq)
+		}
+	}
+	return env
+}
+
+// clusterRole returns the ARN of a role for clusters, creating it once.
+func (s *server) clusterRole(t testing.TB) string {
+	if s.role == "" {
+		out := mustAWS(t, s, "iam", "create-role", "--role-name", "skiff-e2e",
+			"--assume-role-policy-document", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)
+		s.role = out["Role"].(map[string]any)["Arn"].(string)
+	}
+	return s.role
+}
+
+func (s *server) createArgs(t testing.TB, name string, extra ...string) []string {
+	return append([]string{"eks", "create-cluster", "--name=" + name, "--role-arn", s.clusterRole(t),
+		"--resources-vpc-config", "subnetIds=[]"}, extra...)
 }
 
 func listening(addr string) bool {
@@ -130,15 +170,19 @@ func instances(dataDir string) map[string]int {
 	return out
 }
 
-// awsCLI runs the stock aws CLI against a skiff server.
-func awsCLI(t testing.TB, endpoint string, args ...string) (string, error) {
+// awsCLI runs the stock aws CLI against a skiff server with its admin
+// credentials; extra variables (later wins) may replace them.
+func awsCLI(t testing.TB, s *server, args ...string) (string, error) {
+	return awsCLIEnv(t, s, nil, args...)
+}
+
+func awsCLIEnv(t testing.TB, s *server, extra []string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "aws", args...)
-	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+endpoint, "AWS_ACCESS_KEY_ID=skiff-test",
-		"AWS_SECRET_ACCESS_KEY=skiff-test", "AWS_DEFAULT_REGION=us-east-1", "AWS_PAGER=",
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+	cmd.Env = append(append(append(os.Environ(), "AWS_PAGER=", "AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_SESSION_TOKEN="), s.env...), extra...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("aws %s: %w: %s", strings.Join(args, " "), err, out)
@@ -146,9 +190,9 @@ func awsCLI(t testing.TB, endpoint string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-func mustAWS(t testing.TB, endpoint string, args ...string) map[string]any {
+func mustAWS(t testing.TB, s *server, args ...string) map[string]any {
 	t.Helper()
-	out, err := awsCLI(t, endpoint, args...)
+	out, err := awsCLI(t, s, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,11 +203,6 @@ func mustAWS(t testing.TB, endpoint string, args ...string) map[string]any {
 		}
 	}
 	return v
-}
-
-func createArgs(name string, extra ...string) []string {
-	return append([]string{"eks", "create-cluster", "--name=" + name, "--role-arn",
-		"arn:aws:iam::000000000000:role/skiff-test", "--resources-vpc-config", "subnetIds=[]"}, extra...)
 }
 
 // TestServeRestartMidCreate: kill -9 skiff while a cluster is being created,
@@ -178,7 +217,7 @@ func TestServeRestartMidCreate(t *testing.T) {
 			t.Logf("serve log:\n%s", tail(string(data), 40))
 		}
 	}()
-	mustAWS(t, s.endpoint, createArgs("phoenix")...)
+	mustAWS(t, s, s.createArgs(t, "phoenix")...)
 	// Wait until some instances run, then kill skiff before the cluster is ACTIVE.
 	deadline := time.Now().Add(30 * time.Second)
 	for len(instances(dataDir)) < 3 {
@@ -191,9 +230,9 @@ func TestServeRestartMidCreate(t *testing.T) {
 	s.kill()
 	s = startServe(t, dataDir, listen)
 	defer s.stop(t)
-	desc := mustAWS(t, s.endpoint, "eks", "describe-cluster", "--name", "phoenix")
+	desc := mustAWS(t, s, "eks", "describe-cluster", "--name", "phoenix")
 	t.Logf("killed skiff with %d instances up; status then %v", up, desc["cluster"].(map[string]any)["status"])
-	waitAWSStatus(t, s.endpoint, "phoenix", "ACTIVE")
+	waitAWSStatus(t, s, "phoenix", "ACTIVE")
 	got := instances(dataDir)
 	if len(got) != 9 {
 		t.Errorf("instances after restart = %v, want 9", got)
@@ -205,15 +244,17 @@ func TestServeRestartMidCreate(t *testing.T) {
 	}
 	// The cluster works through its endpoint.
 	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	if out, err := exec.Command(skiffBin, "kubeconfig", "phoenix", "--endpoint", s.endpoint, "-o", kc).CombinedOutput(); err != nil {
+	kcmd := exec.Command(skiffBin, "kubeconfig", "phoenix", "-o", kc)
+	kcmd.Env = append(os.Environ(), s.env...)
+	if out, err := kcmd.CombinedOutput(); err != nil {
 		t.Fatalf("skiff kubeconfig: %v %s", err, out)
 	}
 	if out := mustKubectl(t, kc, "get", "--raw", "/readyz"); strings.TrimSpace(out) != "ok" {
 		t.Errorf("/readyz = %q", out)
 	}
 	// Delete: nothing remains.
-	mustAWS(t, s.endpoint, "eks", "delete-cluster", "--name", "phoenix")
-	waitAWSStatus(t, s.endpoint, "phoenix", "")
+	mustAWS(t, s, "eks", "delete-cluster", "--name", "phoenix")
+	waitAWSStatus(t, s, "phoenix", "")
 	if left := instances(dataDir); len(left) > 0 {
 		t.Errorf("instances left after delete: %v", left)
 	}
@@ -224,11 +265,11 @@ func TestServeRestartMidCreate(t *testing.T) {
 
 // waitAWSStatus polls describe-cluster with the aws CLI until the cluster
 // has status ("" = until it is gone). (The CLI's own waiters sleep 30 s.)
-func waitAWSStatus(t testing.TB, endpoint, name, status string) {
+func waitAWSStatus(t testing.TB, s *server, name, status string) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		out, err := awsCLI(t, endpoint, "eks", "describe-cluster", "--name", name, "--query", "cluster.status", "--output", "text")
+		out, err := awsCLI(t, s, "eks", "describe-cluster", "--name", name, "--query", "cluster.status", "--output", "text")
 		got := strings.TrimSpace(out)
 		if status == "" && err != nil && strings.Contains(out, "ResourceNotFoundException") {
 			return

@@ -17,6 +17,7 @@ import (
 	"skiff.dev/skiff/internal/api/awserr"
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
+	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/model"
 )
 
@@ -27,6 +28,7 @@ const APIServersTag = "skiff.dev/apiservers"
 // Handler serves the EKS API.
 type Handler struct {
 	Clusters *clusters.Service
+	IAM      *iam.Service // roleArn must name a role of the caller's account
 	Region   string
 	// Account resolves the caller's account ID from the request.
 	Account func(r *http.Request) string
@@ -77,6 +79,10 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, invalid("resourcesVpcConfig is required: pass at least {} (skiff places the control plane itself)"))
 		return
 	}
+	if _, err := h.IAM.RoleByArn(h.Account(r), *req.RoleArn); err != nil {
+		awserr.WriteJSON(w, invalid(fmt.Sprintf("Role %s does not exist in your account: create it with 'aws iam create-role' and pass its ARN", *req.RoleArn)))
+		return
+	}
 	apis := 0
 	if v, ok := req.Tags[APIServersTag]; ok {
 		n, err := strconv.Atoi(v)
@@ -86,12 +92,13 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 		}
 		apis = n
 	}
-	c, err := h.Clusters.Create(clusters.CreateRequest{Account: h.Account(r), Name: *req.Name, Version: req.Version, APIServers: apis})
+	c, err := h.Clusters.Create(clusters.CreateRequest{Account: h.Account(r), Name: *req.Name, Version: req.Version, APIServers: apis,
+		RoleArn: *req.RoleArn, Tags: req.Tags})
 	if err != nil {
 		h.fail(w, err, *req.Name)
 		return
 	}
-	h.writeCluster(w, c, *req.RoleArn, req.Tags)
+	h.writeCluster(w, c)
 }
 
 func (h *Handler) describeCluster(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +107,7 @@ func (h *Handler) describeCluster(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err, r.PathValue("name"))
 		return
 	}
-	h.writeCluster(w, c, "", nil)
+	h.writeCluster(w, c)
 }
 
 func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +116,7 @@ func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err, r.PathValue("name"))
 		return
 	}
-	h.writeCluster(w, c, "", nil)
+	h.writeCluster(w, c)
 }
 
 func (h *Handler) listClusters(w http.ResponseWriter, r *http.Request) {
@@ -188,19 +195,15 @@ func (h *Handler) fail(w http.ResponseWriter, err error, name string) {
 	awserr.WriteJSON(w, e)
 }
 
-func (h *Handler) writeCluster(w http.ResponseWriter, c *model.Cluster, roleArn string, tags map[string]string) {
-	awserr.WriteOK(w, map[string]any{"cluster": h.Cluster(c, roleArn, tags)})
+func (h *Handler) writeCluster(w http.ResponseWriter, c *model.Cluster) {
+	awserr.WriteOK(w, map[string]any{"cluster": h.Cluster(c)})
 }
 
 // Cluster renders a cluster in EKS' Cluster shape.
-func (h *Handler) Cluster(c *model.Cluster, roleArn string, tags map[string]string) map[string]any {
-	account := c.Account
-	if account == "" {
-		account = "000000000000"
-	}
+func (h *Handler) Cluster(c *model.Cluster) map[string]any {
 	out := map[string]any{
 		"name":            c.Name,
-		"arn":             fmt.Sprintf("arn:aws:eks:%s:%s:cluster/%s", h.Region, account, c.Name),
+		"arn":             fmt.Sprintf("arn:aws:eks:%s:%s:cluster/%s", h.Region, c.Account, c.Name),
 		"createdAt":       float64(c.CreatedAt.UnixMilli()) / 1000,
 		"version":         c.Version,
 		"status":          c.Status,
@@ -216,11 +219,11 @@ func (h *Handler) Cluster(c *model.Cluster, roleArn string, tags map[string]stri
 		"tags":                    map[string]string{},
 		"health":                  map[string]any{"issues": []any{}},
 	}
-	if roleArn != "" {
-		out["roleArn"] = roleArn
+	if c.RoleArn != "" {
+		out["roleArn"] = c.RoleArn
 	}
-	if tags != nil {
-		out["tags"] = tags
+	if c.Tags != nil {
+		out["tags"] = c.Tags
 	}
 	if c.Endpoint != "" {
 		out["endpoint"] = c.Endpoint

@@ -1,0 +1,152 @@
+// Package router is skiff's one endpoint. It verifies every request's SigV4
+// signature against the identity store, resolves the caller, and routes by
+// the service in the signature's credential scope: eks (restJson1, and
+// skiff's own /skiff/v1 API), iam and sts (query protocol). Failures get
+// the error each service's real endpoint returns.
+package router
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"skiff.dev/skiff/internal/api/awserr"
+	"skiff.dev/skiff/internal/api/query"
+	"skiff.dev/skiff/internal/iam"
+	"skiff.dev/skiff/internal/sigv4"
+)
+
+type ctxKey struct{}
+
+// Caller returns the verified principal of a request routed by Router.
+func Caller(r *http.Request) *iam.Principal {
+	p, _ := r.Context().Value(ctxKey{}).(*iam.Principal)
+	if p == nil {
+		return &iam.Principal{}
+	}
+	return p
+}
+
+// Account returns the caller's account ID.
+func Account(r *http.Request) string { return Caller(r).Account }
+
+// Router routes verified requests.
+type Router struct {
+	IAM        *iam.Service
+	EKS        http.Handler // restJson1
+	Skiff      http.Handler // /skiff/v1/
+	IAMQuery   http.Handler
+	STSQuery   http.Handler
+	LocalToken string // authenticates /skiff/v1/local/ (see LocalEnv)
+	Region     string
+	Endpoint   string
+}
+
+const maxBody = 1 << 20
+
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/skiff/v1/local/") {
+		rt.local(w, r)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil || len(body) > maxBody {
+		awserr.WriteJSON(w, awserr.New(http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", "the request body exceeds 1 MiB"))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	_, service, _ := sigv4.Scope(r)
+	queryStyle := service == "iam" || service == "sts" ||
+		(service == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"))
+	signed, err := sigv4.Verify(r.Context(), r, body, rt.IAM.Lookup, time.Now(), 0)
+	if err != nil {
+		rt.deny(w, err, queryStyle)
+		return
+	}
+	caller, err := rt.IAM.Principal(signed.AccessKeyID)
+	if err != nil {
+		rt.deny(w, sigv4.ErrUnknownKey, queryStyle)
+		return
+	}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, caller))
+	switch {
+	case service == "eks" && strings.HasPrefix(r.URL.Path, "/skiff/v1/"):
+		rt.Skiff.ServeHTTP(w, r)
+	case service == "eks":
+		rt.EKS.ServeHTTP(w, r)
+	case service == "iam":
+		rt.IAMQuery.ServeHTTP(w, r)
+	case service == "sts":
+		rt.STSQuery.ServeHTTP(w, r)
+	default:
+		awserr.WriteJSON(w, awserr.New(http.StatusBadRequest, "UnknownServiceException",
+			"skiff serves the eks, iam and sts services; this request was signed for "+service))
+	}
+}
+
+// deny answers a request whose signature did not verify.
+func (rt *Router) deny(w http.ResponseWriter, err error, queryStyle bool) {
+	type pair struct{ json, query string }
+	var codes pair
+	var msg string
+	status := http.StatusForbidden
+	switch {
+	case errors.Is(err, sigv4.ErrUnsigned):
+		codes, msg = pair{"MissingAuthenticationTokenException", "MissingAuthenticationToken"}, "Missing Authentication Token: sign the request with SigV4 (get credentials with 'skiff env')"
+	case errors.Is(err, sigv4.ErrUnknownKey):
+		codes, msg = pair{"UnrecognizedClientException", "InvalidClientTokenId"}, "The security token included in the request is invalid: the access key is unknown to this skiff (get credentials with 'skiff env')"
+	case errors.Is(err, sigv4.ErrExpired):
+		codes, msg = pair{"InvalidSignatureException", "SignatureDoesNotMatch"}, "Signature expired: "+strings.TrimPrefix(err.Error(), sigv4.ErrExpired.Error()+": ")+"; check the clock of the client"
+	case errors.Is(err, sigv4.ErrSignature):
+		codes, msg = pair{"InvalidSignatureException", "SignatureDoesNotMatch"}, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
+	default:
+		status = http.StatusBadRequest
+		codes, msg = pair{"IncompleteSignatureException", "IncompleteSignature"}, err.Error()
+	}
+	if queryStyle {
+		query.WriteError(w, awserr.New(status, codes.query, msg))
+		return
+	}
+	awserr.WriteJSON(w, awserr.New(status, codes.json, msg))
+}
+
+// LocalEnv is what `skiff env` gets for an account.
+type LocalEnv struct {
+	Account         string `json:"account"`
+	AccountID       string `json:"accountId"`
+	AccessKeyID     string `json:"accessKeyId"`
+	SecretAccessKey string `json:"secretAccessKey"`
+	Region          string `json:"region"`
+	Endpoint        string `json:"endpoint"`
+}
+
+// local serves POST /skiff/v1/local/env?account=NAME to whoever can read the
+// data dir's local token (root on this machine).
+func (rt *Router) local(w http.ResponseWriter, r *http.Request) {
+	if rt.LocalToken == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Skiff-Local-Token")), []byte(rt.LocalToken)) != 1 {
+		awserr.WriteJSON(w, awserr.New(http.StatusForbidden, "AccessDeniedException", "this call needs the data dir's local token: use 'skiff env --data-dir DIR' on the skiff host"))
+		return
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/skiff/v1/local/env" {
+		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "UnknownOperationException", "only POST /skiff/v1/local/env exists here"))
+		return
+	}
+	name := r.URL.Query().Get("account")
+	if name == "" {
+		name = "default"
+	}
+	acct, key, err := rt.IAM.EnsureAccount(name)
+	if err != nil {
+		awserr.WriteJSON(w, awserr.New(http.StatusBadRequest, "InvalidParameterException", err.Error()))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(LocalEnv{Account: acct.Name, AccountID: acct.ID, AccessKeyID: key.ID,
+		SecretAccessKey: key.Secret, Region: rt.Region, Endpoint: rt.Endpoint})
+}

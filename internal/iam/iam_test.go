@@ -1,0 +1,130 @@
+package iam
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"skiff.dev/skiff/internal/sigv4"
+	"skiff.dev/skiff/internal/store"
+)
+
+func newService(t *testing.T) *Service {
+	st, err := store.Open(filepath.Join(t.TempDir(), "skiff.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &Service{Store: st}
+}
+
+func TestAccounts(t *testing.T) {
+	s := newService(t)
+	a, key, err := s.EnsureAccount("team-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, key2, _ := s.EnsureAccount("team-a")
+	if a2.ID != a.ID || key2.ID != key.ID {
+		t.Fatal("EnsureAccount is not idempotent")
+	}
+	b, keyB, _ := s.EnsureAccount("team-b")
+	if b.ID == a.ID || len(a.ID) != 12 {
+		t.Fatalf("account IDs %s, %s", a.ID, b.ID)
+	}
+	if _, _, err := s.EnsureAccount("Bad Name"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad name: %v", err)
+	}
+	p, err := s.Principal(keyB.ID)
+	if err != nil || p.Account != b.ID || p.Arn != "arn:aws:iam::"+b.ID+":user/admin" {
+		t.Fatalf("principal %+v, %v", p, err)
+	}
+	if sec, err := s.Lookup(context.Background(), key.ID); err != nil || sec.SecretAccessKey != key.Secret {
+		t.Fatalf("lookup: %v", err)
+	}
+	if _, err := s.Lookup(context.Background(), "AKIANOPE"); !errors.Is(err, sigv4.ErrUnknownKey) {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+func TestUsersKeysRoles(t *testing.T) {
+	s := newService(t)
+	a, _, _ := s.EnsureAccount("a")
+	b, _, _ := s.EnsureAccount("b")
+	if _, err := s.CreateUser(a.ID, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(a.ID, "alice", ""); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	if _, err := s.GetUser(b.ID, "alice"); !errors.Is(err, ErrNoSuchEntity) {
+		t.Fatalf("other account sees the user: %v", err)
+	}
+	k, err := s.CreateAccessKey(a.ID, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(a.ID, "alice"); !errors.Is(err, ErrDeleteConflict) {
+		t.Fatalf("delete user with keys: %v", err)
+	}
+	if err := s.DeleteAccessKey(b.ID, "alice", k.ID); !errors.Is(err, ErrNoSuchEntity) {
+		t.Fatalf("other account deleted a key: %v", err)
+	}
+	if err := s.DeleteAccessKey(a.ID, "alice", k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(context.Background(), k.ID); !errors.Is(err, sigv4.ErrUnknownKey) {
+		t.Fatal("deleted key still verifies")
+	}
+	if err := s.DeleteUser(a.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+
+	role, err := s.CreateRole(a.ID, "eks-cluster", "", `{"Version":"2012-10-17","Statement":[]}`, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateRole(a.ID, "bad", "", `not json`, "", 0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad policy: %v", err)
+	}
+	if got, err := s.RoleByArn(a.ID, role.Arn()); err != nil || got.Name != "eks-cluster" {
+		t.Fatalf("RoleByArn: %v", err)
+	}
+	if _, err := s.RoleByArn(b.ID, role.Arn()); !errors.Is(err, ErrNoSuchEntity) {
+		t.Fatalf("other account resolves the role: %v", err)
+	}
+
+	// AssumeRole: temporary credentials that verify, carry the role, expire.
+	now := time.Now()
+	s.Now = func() time.Time { return now }
+	adminKey, _ := s.Principal(mustKey(t, s, "a"))
+	sess, _, err := s.AssumeRole(adminKey, role.Arn(), "ci-run", 900)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Principal(sess.AccessKeyID)
+	if err != nil || p.Arn != "arn:aws:sts::"+a.ID+":assumed-role/eks-cluster/ci-run" || p.Role != "eks-cluster" {
+		t.Fatalf("session principal %+v, %v", p, err)
+	}
+	if sec, _ := s.Lookup(context.Background(), sess.AccessKeyID); sec.SessionToken != sess.Token {
+		t.Fatal("session secret lacks its token")
+	}
+	bAdmin, _ := s.Principal(mustKey(t, s, "b"))
+	if _, _, err := s.AssumeRole(bAdmin, role.Arn(), "x-acct", 900); !errors.Is(err, ErrAccessDenied) {
+		t.Fatalf("cross-account assume: %v", err)
+	}
+	s.Now = func() time.Time { return now.Add(901 * time.Second) }
+	if _, err := s.Lookup(context.Background(), sess.AccessKeyID); !errors.Is(err, sigv4.ErrUnknownKey) {
+		t.Fatal("expired session still verifies")
+	}
+}
+
+func mustKey(t *testing.T, s *Service, account string) string {
+	_, k, err := s.EnsureAccount(account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.ID
+}
