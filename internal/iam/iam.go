@@ -175,8 +175,7 @@ var (
 
 // Lookup implements sigv4.Lookup: long-term keys and live sessions.
 func (s *Service) Lookup(_ context.Context, accessKeyID string) (sigv4.Secret, error) {
-	p, secret, err := s.resolve(accessKeyID)
-	_ = p
+	_, secret, err := s.resolve(accessKeyID)
 	return secret, err
 }
 
@@ -266,15 +265,9 @@ func (s *Service) GetUser(account, name string) (*User, error) {
 // ListUsers returns the users of an account, by name.
 func (s *Service) ListUsers(account string) ([]User, error) {
 	var out []User
-	err := s.Store.IdentityView(func(tx *store.Tx) error {
-		return tx.Scan(userKey(account, ""), func(_ string, data []byte) error {
-			var u User
-			if err := json.Unmarshal(data, &u); err != nil {
-				return err
-			}
-			out = append(out, u)
-			return nil
-		})
+	err := s.Store.IdentityView(func(tx *store.Tx) (err error) {
+		out, err = scanAll[User](tx, userKey(account, ""), nil)
+		return err
 	})
 	return out, err
 }
@@ -312,14 +305,19 @@ func (s *Service) CreateAccessKey(account, user string) (*AccessKey, error) {
 var ErrLimit = errors.New("limit exceeded")
 
 func listKeys(tx *store.Tx, account, user string) ([]AccessKey, error) {
-	var out []AccessKey
-	err := tx.Scan("key/", func(_ string, data []byte) error {
-		var k AccessKey
-		if err := json.Unmarshal(data, &k); err != nil {
+	return scanAll(tx, "key/", func(k AccessKey) bool { return k.Account == account && k.User == user })
+}
+
+// scanAll decodes every record under prefix that keep (if set) accepts.
+func scanAll[T any](tx *store.Tx, prefix string, keep func(T) bool) ([]T, error) {
+	var out []T
+	err := tx.Scan(prefix, func(_ string, data []byte) error {
+		var v T
+		if err := json.Unmarshal(data, &v); err != nil {
 			return err
 		}
-		if k.Account == account && k.User == user {
-			out = append(out, k)
+		if keep == nil || keep(v) {
+			out = append(out, v)
 		}
 		return nil
 	})
@@ -409,15 +407,9 @@ func (s *Service) RoleByArn(account, arn string) (*Role, error) {
 // ListRoles returns the roles of an account, by name.
 func (s *Service) ListRoles(account string) ([]Role, error) {
 	var out []Role
-	err := s.Store.IdentityView(func(tx *store.Tx) error {
-		return tx.Scan(roleKey(account, ""), func(_ string, data []byte) error {
-			var r Role
-			if err := json.Unmarshal(data, &r); err != nil {
-				return err
-			}
-			out = append(out, r)
-			return nil
-		})
+	err := s.Store.IdentityView(func(tx *store.Tx) (err error) {
+		out, err = scanAll[Role](tx, roleKey(account, ""), nil)
+		return err
 	})
 	return out, err
 }

@@ -81,12 +81,7 @@ func BenchmarkControlPlane(b *testing.B) {
 		haAll := time.Since(start)
 
 		failover := func(name string) time.Duration {
-			var pid int
-			for _, in := range e.engine.Snapshot(c).Instances {
-				if in.Name == name {
-					pid = in.PID
-				}
-			}
+			pid := e.instance(c, name).PID
 			t0 := time.Now()
 			syscall.Kill(pid, syscall.SIGKILL)
 			for syscall.Kill(pid, 0) == nil && time.Since(t0) < 5*time.Second {

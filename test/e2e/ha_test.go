@@ -76,6 +76,16 @@ func (e *engineEnv) createActive(t testing.TB, name string) *model.Cluster {
 	return c
 }
 
+// instance returns the reconciler's view of one instance of c.
+func (e *engineEnv) instance(c *model.Cluster, name string) controlplane.InstanceStatus {
+	for _, in := range e.engine.Snapshot(c).Instances {
+		if in.Name == name {
+			return in
+		}
+	}
+	return controlplane.InstanceStatus{}
+}
+
 // replacedAfter reports whether instance got a Replaced event after t0.
 func (e *engineEnv) replacedAfter(c *model.Cluster, instance string, t0 time.Time) bool {
 	evs, _ := e.store.Events(c.ID)
@@ -204,12 +214,7 @@ func TestHAControlPlane(t *testing.T) {
 
 	t.Run("etcd member loses its data", func(t *testing.T) {
 		before := time.Now()
-		var victim controlplane.InstanceStatus
-		for _, in := range e.engine.Snapshot(c).Instances {
-			if in.Name == "etcd-b" {
-				victim = in
-			}
-		}
+		victim := e.instance(c, "etcd-b")
 		cur, _ := e.svc.Get("", c.Name)
 		l := e.engine.Layout(cur)
 		gen := cur.Etcd.Generations["etcd-b"]
@@ -250,12 +255,7 @@ func TestHAControlPlane(t *testing.T) {
 
 	t.Run("hung apiserver", func(t *testing.T) {
 		before := time.Now()
-		var victim controlplane.InstanceStatus
-		for _, in := range e.engine.Snapshot(c).Instances {
-			if in.Name == "apiserver-0" {
-				victim = in
-			}
-		}
+		victim := e.instance(c, "apiserver-0")
 		syscall.Kill(victim.PID, syscall.SIGSTOP)
 		defer syscall.Kill(victim.PID, syscall.SIGKILL)
 		// The endpoint drops it within a second.
