@@ -58,6 +58,16 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal("runtime with another root sees the instance")
 	}
 
+	// Its output reaches its log.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if data, _ := os.ReadFile(r.LogPath(spec.ID)); strings.Contains(string(data), "hello") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no output in the log after 10 s")
+		}
+	}
+
 	// kill -9: reported as ended, not running.
 	syscall.Kill(st.PID, syscall.SIGKILL)
 	deadline := time.Now().Add(5 * time.Second)
@@ -75,16 +85,12 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("killed status = %+v", st)
 	}
 
-	// Stop forgets it; the log holds the output of the run.
+	// Stop forgets it.
 	if err := r.Stop(ctx, spec.ID, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := status(t, r, spec.ID); ok {
 		t.Fatal("stopped instance still listed")
-	}
-	logData, _ := os.ReadFile(r.LogPath(spec.ID))
-	if !strings.Contains(string(logData), "hello") {
-		t.Errorf("log = %q", logData)
 	}
 }
 
