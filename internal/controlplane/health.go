@@ -80,7 +80,7 @@ func get(ctx context.Context, c *http.Client, url string) ([]byte, error) {
 }
 
 // readyz is the load balancer's check of one apiserver.
-func (p *prober) readyz(l Layout) func(ctx context.Context, addr string) error {
+func (p *prober) readyz() func(ctx context.Context, addr string) error {
 	return func(ctx context.Context, addr string) error {
 		_, err := get(ctx, p.apiserver, "https://"+addr+"/readyz")
 		return err

@@ -362,7 +362,7 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		w.pkiOK = spec
 	}
 	if w.lb == nil {
-		bal := lb.New(lb.Config{Name: c.Name, Check: w.prober.readyz(l), Log: w.cfg.Log})
+		bal := lb.New(lb.Config{Name: c.Name, Check: w.prober.readyz(), Log: w.cfg.Log})
 		if err := bal.Listen(hostPort(l.EndpointIP(), EndpointPort)); err != nil {
 			bal.Close()
 			return err
