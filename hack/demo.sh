@@ -18,11 +18,14 @@ echo "== aws sts get-caller-identity"
 aws sts get-caller-identity
 role=$(aws iam create-role --role-name demo-cluster --query Role.Arn --output text \
   --assume-role-policy-document '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
+echo "== the default VPC's subnets (one per zone)"
+aws ec2 describe-subnets --filters Name=default-for-az,Values=true --query 'Subnets[].[SubnetId,AvailabilityZone,CidrBlock]' --output text
+subnets=$(aws ec2 describe-subnets --filters Name=default-for-az,Values=true --query 'Subnets[].SubnetId' --output text | tr '\t' ',')
 echo "== aws eks create-cluster"
-time aws eks create-cluster --name demo --role-arn "$role" --resources-vpc-config subnetIds=[] --query cluster.status
+time aws eks create-cluster --name demo --role-arn "$role" --resources-vpc-config "subnetIds=$subnets" --query cluster.status
 aws eks wait cluster-active --name demo
 aws eks describe-cluster --name demo --query 'cluster.[name,version,status,endpoint]' --output text
-bin/skiff kubeconfig demo -o "$data/demo.kubeconfig"
+bin/skiff write-kubeconfig demo --kubeconfig "$data/demo.kubeconfig"
 echo "== kubectl get ns"
 kubectl --kubeconfig "$data/demo.kubeconfig" get ns
 echo "== kill -9 one apiserver; the endpoint keeps answering and skiff replaces it"

@@ -3,14 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"skiff.dev/skiff/internal/api/eks"
 	"skiff.dev/skiff/internal/model"
 )
 
@@ -18,57 +16,6 @@ func endpointFlag(cmd *cobra.Command) *string {
 	ep := defaultEndpoint()
 	cmd.Flags().StringVar(&ep, "endpoint", ep, "skiff API (env SKIFF_ENDPOINT)")
 	return &ep
-}
-
-func newCreateCmd() *cobra.Command {
-	create := &cobra.Command{Use: "create", Short: "Create a resource"}
-	var (
-		version    string
-		apiservers int
-		wait       bool
-		timeout    time.Duration
-	)
-	cl := &cobra.Command{
-		Use:   "cluster NAME",
-		Short: "Create an HA cluster: 3 etcd members, apiservers behind one endpoint, controller-managers and schedulers",
-		Args:  cobra.ExactArgs(1),
-	}
-	ep := endpointFlag(cl)
-	cl.Flags().StringVar(&version, "version", "", "Kubernetes version (e.g. 1.37); default the newest")
-	cl.Flags().IntVar(&apiservers, "apiservers", 0, "number of apiservers (2-5; default 2)")
-	cl.Flags().BoolVar(&wait, "wait", true, "wait until the cluster is ACTIVE")
-	cl.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
-	cl.RunE = func(cmd *cobra.Command, args []string) error {
-		c := newClient(*ep)
-		role, err := c.ensureClusterRole()
-		if err != nil {
-			return fmt.Errorf("ensure the cluster role: %w", err)
-		}
-		req := map[string]any{"name": args[0], "roleArn": role, "resourcesVpcConfig": map[string]any{}}
-		if version != "" {
-			req["version"] = version
-		}
-		if apiservers != 0 {
-			req["tags"] = map[string]string{eks.APIServersTag: strconv.Itoa(apiservers)}
-		}
-		start := time.Now()
-		if err := c.do("POST", "/clusters", req, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "creating cluster %s\n", args[0])
-		if !wait {
-			return nil
-		}
-		got, err := waitFor(c, args[0], model.StatusActive, timeout)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "cluster %s is ACTIVE at %s after %s\nget its kubeconfig: skiff kubeconfig %s > %s.kubeconfig\n",
-			got.Name, got.Endpoint, time.Since(start).Round(100*time.Millisecond), got.Name, got.Name)
-		return nil
-	}
-	create.AddCommand(cl)
-	return create
 }
 
 // waitFor polls a cluster until it reaches status (or is gone, for "").
@@ -126,10 +73,18 @@ func newGetCmd() *cobra.Command {
 func newDeleteCmd() *cobra.Command {
 	del := &cobra.Command{Use: "delete", Short: "Delete a resource"}
 	var wait bool
-	cl := &cobra.Command{Use: "cluster NAME", Short: "Delete a cluster and everything it runs", Args: cobra.ExactArgs(1)}
+	var name string
+	cl := &cobra.Command{Use: "cluster NAME", Short: "Delete a cluster and everything it runs", Args: cobra.MaximumNArgs(1)}
 	ep := endpointFlag(cl)
 	cl.Flags().BoolVar(&wait, "wait", true, "wait until the cluster is gone")
+	cl.Flags().StringVar(&name, "name", "", "cluster name (or the argument)")
 	cl.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			if name == "" {
+				return fmt.Errorf("name the cluster: skiff delete cluster NAME")
+			}
+			args = []string{name}
+		}
 		c := newClient(*ep)
 		if err := c.do("DELETE", "/clusters/"+args[0], nil, nil); err != nil {
 			return err

@@ -107,19 +107,25 @@ func (c *client) do(method, path string, in, out any) error {
 	return nil
 }
 
-// query calls a query-protocol action (IAM) and decodes the XML answer.
+// query calls a query-protocol action (IAM, EC2) and decodes the XML answer.
 func (c *client) query(service, action string, params url.Values, out any) error {
 	params.Set("Action", action)
-	params.Set("Version", "2010-05-08")
+	params.Set("Version", map[string]string{"iam": "2010-05-08", "sts": "2011-06-15", "ec2": "2016-11-15"}[service])
 	resp, data, err := c.send(service, "POST", "/", "application/x-www-form-urlencoded; charset=utf-8", []byte(params.Encode()))
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
-			Error struct{ Code, Message string }
+			Error  struct{ Code, Message string }
+			Errors struct {
+				Error struct{ Code, Message string }
+			} // EC2's shape
 		}
 		xml.Unmarshal(data, &e)
+		if e.Error.Code == "" {
+			e.Error = e.Errors.Error
+		}
 		return fmt.Errorf("%s: %s", e.Error.Code, e.Error.Message)
 	}
 	if out != nil {

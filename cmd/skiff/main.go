@@ -27,7 +27,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBundlesCmd(), newServeCmd(), newCreateCmd(), newGetCmd(), newDeleteCmd(),
-		newKubeconfigCmd(), newEventsCmd(), newEnvCmd())
+		newDescribeCmd(), newWriteKubeconfigCmd(), newKubeconfigCmd(), newEventsCmd(), newEnvCmd())
 	return root
 }
 

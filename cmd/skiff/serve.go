@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"skiff.dev/skiff/internal/api/ec2"
 	"skiff.dev/skiff/internal/api/eks"
 	"skiff.dev/skiff/internal/api/query"
 	"skiff.dev/skiff/internal/api/router"
@@ -26,6 +27,7 @@ import (
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/iam"
+	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/runtime/process"
 	"skiff.dev/skiff/internal/store"
 )
@@ -90,7 +92,9 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	defer st.Close()
 	rt := process.New(dataDir, filepath.Join(dataDir, "clusters"), log)
 	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log})
-	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable}
+	nets := &network.Service{Store: st, Region: region}
+	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets}
+	nets.InUse = svc.UserOf
 	ids := &iam.Service{Store: st}
 	token, err := localToken(dataDir)
 	if err != nil {
@@ -105,8 +109,10 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 		return err
 	}
 	handler := &router.Router{
-		IAM:        ids,
-		EKS:        eks.New(eks.Handler{Clusters: svc, IAM: ids, Region: region, Account: router.Account, Log: log}),
+		IAM: ids,
+		EKS: eks.New(eks.Handler{Clusters: svc, IAM: ids, Region: region, Account: router.Account, Log: log,
+			CallerArn: func(r *http.Request) string { return router.Caller(r).Arn }}),
+		EC2:        &ec2.Handler{Network: nets, Account: router.Account, Region: region},
 		Skiff:      skiffapi.New(skiffapi.Handler{Clusters: svc, Engine: eng, Account: router.Account}),
 		IAMQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "iam"},
 		STSQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "sts"},
@@ -124,7 +130,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("skiff serving", "endpoint", endpoint, "dataDir", dataDir, "versions", cat.Versions())
-	fmt.Fprintf(os.Stderr, "skiff is serving the EKS, IAM and STS APIs on %s (data in %s)\nget credentials: eval \"$(skiff env --data-dir %s)\"\n", endpoint, dataDir, dataDir)
+	fmt.Fprintf(os.Stderr, "skiff is serving the EKS, IAM, STS and EC2 APIs on %s (data in %s)\nget credentials: eval \"$(skiff env --data-dir %s)\"\n", endpoint, dataDir, dataDir)
 
 	select {
 	case <-ctx.Done():

@@ -15,6 +15,7 @@ import (
 
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/store"
 )
 
@@ -34,6 +35,8 @@ type Service struct {
 	Changed func()
 	// SlotUsable, if set, vetoes network slots that are busy on the host.
 	SlotUsable func(slot int) bool
+	// Network resolves the subnets a cluster is placed in.
+	Network *network.Service
 }
 
 // CreateRequest is a new cluster's desired state.
@@ -44,6 +47,17 @@ type CreateRequest struct {
 	APIServers int    // 0 for the default
 	RoleArn    string
 	Tags       map[string]string
+
+	SubnetIDs        []string
+	SecurityGroupIDs []string
+	// EndpointPublicAccess defaults to true, EndpointPrivateAccess to false.
+	EndpointPublicAccess, EndpointPrivateAccess *bool
+	PublicAccessCidrs                           []string
+	Logging                                     []string // enabled log types
+	AuthenticationMode                          string   // default API_AND_CONFIG_MAP
+	BootstrapAdmin                              *bool    // default true
+	CreatorArn                                  string
+	ClientRequestToken                          string
 }
 
 // EKS' rule for cluster names.
@@ -64,20 +78,47 @@ func (s *Service) Create(req CreateRequest) (*model.Cluster, error) {
 	if req.APIServers < model.MinAPIServers || req.APIServers > model.MaxAPIServers {
 		return nil, fmt.Errorf("%w: apiserver count %d must be between %d and %d", ErrInvalid, req.APIServers, model.MinAPIServers, model.MaxAPIServers)
 	}
+	if err := ValidateTags(req.Tags); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	net, err := s.placement(req)
+	if err != nil {
+		return nil, err
+	}
+	if req.AuthenticationMode == "" {
+		req.AuthenticationMode = AuthAPIAndConfigMap
+	}
+	if !validAuthMode(req.AuthenticationMode) {
+		return nil, fmt.Errorf("%w: authenticationMode %q must be one of %s", ErrInvalid, req.AuthenticationMode, strings.Join(authModes, ", "))
+	}
+	logging, err := ValidateLogTypes(req.Logging)
+	if err != nil {
+		return nil, err
+	}
 	c := &model.Cluster{
-		Name:       req.Name,
-		Account:    req.Account,
-		ID:         strings.ToLower(req.Name) + "-" + randomHex(3),
-		Version:    b.Minor(),
-		APIServers: req.APIServers,
-		RoleArn:    req.RoleArn,
-		Tags:       req.Tags,
-		Zones:      append([]string(nil), model.DefaultZones...),
-		Status:     model.StatusCreating,
-		CreatedAt:  time.Now().UTC(),
+		Network:            net,
+		Logging:            logging,
+		AuthenticationMode: req.AuthenticationMode,
+		BootstrapAdmin:     req.BootstrapAdmin == nil || *req.BootstrapAdmin,
+		CreatorArn:         req.CreatorArn,
+		ClientRequestToken: req.ClientRequestToken,
+		Name:               req.Name,
+		Account:            req.Account,
+		ID:                 strings.ToLower(req.Name) + "-" + randomHex(3),
+		Version:            b.Minor(),
+		APIServers:         req.APIServers,
+		RoleArn:            req.RoleArn,
+		Tags:               req.Tags,
+		Zones:              append([]string(nil), model.DefaultZones...),
+		Status:             model.StatusCreating,
+		CreatedAt:          time.Now().UTC(),
 	}
 	switch err := s.Store.CreateCluster(c, s.SlotUsable); {
 	case errors.Is(err, store.ErrExists):
+		// A retry with the same client request token gets the cluster it made.
+		if old, gerr := s.Get(req.Account, req.Name); gerr == nil && req.ClientRequestToken != "" && old.ClientRequestToken == req.ClientRequestToken {
+			return old, nil
+		}
 		return nil, fmt.Errorf("%w: cluster already exists with name: %s", ErrInUse, req.Name)
 	case errors.Is(err, store.ErrFull):
 		return nil, fmt.Errorf("%w: this skiff runs its maximum of %d clusters; delete one first", ErrLimit, store.MaxSlot)

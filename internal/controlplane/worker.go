@@ -126,7 +126,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.creating = c.Status == model.StatusCreating
+	w.creating = c.Status == model.StatusCreating || c.Status == model.StatusUpdating
 	if c.Status == model.StatusDeleting {
 		return w.teardown(ctx, c)
 	}
@@ -174,7 +174,9 @@ func (w *worker) reconcile(ctx context.Context) error {
 	var wg sync.WaitGroup
 	probes := make([]error, len(specs))
 	for i, s := range specs {
-		if st, ok := observed[s.ID]; ok && st.Running && st.Hash == s.Hash() {
+		// Instances on an older spec are probed too: a rolling replacement
+		// waits until every other instance is up.
+		if st, ok := observed[s.ID]; ok && st.Running {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -198,12 +200,29 @@ func (w *worker) reconcile(ctx context.Context) error {
 		}
 		apiUp = apiUp || s.Role == runtime.APIServer && snap[i].Healthy
 	}
+	// Rolling replacement: an instance whose spec changed (a version
+	// upgrade) is replaced only while every other instance is up, and one
+	// per pass, in spec order: etcd, apiservers, controller-managers,
+	// schedulers, as Kubernetes' version skew policy asks.
+	up := func(i int) bool { st := observed[specs[i].ID]; return st.Running && probes[i] == nil }
+	rolled := false
 	for i, s := range specs {
 		// Phase order: controller-managers and schedulers start once an
 		// apiserver serves (they could do nothing sooner); on two cores they
 		// would only slow the apiservers' start.
 		if (s.Role == runtime.ControllerManager || s.Role == runtime.Scheduler) && !apiUp && observed[s.ID].ID == "" {
 			continue
+		}
+		if st := observed[s.ID]; st.Running && st.Hash != s.Hash() {
+			othersUp := true
+			for j := range specs {
+				othersUp = othersUp && (j == i || up(j))
+			}
+			// One that is down anyway is replaced at once.
+			if up(i) && (rolled || !othersUp) {
+				continue
+			}
+			rolled = rolled || up(i)
 		}
 		if c, err = w.converge(ctx, c, s, observed[s.ID], probes[i]); err != nil {
 			errs = append(errs, err)
@@ -215,7 +234,11 @@ func (w *worker) reconcile(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return w.updateStatus(ctx, c)
+	allHealthy := true
+	for _, st := range snap {
+		allHealthy = allHealthy && st.Healthy
+	}
+	return w.updateStatus(ctx, c, allHealthy)
 }
 
 // indexOf returns an instance's index within its role: the zone index for
@@ -377,7 +400,10 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 
 // updateStatus records what the pass saw: a CREATING cluster turns ACTIVE
 // once its endpoint serves the API and the default namespaces exist.
-func (w *worker) updateStatus(ctx context.Context, c *model.Cluster) error {
+func (w *worker) updateStatus(ctx context.Context, c *model.Cluster, allHealthy bool) error {
+	if c.Status == model.StatusUpdating {
+		return w.finishUpdate(c, allHealthy)
+	}
 	if c.Status != model.StatusCreating {
 		return nil
 	}
@@ -415,6 +441,32 @@ func (w *worker) updateStatus(ctx context.Context, c *model.Cluster) error {
 	if err == nil {
 		w.event(c, "", model.EventCreated, fmt.Sprintf("control plane ready at %s after %s",
 			l.EndpointURL(), time.Since(c.CreatedAt).Round(10*time.Millisecond)))
+	}
+	return err
+}
+
+// finishUpdate completes an UPDATING cluster's update: a version update
+// once every instance runs (healthy) on the new version's specs, any other
+// at once (they change only what the API reports today).
+func (w *worker) finishUpdate(c *model.Cluster, allHealthy bool) error {
+	if p := c.PendingUpdate(); p != nil && p.Type == model.UpdateVersion && !allHealthy {
+		return nil
+	}
+	var done *model.Update
+	_, err := w.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		if c.Status != model.StatusUpdating {
+			return nil
+		}
+		if p := c.PendingUpdate(); p != nil {
+			p.Status = model.UpdateSuccessful
+			u := *p
+			done = &u
+		}
+		c.Status = model.StatusActive
+		return nil
+	})
+	if err == nil && done != nil {
+		w.event(c, "", model.EventUpdated, fmt.Sprintf("%s %s successful", done.Type, done.ID))
 	}
 	return err
 }

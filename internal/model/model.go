@@ -55,6 +55,96 @@ type Cluster struct {
 	Etcd EtcdState `json:"etcd"`
 	// Message explains the status (why FAILED, what CREATING waits for).
 	Message string `json:"message,omitempty"`
+
+	// Network places the cluster in its account's VPC.
+	Network ClusterNetwork `json:"network"`
+	// Logging lists the enabled control-plane log types (api, audit, …).
+	Logging []string `json:"logging,omitempty"`
+	// AuthenticationMode is API, API_AND_CONFIG_MAP or CONFIG_MAP.
+	AuthenticationMode string `json:"authenticationMode,omitempty"`
+	// BootstrapAdmin gives the creator cluster-admin through an access entry.
+	BootstrapAdmin bool `json:"bootstrapAdmin,omitempty"`
+	// CreatorArn is the principal that created the cluster.
+	CreatorArn string `json:"creatorArn,omitempty"`
+	// ClientRequestToken of the create call, for idempotent retries.
+	ClientRequestToken string `json:"clientRequestToken,omitempty"`
+	// Updates are the cluster's updates, oldest first (bounded).
+	Updates []Update `json:"updates,omitempty"`
+}
+
+// ClusterNetwork is the cluster's resourcesVpcConfig.
+type ClusterNetwork struct {
+	VpcID                  string   `json:"vpcId,omitempty"`
+	SubnetIDs              []string `json:"subnetIds,omitempty"`
+	SecurityGroupIDs       []string `json:"securityGroupIds,omitempty"`
+	ClusterSecurityGroupID string   `json:"clusterSecurityGroupId,omitempty"`
+	EndpointPublicAccess   bool     `json:"endpointPublicAccess"`
+	EndpointPrivateAccess  bool     `json:"endpointPrivateAccess"`
+	PublicAccessCidrs      []string `json:"publicAccessCidrs,omitempty"`
+}
+
+// Update statuses and types, as EKS names them.
+const (
+	UpdateInProgress = "InProgress"
+	UpdateFailed     = "Failed"
+	UpdateSuccessful = "Successful"
+
+	UpdateVersion        = "VersionUpdate"
+	UpdateEndpointAccess = "EndpointAccessUpdate"
+	UpdateLogging        = "LoggingUpdate"
+	UpdateAccessConfig   = "AccessConfigUpdate"
+)
+
+// MaxUpdates bounds the updates kept per cluster; the oldest finished go first.
+const MaxUpdates = 100
+
+// Update is an asynchronous change of a cluster (EKS' Update shape).
+type Update struct {
+	ID                 string        `json:"id"`
+	Type               string        `json:"type"`
+	Status             string        `json:"status"`
+	Params             []UpdateParam `json:"params"`
+	CreatedAt          time.Time     `json:"createdAt"`
+	Errors             []UpdateError `json:"errors,omitempty"`
+	ClientRequestToken string        `json:"clientRequestToken,omitempty"`
+}
+
+// UpdateParam is one changed setting.
+type UpdateParam struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+// UpdateError says why an update failed.
+type UpdateError struct {
+	Code        string   `json:"errorCode"`
+	Message     string   `json:"errorMessage"`
+	ResourceIDs []string `json:"resourceIds,omitempty"`
+}
+
+// PendingUpdate returns the update in progress, or nil.
+func (c *Cluster) PendingUpdate() *Update {
+	for i := range c.Updates {
+		if c.Updates[i].Status == UpdateInProgress {
+			return &c.Updates[i]
+		}
+	}
+	return nil
+}
+
+// AddUpdate appends u, dropping the oldest finished updates beyond MaxUpdates.
+func (c *Cluster) AddUpdate(u Update) {
+	c.Updates = append(c.Updates, u)
+	for len(c.Updates) > MaxUpdates {
+		drop := 0
+		for drop < len(c.Updates) && c.Updates[drop].Status == UpdateInProgress {
+			drop++
+		}
+		if drop == len(c.Updates) {
+			return
+		}
+		c.Updates = append(c.Updates[:drop], c.Updates[drop+1:]...)
+	}
 }
 
 // EtcdState records what must survive a skiff restart about etcd.
@@ -89,6 +179,7 @@ const (
 	EventReplaced = "Replaced" // an instance was restarted or replaced
 	EventCreated  = "Created"
 	EventDeleted  = "Deleted"
+	EventUpdated  = "Updated"
 )
 
 func (e Event) String() string {

@@ -21,6 +21,7 @@ var (
 	bucketClusters = []byte("clusters")
 	bucketEvents   = []byte("events")
 	bucketIAM      = []byte("iam")
+	bucketNetwork  = []byte("network")
 )
 
 // ErrNotFound is returned for a missing record.
@@ -41,7 +42,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s (is another skiff using this data dir?): %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketClusters, bucketEvents, bucketIAM} {
+		for _, b := range [][]byte{bucketClusters, bucketEvents, bucketIAM, bucketNetwork} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -265,4 +266,15 @@ func (s *Store) Identity(fn func(tx *Tx) error) error {
 // IdentityView runs fn in a read-only transaction.
 func (s *Store) IdentityView(fn func(tx *Tx) error) error {
 	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{b: btx.Bucket(bucketIAM)}) })
+}
+
+// Network runs fn in a read-write transaction over the network records
+// (VPCs, subnets); an error from fn changes nothing.
+func (s *Store) Network(fn func(tx *Tx) error) error {
+	return s.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{b: btx.Bucket(bucketNetwork)}) })
+}
+
+// NetworkView runs fn in a read-only transaction over the network records.
+func (s *Store) NetworkView(fn func(tx *Tx) error) error {
+	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{b: btx.Bucket(bucketNetwork)}) })
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/runtime/process"
@@ -72,9 +71,7 @@ func BenchmarkControlPlane(b *testing.B) {
 		// HA.
 		e := newEngineEnv(b)
 		start = time.Now()
-		if _, err := e.svc.Create(clusters.CreateRequest{Name: "bench"}); err != nil {
-			b.Fatal(err)
-		}
+		e.create(b, "bench")
 		c := waitStatus(b, e.svc, "bench", model.StatusActive, 2*time.Minute) // the endpoint serves
 		haReady := time.Since(start)
 		e.waitHealthy(b, c, time.Minute) // …and every instance is up

@@ -4,16 +4,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"skiff.dev/skiff/internal/clusters"
 )
 
 func TestControlPlaneCreate(t *testing.T) {
 	e := newEngineEnv(t)
 	start := time.Now()
-	if _, err := e.svc.Create(clusters.CreateRequest{Name: "alpha"}); err != nil {
-		t.Fatal(err)
-	}
+	e.create(t, "alpha")
 	c := waitStatus(t, e.svc, "alpha", "ACTIVE", 2*time.Minute)
 	t.Logf("alpha ACTIVE after %v at %s", time.Since(start), c.Endpoint)
 	kc := e.adminKubeconfig(c)

@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/pki"
@@ -68,9 +67,7 @@ func (e *engineEnv) waitHealthy(t testing.TB, c *model.Cluster, timeout time.Dur
 
 func (e *engineEnv) createActive(t testing.TB, name string) *model.Cluster {
 	t.Helper()
-	if _, err := e.svc.Create(clusters.CreateRequest{Name: name}); err != nil {
-		t.Fatal(err)
-	}
+	e.create(t, name)
 	c := waitStatus(t, e.svc, name, model.StatusActive, 2*time.Minute)
 	e.waitHealthy(t, c, time.Minute)
 	return c

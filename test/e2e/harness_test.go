@@ -18,6 +18,7 @@ import (
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/runtime/process"
 	"skiff.dev/skiff/internal/store"
 )
@@ -96,7 +97,8 @@ func newEngineEnv(t testing.TB) *engineEnv {
 	eng := controlplane.New(controlplane.Config{DataDir: dir, Store: st, Runtime: rt, Bundles: cat, Log: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &engineEnv{dir: dir, store: st, engine: eng, runtime: rt, cancel: cancel, done: make(chan struct{}),
-		svc: &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable}}
+		svc: &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable,
+			Network: &network.Service{Store: st, Region: "us-east-1"}}}
 	go func() {
 		defer close(e.done)
 		eng.Run(ctx)
@@ -126,6 +128,25 @@ func newEngineEnv(t testing.TB) *engineEnv {
 		st.Close()
 	})
 	return e
+}
+
+// create asks for a cluster in the default VPC's subnets (account "").
+func (e *engineEnv) create(t testing.TB, name string) {
+	t.Helper()
+	if _, err := e.svc.Network.EnsureDefault(""); err != nil {
+		t.Fatal(err)
+	}
+	subnets, err := e.svc.Network.Subnets("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := clusters.CreateRequest{Name: name}
+	for _, sn := range subnets {
+		req.SubnetIDs = append(req.SubnetIDs, sn.ID)
+	}
+	if _, err := e.svc.Create(req); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitStatus polls a cluster until it has the status (or fails the test).

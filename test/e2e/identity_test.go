@@ -118,7 +118,7 @@ func TestIdentity(t *testing.T) {
 	}
 	out, err = awsCLI(t, s, s.createArgs(t, strings.Repeat("n", 101))...)
 	wantAWSError(t, out, err, "InvalidParameterException")
-	out, err = awsCLI(t, s, "eks", "create-cluster", "--name", "norole", "--role-arn", "arn:aws:iam::"+account+":role/none", "--resources-vpc-config", "subnetIds=[]")
+	out, err = awsCLI(t, s, "eks", "create-cluster", "--name", "norole", "--role-arn", "arn:aws:iam::"+account+":role/none", "--resources-vpc-config", "subnetIds="+strings.Join(s.defaultSubnets(t), ","))
 	wantAWSError(t, out, err, "InvalidParameterException")
 
 	// Another account sees nothing of ours, and may use the same name.

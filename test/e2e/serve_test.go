@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,6 +42,7 @@ type server struct {
 	log               *os.File
 	env               []string // AWS_* variables for the stock clients
 	role              string   // ARN of a cluster role, once made
+	subnets           []string // the default VPC's subnets, once looked up
 }
 
 func freePort(t testing.TB) string {
@@ -108,9 +110,32 @@ func (s *server) clusterRole(t testing.TB) string {
 	return s.role
 }
 
+// defaultSubnets returns the IDs of the account's default subnets, sorted
+// by zone (a, b, c), as the stock CLI finds them.
+func (s *server) defaultSubnets(t testing.TB) []string {
+	if s.subnets == nil {
+		out := mustAWS(t, s, "ec2", "describe-subnets", "--filters", "Name=default-for-az,Values=true")
+		byZone := map[string]string{}
+		var zones []string
+		for _, sn := range out["Subnets"].([]any) {
+			m := sn.(map[string]any)
+			byZone[m["AvailabilityZone"].(string)] = m["SubnetId"].(string)
+			zones = append(zones, m["AvailabilityZone"].(string))
+		}
+		sort.Strings(zones)
+		for _, z := range zones {
+			s.subnets = append(s.subnets, byZone[z])
+		}
+		if len(s.subnets) != 3 {
+			t.Fatalf("default subnets = %v, want 3", out)
+		}
+	}
+	return s.subnets
+}
+
 func (s *server) createArgs(t testing.TB, name string, extra ...string) []string {
 	return append([]string{"eks", "create-cluster", "--name=" + name, "--role-arn", s.clusterRole(t),
-		"--resources-vpc-config", "subnetIds=[]"}, extra...)
+		"--resources-vpc-config", "subnetIds=" + strings.Join(s.defaultSubnets(t), ",")}, extra...)
 }
 
 func listening(addr string) bool {

@@ -32,8 +32,10 @@ type Handler struct {
 	Region   string
 	// Account resolves the caller's account ID from the request.
 	Account func(r *http.Request) string
-	Log     *slog.Logger
-	mux     *http.ServeMux
+	// CallerArn, if set, resolves the caller's ARN (the cluster creator).
+	CallerArn func(r *http.Request) string
+	Log       *slog.Logger
+	mux       *http.ServeMux
 }
 
 // New returns the handler with its routes.
@@ -43,6 +45,14 @@ func New(h Handler) *Handler {
 	h.mux.HandleFunc("GET /clusters", h.listClusters)
 	h.mux.HandleFunc("GET /clusters/{name}", h.describeCluster)
 	h.mux.HandleFunc("DELETE /clusters/{name}", h.deleteCluster)
+	h.mux.HandleFunc("POST /clusters/{name}/update-config", h.updateClusterConfig)
+	h.mux.HandleFunc("POST /clusters/{name}/updates", h.updateClusterVersion)
+	h.mux.HandleFunc("GET /clusters/{name}/updates", h.listUpdates)
+	h.mux.HandleFunc("GET /clusters/{name}/updates/{id}", h.describeUpdate)
+	h.mux.HandleFunc("GET /cluster-versions", h.describeClusterVersions)
+	h.mux.HandleFunc("POST /tags/{arn...}", h.tagResource)
+	h.mux.HandleFunc("DELETE /tags/{arn...}", h.untagResource)
+	h.mux.HandleFunc("GET /tags/{arn...}", h.listTags)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "UnknownOperationException",
 			fmt.Sprintf("%s %s is not an EKS operation skiff implements; see 'aws eks help' for the operations", r.Method, r.URL.Path)))
@@ -52,20 +62,66 @@ func New(h Handler) *Handler {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
+// vpcConfig is EKS' VpcConfigRequest.
+type vpcConfig struct {
+	SubnetIDs             []string `json:"subnetIds"`
+	SecurityGroupIDs      []string `json:"securityGroupIds"`
+	EndpointPublicAccess  *bool    `json:"endpointPublicAccess"`
+	EndpointPrivateAccess *bool    `json:"endpointPrivateAccess"`
+	PublicAccessCidrs     []string `json:"publicAccessCidrs"`
+}
+
+// logging is EKS' Logging shape.
+type logging struct {
+	ClusterLogging []struct {
+		Types   []string `json:"types"`
+		Enabled *bool    `json:"enabled"`
+	} `json:"clusterLogging"`
+}
+
+// enabled returns the log types switched on or off.
+func (l *logging) settings() map[string]bool {
+	out := map[string]bool{}
+	for _, s := range l.ClusterLogging {
+		for _, t := range s.Types {
+			out[t] = s.Enabled == nil || *s.Enabled
+		}
+	}
+	return out
+}
+
 // createClusterRequest is the part of CreateClusterRequest skiff reads.
 type createClusterRequest struct {
 	Name               *string           `json:"name"`
 	Version            string            `json:"version"`
 	RoleArn            *string           `json:"roleArn"`
-	ResourcesVpcConfig *json.RawMessage  `json:"resourcesVpcConfig"`
+	ResourcesVpcConfig *vpcConfig        `json:"resourcesVpcConfig"`
+	Logging            *logging          `json:"logging"`
 	Tags               map[string]string `json:"tags"`
 	ClientRequestToken string            `json:"clientRequestToken"`
+	AccessConfig       *struct {
+		BootstrapClusterCreatorAdminPermissions *bool  `json:"bootstrapClusterCreatorAdminPermissions"`
+		AuthenticationMode                      string `json:"authenticationMode"`
+	} `json:"accessConfig"`
+	KubernetesNetworkConfig *struct {
+		ServiceIpv4Cidr string `json:"serviceIpv4Cidr"`
+		IPFamily        string `json:"ipFamily"`
+	} `json:"kubernetesNetworkConfig"`
+	EncryptionConfig []json.RawMessage `json:"encryptionConfig"`
+}
+
+// decode reads a JSON request body into v, answering a bad one itself.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(v); err != nil {
+		awserr.WriteJSON(w, awserr.New(http.StatusBadRequest, "InvalidRequestException", "the request body is not valid JSON: "+err.Error()))
+		return false
+	}
+	return true
 }
 
 func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 	var req createClusterRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		awserr.WriteJSON(w, awserr.New(http.StatusBadRequest, "InvalidRequestException", "the request body is not valid JSON: "+err.Error()))
+	if !decode(w, r, &req) {
 		return
 	}
 	switch {
@@ -76,7 +132,14 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, invalid("roleArn is required: pass the ARN of the cluster's IAM role"))
 		return
 	case req.ResourcesVpcConfig == nil:
-		awserr.WriteJSON(w, invalid("resourcesVpcConfig is required: pass at least {} (skiff places the control plane itself)"))
+		awserr.WriteJSON(w, invalid("resourcesVpcConfig is required: pass subnetIds of at least two zones (see 'aws ec2 describe-subnets')"))
+		return
+	case len(req.EncryptionConfig) > 0:
+		awserr.WriteJSON(w, invalid("encryptionConfig is not supported by skiff yet; create the cluster without it"))
+		return
+	}
+	if k := req.KubernetesNetworkConfig; k != nil && (k.ServiceIpv4Cidr != "" && k.ServiceIpv4Cidr != controlplane.ServiceCIDR || k.IPFamily != "" && k.IPFamily != "ipv4") {
+		awserr.WriteJSON(w, invalid(fmt.Sprintf("skiff clusters use serviceIpv4Cidr %s and ipFamily ipv4; omit kubernetesNetworkConfig or pass those", controlplane.ServiceCIDR)))
 		return
 	}
 	if _, err := h.IAM.RoleByArn(h.Account(r), *req.RoleArn); err != nil {
@@ -92,8 +155,25 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 		}
 		apis = n
 	}
-	c, err := h.Clusters.Create(clusters.CreateRequest{Account: h.Account(r), Name: *req.Name, Version: req.Version, APIServers: apis,
-		RoleArn: *req.RoleArn, Tags: req.Tags})
+	vpc := req.ResourcesVpcConfig
+	creq := clusters.CreateRequest{Account: h.Account(r), Name: *req.Name, Version: req.Version, APIServers: apis,
+		RoleArn: *req.RoleArn, Tags: req.Tags, ClientRequestToken: req.ClientRequestToken,
+		SubnetIDs: vpc.SubnetIDs, SecurityGroupIDs: vpc.SecurityGroupIDs, EndpointPublicAccess: vpc.EndpointPublicAccess,
+		EndpointPrivateAccess: vpc.EndpointPrivateAccess, PublicAccessCidrs: vpc.PublicAccessCidrs}
+	if h.CallerArn != nil {
+		creq.CreatorArn = h.CallerArn(r)
+	}
+	if req.Logging != nil {
+		for t, on := range req.Logging.settings() {
+			if on {
+				creq.Logging = append(creq.Logging, t)
+			}
+		}
+	}
+	if a := req.AccessConfig; a != nil {
+		creq.AuthenticationMode, creq.BootstrapAdmin = a.AuthenticationMode, a.BootstrapClusterCreatorAdminPermissions
+	}
+	c, err := h.Clusters.Create(creq)
 	if err != nil {
 		h.fail(w, err, *req.Name)
 		return
@@ -121,14 +201,9 @@ func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) listClusters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	max := 100
-	if v := q.Get("maxResults"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			awserr.WriteJSON(w, invalid("maxResults must be a number from 1 to 100"))
-			return
-		}
-		max = n
+	max, ok := maxResults(w, r)
+	if !ok {
+		return
 	}
 	names, err := h.Clusters.List(h.Account(r))
 	if err != nil {
@@ -207,17 +282,26 @@ func (h *Handler) Cluster(c *model.Cluster) map[string]any {
 		"createdAt":       float64(c.CreatedAt.UnixMilli()) / 1000,
 		"version":         c.Version,
 		"status":          c.Status,
-		"platformVersion": "eks.1",
+		"platformVersion": clusters.PlatformVersion,
 		"id":              c.ID,
 		"resourcesVpcConfig": map[string]any{
-			"subnetIds": []string{}, "securityGroupIds": []string{},
-			"endpointPublicAccess": true, "endpointPrivateAccess": false,
-			"publicAccessCidrs": []string{"0.0.0.0/0"},
+			"subnetIds": nonNil(c.Network.SubnetIDs), "securityGroupIds": nonNil(c.Network.SecurityGroupIDs),
+			"clusterSecurityGroupId": c.Network.ClusterSecurityGroupID, "vpcId": c.Network.VpcID,
+			"endpointPublicAccess": c.Network.EndpointPublicAccess, "endpointPrivateAccess": c.Network.EndpointPrivateAccess,
+			"publicAccessCidrs": nonNil(c.Network.PublicAccessCidrs),
 		},
-		"kubernetesNetworkConfig": map[string]any{"serviceIpv4Cidr": controlplane.ServiceCIDR, "ipFamily": "ipv4"},
-		"certificateAuthority":    map[string]any{},
-		"tags":                    map[string]string{},
-		"health":                  map[string]any{"issues": []any{}},
+		"kubernetesNetworkConfig": map[string]any{"serviceIpv4Cidr": controlplane.ServiceCIDR, "ipFamily": "ipv4",
+			"elasticLoadBalancing": map[string]any{"enabled": false}},
+		"logging":              loggingOut(c.Logging),
+		"certificateAuthority": map[string]any{},
+		"tags":                 map[string]string{},
+		"health":               map[string]any{"issues": health(c)},
+		"accessConfig": map[string]any{"authenticationMode": c.AuthenticationMode,
+			"bootstrapClusterCreatorAdminPermissions": c.BootstrapAdmin},
+		"upgradePolicy": map[string]any{"supportType": "STANDARD"},
+	}
+	if c.ClientRequestToken != "" {
+		out["clientRequestToken"] = c.ClientRequestToken
 	}
 	if c.RoleArn != "" {
 		out["roleArn"] = c.RoleArn

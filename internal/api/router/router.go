@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"skiff.dev/skiff/internal/api/awserr"
+	"skiff.dev/skiff/internal/api/ec2"
 	"skiff.dev/skiff/internal/api/query"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/sigv4"
@@ -43,6 +44,7 @@ type Router struct {
 	Skiff      http.Handler // /skiff/v1/
 	IAMQuery   http.Handler
 	STSQuery   http.Handler
+	EC2        http.Handler
 	LocalToken string // authenticates /skiff/v1/local/ (see LocalEnv)
 	Region     string
 	Endpoint   string
@@ -62,16 +64,22 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	_, service, _ := sigv4.Scope(r)
-	queryStyle := service == "iam" || service == "sts" ||
-		(service == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"))
+	style := styleJSON
+	switch {
+	case service == "ec2":
+		style = styleEC2
+	case service == "iam" || service == "sts" ||
+		(service == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")):
+		style = styleQuery
+	}
 	signed, err := sigv4.Verify(r.Context(), r, body, rt.IAM.Lookup, time.Now(), 0)
 	if err != nil {
-		rt.deny(w, err, queryStyle)
+		rt.deny(w, err, style)
 		return
 	}
 	caller, err := rt.IAM.Principal(signed.AccessKeyID)
 	if err != nil {
-		rt.deny(w, sigv4.ErrUnknownKey, queryStyle)
+		rt.deny(w, sigv4.ErrUnknownKey, style)
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, caller))
@@ -84,36 +92,52 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.IAMQuery.ServeHTTP(w, r)
 	case service == "sts":
 		rt.STSQuery.ServeHTTP(w, r)
+	case service == "ec2":
+		rt.EC2.ServeHTTP(w, r)
 	default:
 		awserr.WriteJSON(w, awserr.New(http.StatusBadRequest, "UnknownServiceException",
-			"skiff serves the eks, iam and sts services; this request was signed for "+service))
+			"skiff serves the eks, iam, sts and ec2 services; this request was signed for "+service))
 	}
 }
 
-// deny answers a request whose signature did not verify.
-func (rt *Router) deny(w http.ResponseWriter, err error, queryStyle bool) {
-	type pair struct{ json, query string }
-	var codes pair
+// Error styles of the services.
+const (
+	styleJSON  = iota // EKS
+	styleQuery        // IAM, STS
+	styleEC2
+)
+
+// deny answers a request whose signature did not verify, with the codes
+// each service's real endpoint uses.
+func (rt *Router) deny(w http.ResponseWriter, err error, style int) {
+	type codes struct{ json, query, ec2 string }
+	var c codes
 	var msg string
 	status := http.StatusForbidden
 	switch {
 	case errors.Is(err, sigv4.ErrUnsigned):
-		codes, msg = pair{"MissingAuthenticationTokenException", "MissingAuthenticationToken"}, "Missing Authentication Token: sign the request with SigV4 (get credentials with 'skiff env')"
+		c, msg = codes{"MissingAuthenticationTokenException", "MissingAuthenticationToken", "MissingAuthenticationToken"}, "Missing Authentication Token: sign the request with SigV4 (get credentials with 'skiff env')"
 	case errors.Is(err, sigv4.ErrUnknownKey):
-		codes, msg = pair{"UnrecognizedClientException", "InvalidClientTokenId"}, "The security token included in the request is invalid: the access key is unknown to this skiff (get credentials with 'skiff env')"
+		c, msg = codes{"UnrecognizedClientException", "InvalidClientTokenId", "AuthFailure"}, "The security token included in the request is invalid: the access key is unknown to this skiff (get credentials with 'skiff env')"
 	case errors.Is(err, sigv4.ErrExpired):
-		codes, msg = pair{"InvalidSignatureException", "SignatureDoesNotMatch"}, "Signature expired: "+strings.TrimPrefix(err.Error(), sigv4.ErrExpired.Error()+": ")+"; check the clock of the client"
+		c, msg = codes{"InvalidSignatureException", "SignatureDoesNotMatch", "RequestExpired"}, "Signature expired: "+strings.TrimPrefix(err.Error(), sigv4.ErrExpired.Error()+": ")+"; check the clock of the client"
 	case errors.Is(err, sigv4.ErrSignature):
-		codes, msg = pair{"InvalidSignatureException", "SignatureDoesNotMatch"}, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
+		c, msg = codes{"InvalidSignatureException", "SignatureDoesNotMatch", "AuthFailure"}, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
 	default:
 		status = http.StatusBadRequest
-		codes, msg = pair{"IncompleteSignatureException", "IncompleteSignature"}, err.Error()
+		c, msg = codes{"IncompleteSignatureException", "IncompleteSignature", "IncompleteSignature"}, err.Error()
 	}
-	if queryStyle {
-		query.WriteError(w, awserr.New(status, codes.query, msg))
-		return
+	switch style {
+	case styleQuery:
+		query.WriteError(w, awserr.New(status, c.query, msg))
+	case styleEC2:
+		if status == http.StatusForbidden {
+			status = http.StatusUnauthorized // EC2 answers auth failures with 401
+		}
+		ec2.WriteError(w, awserr.New(status, c.ec2, msg))
+	default:
+		awserr.WriteJSON(w, awserr.New(status, c.json, msg))
 	}
-	awserr.WriteJSON(w, awserr.New(status, codes.json, msg))
 }
 
 // LocalEnv is what `skiff env` gets for an account.

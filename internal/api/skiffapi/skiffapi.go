@@ -1,5 +1,5 @@
 // Package skiffapi serves what skiff's own CLI needs beyond the EKS API:
-// a cluster's admin kubeconfig and its events.
+// a cluster's admin kubeconfig, its events and its instances.
 //
 // Until IAM authentication lands, this API (like the EKS one) trusts every
 // caller that reaches skiff's listen address: keep it on loopback.
@@ -28,6 +28,7 @@ func New(h Handler) *Handler {
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/kubeconfig", h.kubeconfig)
 	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/events", h.events)
+	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/instances", h.instances)
 	return &h
 }
 
@@ -56,6 +57,17 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	awserr.WriteOK(w, map[string]any{"events": ev})
+}
+
+// instances reports what the reconciler saw of each control-plane instance
+// in its last pass (the CLI's progress and `describe cluster`).
+func (h *Handler) instances(w http.ResponseWriter, r *http.Request) {
+	c, err := h.Clusters.Get(h.Account(r), r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	awserr.WriteOK(w, h.Engine.Snapshot(c))
 }
 
 func fail(w http.ResponseWriter, err error) {
