@@ -1,0 +1,75 @@
+package authn
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"skiff.dev/skiff/internal/sigv4"
+)
+
+func lookup(_ context.Context, id string) (sigv4.Secret, error) {
+	if id == "AKIAEXAMPLE" {
+		return sigv4.Secret{SecretAccessKey: "secret"}, nil
+	}
+	return sigv4.Secret{}, sigv4.ErrUnknownKey
+}
+
+// mint makes a token the way `aws eks get-token` does: a presigned STS
+// GetCallerIdentity URL (X-Amz-Expires=60) with x-k8s-aws-id signed.
+func mint(t *testing.T, akid, secret, cluster, host string, at time.Time) string {
+	t.Helper()
+	r, _ := http.NewRequest("GET", "http://"+host+"/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Expires=60", nil)
+	r.Header.Set(ClusterHeader, cluster)
+	empty := sha256.Sum256(nil)
+	u, _, err := v4.NewSigner().PresignHTTP(context.Background(), aws.Credentials{AccessKeyID: akid, SecretAccessKey: secret},
+		r, hex.EncodeToString(empty[:]), "sts", "us-east-1", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Prefix + base64.RawURLEncoding.EncodeToString([]byte(u))
+}
+
+func TestVerify(t *testing.T) {
+	now := time.Now().UTC()
+	v := &Verifier{Lookup: lookup, Hosts: []string{"127.0.0.1:7443"}}
+	good := mint(t, "AKIAEXAMPLE", "secret", "web", "127.0.0.1:7443", now)
+	tampered := []byte(good)
+	tampered[len(tampered)-3] ^= 1
+	for _, tt := range []struct {
+		name, token, cluster string
+		at                   time.Time
+		want                 error
+	}{
+		{"valid", good, "web", now, nil},
+		{"valid after X-Amz-Expires, within 15 min", good, "web", now.Add(14 * time.Minute), nil},
+		{"older than 15 min", good, "web", now.Add(16 * time.Minute), ErrExpired},
+		{"other cluster", good, "api", now, ErrSignature},
+		{"wrong secret", mint(t, "AKIAEXAMPLE", "nope", "web", "127.0.0.1:7443", now), "web", now, ErrSignature},
+		{"unknown key", mint(t, "AKIAOTHER", "secret", "web", "127.0.0.1:7443", now), "web", now, ErrSignature},
+		{"other host", mint(t, "AKIAEXAMPLE", "secret", "web", "sts.amazonaws.com", now), "web", now, ErrMalformed},
+		{"one byte changed", string(tampered), "web", now, ErrSignature},
+		{"no prefix", strings.TrimPrefix(good, Prefix), "web", now, ErrMalformed},
+		{"not base64", Prefix + "%%%", "web", now, ErrMalformed},
+		{"not sts", Prefix + base64.RawURLEncoding.EncodeToString([]byte("http://127.0.0.1:7443/?Action=ListUsers&Version=2010-05-08")), "web", now, ErrMalformed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := v.Verify(context.Background(), tt.token, tt.cluster, tt.at)
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (id != nil) {
+				t.Fatalf("Verify = %v, %v; want %v", id, err, tt.want)
+			}
+			if id != nil && id.AccessKeyID != "AKIAEXAMPLE" {
+				t.Errorf("access key = %s", id.AccessKeyID)
+			}
+		})
+	}
+}
