@@ -79,7 +79,7 @@ type logging struct {
 	} `json:"clusterLogging"`
 }
 
-// enabled returns the log types switched on or off.
+// settings returns the log types switched on or off.
 func (l *logging) settings() map[string]bool {
 	out := map[string]bool{}
 	for _, s := range l.ClusterLogging {
