@@ -39,12 +39,22 @@ func mint(t *testing.T, akid, secret, cluster, host string, at time.Time) string
 	return Prefix + base64.RawURLEncoding.EncodeToString([]byte(u))
 }
 
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func TestVerify(t *testing.T) {
 	now := time.Now().UTC()
 	v := &Verifier{Lookup: lookup, Hosts: []string{"127.0.0.1:7443"}}
 	good := mint(t, "AKIAEXAMPLE", "secret", "web", "127.0.0.1:7443", now)
-	tampered := []byte(good)
-	tampered[len(tampered)-3] ^= 1
+	// One digit of the signature changed: decode, edit, encode again.
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(good, Prefix))
+	last := raw[len(raw)-1]
+	raw[len(raw)-1] = "10"[boolIndex(last == '0')]
+	tampered := Prefix + base64.RawURLEncoding.EncodeToString(raw)
 	for _, tt := range []struct {
 		name, token, cluster string
 		at                   time.Time
@@ -57,7 +67,7 @@ func TestVerify(t *testing.T) {
 		{"wrong secret", mint(t, "AKIAEXAMPLE", "nope", "web", "127.0.0.1:7443", now), "web", now, ErrSignature},
 		{"unknown key", mint(t, "AKIAOTHER", "secret", "web", "127.0.0.1:7443", now), "web", now, ErrSignature},
 		{"other host", mint(t, "AKIAEXAMPLE", "secret", "web", "sts.amazonaws.com", now), "web", now, ErrMalformed},
-		{"one byte changed", string(tampered), "web", now, ErrSignature},
+		{"one signature digit changed", tampered, "web", now, ErrSignature},
 		{"no prefix", strings.TrimPrefix(good, Prefix), "web", now, ErrMalformed},
 		{"not base64", Prefix + "%%%", "web", now, ErrMalformed},
 		{"not sts", Prefix + base64.RawURLEncoding.EncodeToString([]byte("http://127.0.0.1:7443/?Action=ListUsers&Version=2010-05-08")), "web", now, ErrMalformed},
@@ -71,5 +81,19 @@ func TestVerify(t *testing.T) {
 				t.Errorf("access key = %s", id.AccessKeyID)
 			}
 		})
+	}
+}
+
+// TestVerifyAnyByteChanged: changing any single byte of a token makes it fail.
+func TestVerifyAnyByteChanged(t *testing.T) {
+	now := time.Now().UTC()
+	v := &Verifier{Lookup: lookup, Hosts: []string{"127.0.0.1:7443"}}
+	good := mint(t, "AKIAEXAMPLE", "secret", "web", "127.0.0.1:7443", now)
+	for i := range len(good) {
+		b := []byte(good)
+		b[i] ^= 1
+		if id, err := v.Verify(context.Background(), string(b), "web", now); err == nil {
+			t.Fatalf("byte %d changed (%q): accepted as %v", i, b[i], id)
+		}
 	}
 }

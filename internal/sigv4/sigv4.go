@@ -100,6 +100,9 @@ func Verify(ctx context.Context, r *http.Request, body []byte, lookup Lookup, no
 	if err != nil {
 		return nil, fmt.Errorf("%w: missing or bad X-Amz-Date header", ErrMalformed)
 	}
+	if scope[1] != t.Format("20060102") {
+		return nil, fmt.Errorf("%w: the credential scope's date %s is not the day of X-Amz-Date", ErrSignature, scope[1])
+	}
 	if d := now.Sub(t); d > MaxSkew || d < -MaxSkew {
 		return nil, fmt.Errorf("%w: request time %s is more than %v from the server's %s", ErrExpired,
 			t.Format(time.RFC3339), MaxSkew, now.UTC().Format(time.RFC3339))
@@ -142,6 +145,9 @@ func verifyPresigned(ctx context.Context, r *http.Request, lookup Lookup, now ti
 	t, err := time.Parse("20060102T150405Z", q.Get("X-Amz-Date"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad X-Amz-Date", ErrMalformed)
+	}
+	if scope[1] != t.Format("20060102") {
+		return nil, fmt.Errorf("%w: the credential scope's date %s is not the day of X-Amz-Date", ErrSignature, scope[1])
 	}
 	expires, err := strconv.Atoi(q.Get("X-Amz-Expires"))
 	if err != nil || expires < 1 || expires > 7*24*3600 {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +120,17 @@ func TestVerifyPresigned(t *testing.T) {
 	r.URL.RawQuery = q.Encode()
 	if _, err := Verify(context.Background(), r, nil, lookup, now, 0); !errors.Is(err, ErrSignature) {
 		t.Fatalf("changed query: %v", err)
+	}
+}
+
+// TestScopeDateMustMatch: a credential scope whose date is not X-Amz-Date's
+// day is refused even though the signature itself does not cover that text.
+func TestScopeDateMustMatch(t *testing.T) {
+	now := time.Now().UTC()
+	r := signed(t, "AKIDEXAMPLE", "secret", "", "{}", now)
+	day := now.Format("20060102")
+	r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), "/"+day+"/", "/19990101/", 1))
+	if _, err := Verify(context.Background(), r, []byte("{}"), lookup, now, 0); !errors.Is(err, ErrSignature) {
+		t.Errorf("Verify = %v, want ErrSignature", err)
 	}
 }
