@@ -13,16 +13,20 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"skiff.dev/skiff/internal/access"
 	"skiff.dev/skiff/internal/api/ec2"
 	"skiff.dev/skiff/internal/api/eks"
 	"skiff.dev/skiff/internal/api/query"
 	"skiff.dev/skiff/internal/api/router"
 	"skiff.dev/skiff/internal/api/skiffapi"
+	"skiff.dev/skiff/internal/authn"
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
@@ -90,19 +94,28 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 		return err
 	}
 	defer st.Close()
-	rt := process.New(dataDir, filepath.Join(dataDir, "clusters"), log)
-	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log})
-	nets := &network.Service{Store: st, Region: region}
-	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets}
-	nets.InUse = svc.UserOf
-	ids := &iam.Service{Store: st}
-	token, err := localToken(dataDir)
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another skiff running? pick another --listen): %w", listen, err)
+	}
+	ids := &iam.Service{Store: st}
+	rt := process.New(dataDir, filepath.Join(dataDir, "clusters"), log)
+	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log,
+		Tokens: tokenVerifier(ids, ln.Addr())})
+	nets := &network.Service{Store: st, Region: region}
+	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets}
+	nets.InUse = svc.UserOf
+	svc.PrincipalExists = func(p access.Principal) bool {
+		if p.Kind == "role" {
+			_, err := ids.GetRole(p.Account, p.Name)
+			return err == nil
+		}
+		_, err := ids.GetUser(p.Account, p.Name)
+		return err == nil
+	}
+	token, err := localToken(dataDir)
+	if err != nil {
+		return err
 	}
 	endpoint := "http://" + ln.Addr().String()
 	if err := writeServeInfo(dataDir, serveInfo{Endpoint: endpoint, Region: region}); err != nil {
@@ -145,6 +158,34 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	srv.Shutdown(sctx)
 	<-engineDone
 	return nil
+}
+
+// tokenVerifier verifies the tokens of `aws eks get-token` for the
+// clusters' webhooks: presigned for this skiff's STS endpoint (any host if
+// skiff listens on all addresses) with a key of its IAM store.
+func tokenVerifier(ids *iam.Service, addr net.Addr) *access.Tokens {
+	var hosts []string
+	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsUnspecified() {
+		hosts = []string{addr.String()}
+		if tcp.IP.IsLoopback() {
+			hosts = append(hosts, net.JoinHostPort("localhost", strconv.Itoa(tcp.Port)))
+		}
+	}
+	return &access.Tokens{
+		Verifier: &authn.Verifier{Lookup: ids.Lookup, Hosts: hosts},
+		Principal: func(keyID string) (access.Caller, error) {
+			p, err := ids.Principal(keyID)
+			if err != nil {
+				return access.Caller{}, err
+			}
+			c := access.Caller{Account: p.Account, Arn: p.Arn, UserID: p.UserID, Kind: "user", Name: p.User}
+			if p.Role != "" {
+				c.Kind, c.Name = "role", p.Role
+				c.Session = p.Arn[strings.LastIndexByte(p.Arn, '/')+1:]
+			}
+			return c, nil
+		},
+	}
 }
 
 // serveInfo tells local commands (skiff env) where this skiff serves.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"skiff.dev/skiff/internal/access"
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
@@ -37,6 +38,9 @@ type Service struct {
 	SlotUsable func(slot int) bool
 	// Network resolves the subnets a cluster is placed in.
 	Network *network.Service
+	// PrincipalExists, if set, vetoes access entries for IAM users and
+	// roles that do not exist.
+	PrincipalExists func(p access.Principal) bool
 }
 
 // CreateRequest is a new cluster's desired state.
@@ -113,6 +117,7 @@ func (s *Service) Create(req CreateRequest) (*model.Cluster, error) {
 		Status:             model.StatusCreating,
 		CreatedAt:          time.Now().UTC(),
 	}
+	ensureCreatorEntry(c)
 	switch err := s.Store.CreateCluster(c, s.SlotUsable); {
 	case errors.Is(err, store.ErrExists):
 		// A retry with the same client request token gets the cluster it made.

@@ -222,6 +222,7 @@ func (s *Service) UpdateConfig(account, name string, req ConfigUpdate) (*model.U
 				return model.Update{}, fmt.Errorf("%w: Unsupported authentication mode update from %s to %s: the mode can only move from CONFIG_MAP to API_AND_CONFIG_MAP to API", ErrInvalid, from, to)
 			}
 			c.AuthenticationMode = to
+			ensureCreatorEntry(c)
 			return model.Update{Type: model.UpdateAccessConfig, Params: []model.UpdateParam{{Type: "AuthenticationMode", Value: to}}}, nil
 		default:
 			n := c.Network

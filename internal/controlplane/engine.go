@@ -25,6 +25,8 @@ type Config struct {
 	Log     *slog.Logger
 	// Interval between two passes over one cluster; default 500ms.
 	Interval time.Duration
+	// Tokens verifies IAM tokens for the clusters' webhooks; nil refuses them.
+	Tokens Tokens
 }
 
 // Engine runs one worker per stored cluster. Each worker is a

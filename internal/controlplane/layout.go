@@ -19,6 +19,7 @@ import (
 // Ports of the components on their instance address.
 const (
 	EndpointPort          = 443
+	WebhookPort           = 443
 	APIServerPort         = 6443
 	EtcdClientPort        = 2379
 	EtcdPeerPort          = 2380
@@ -55,6 +56,15 @@ func (l Layout) EndpointIP() net.IP { return l.ip(1) }
 // EndpointURL is the cluster's API endpoint.
 func (l Layout) EndpointURL() string {
 	return "https://" + net.JoinHostPort(l.EndpointIP().String(), strconv.Itoa(EndpointPort))
+}
+
+// WebhookIP is the address of the token-review webhook skiff serves for
+// the cluster's apiservers.
+func (l Layout) WebhookIP() net.IP { return l.ip(2) }
+
+// WebhookURL is the token-review webhook's URL.
+func (l Layout) WebhookURL() string {
+	return "https://" + net.JoinHostPort(l.WebhookIP().String(), strconv.Itoa(WebhookPort)) + "/authenticate"
 }
 
 // EtcdIP is the address of the etcd member with index i (zone i).

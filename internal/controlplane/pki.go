@@ -22,7 +22,11 @@ type client struct {
 }
 
 func (l Layout) clients(c *model.Cluster) []client {
-	out := []client{{name: "admin", cn: "kubernetes-admin", orgs: []string{"system:masters"}, server: l.EndpointURL()}}
+	out := []client{
+		{name: "admin", cn: "kubernetes-admin", orgs: []string{"system:masters"}, server: l.EndpointURL()},
+		// The apiservers' client of the token-review webhook.
+		{name: webhookClient, cn: webhookClientCN, server: l.WebhookURL()},
+	}
 	// Controller-managers and schedulers talk to the apiserver of their own
 	// zone (as kubeadm's do to localhost): they keep working while skiff,
 	// which runs the load balancer, restarts.
@@ -51,6 +55,7 @@ func (l Layout) pkiSpec(c *model.Cluster) pki.Spec {
 	spec := pki.Spec{Certs: []pki.Cert{
 		{Name: "apiserver", CA: pki.ClusterCA, CN: "kube-apiserver", IPs: apiIPs, Server: true,
 			DNS: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"}},
+		{Name: "webhook", CA: pki.ClusterCA, CN: "skiff-authn-webhook", IPs: []net.IP{l.WebhookIP()}, Server: true},
 		{Name: "apiserver-kubelet-client", CA: pki.ClusterCA, CN: "kube-apiserver-kubelet-client", Orgs: []string{"system:masters"}, Client: true},
 		{Name: "front-proxy-client", CA: pki.FrontProxyCA, CN: "front-proxy-client", Client: true},
 		{Name: "apiserver-etcd-client", CA: pki.EtcdCA, CN: "kube-apiserver-etcd-client", Client: true},

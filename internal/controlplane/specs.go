@@ -116,7 +116,8 @@ func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) 
 
 func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.Spec {
 	ip := l.APIServerIP(i).String()
-	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), nil,
+	webhook := l.KubeconfigPath(webhookClient)
+	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), []string{webhook},
 		"--advertise-address="+ip,
 		"--bind-address="+ip,
 		"--secure-port="+strconv.Itoa(APIServerPort),
@@ -141,6 +142,13 @@ func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.
 		"--service-account-key-file="+l.pki("sa.pub"),
 		"--service-account-signing-key-file="+l.pki("sa.key"),
 		"--service-cluster-ip-range="+ServiceCIDR,
+		// IAM identities: skiff's webhook verifies `aws eks get-token`
+		// tokens and maps them through the cluster's access entries. Results
+		// are cached briefly, so sessions outlive a skiff restart and a
+		// deleted access entry stops working within seconds.
+		"--authentication-token-webhook-config-file="+webhook,
+		"--authentication-token-webhook-version=v1",
+		"--authentication-token-webhook-cache-ttl=10s",
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",

@@ -14,6 +14,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"skiff.dev/skiff/internal/access"
 	"skiff.dev/skiff/internal/lb"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/runtime"
@@ -43,13 +44,17 @@ type worker struct {
 	wake    chan struct{}
 	done    chan struct{}
 
-	lb       *lb.Balancer
-	prober   *prober
-	admin    kubernetes.Interface
-	pkiOK    string // hash of the PKI spec last ensured
-	inst     map[string]*instState
-	started  time.Time
-	creating bool
+	lb      *lb.Balancer
+	webhook *webhook
+	prober  *prober
+	admin   kubernetes.Interface
+	pkiOK   string // hash of the PKI spec last ensured
+	inst    map[string]*instState
+	started time.Time
+	// accessSynced is the access configuration last synced to RBAC, at accessAt.
+	accessSynced string
+	accessAt     time.Time
+	creating     bool
 
 	mu       sync.Mutex
 	snapshot Snapshot // as of the last pass, for Engine.Snapshot
@@ -93,6 +98,7 @@ func (w *worker) run(ctx context.Context) {
 		if w.lb != nil {
 			w.lb.Close()
 		}
+		w.webhook.Close()
 	}()
 	w.started = time.Now()
 	for {
@@ -231,6 +237,11 @@ func (w *worker) reconcile(ctx context.Context) error {
 	w.mu.Lock()
 	w.snapshot = Snapshot{At: passStart, Instances: snap, Backends: w.lb.Healthy()}
 	w.mu.Unlock()
+	if apiUp && (c.Status == model.StatusActive || c.Status == model.StatusUpdating) {
+		if err := w.syncAccess(ctx, c); err != nil {
+			errs = append(errs, wrap(c, "sync access entries to RBAC", err))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -382,6 +393,8 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 			w.lb.Close()
 			w.lb = nil
 		}
+		w.webhook.Close()
+		w.webhook = nil
 		w.pkiOK = spec
 	}
 	if w.lb == nil {
@@ -395,6 +408,35 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		w.liveLB = bal
 		w.mu.Unlock()
 	}
+	if w.webhook == nil {
+		wh, err := startWebhook(c, l, w.cfg.Store, w.cfg.Tokens, w.admin, w.cfg.Log)
+		if err != nil {
+			return err
+		}
+		w.webhook = wh
+	}
+	return nil
+}
+
+// accessResync is how often RBAC is checked against the access entries
+// when they did not change (someone may have deleted a binding, or a
+// namespace a scope names may have appeared).
+const accessResync = 10 * time.Second
+
+// syncAccess makes the cluster's RBAC match its access entries when they
+// changed since the last sync, or every accessResync.
+func (w *worker) syncAccess(ctx context.Context, c *model.Cluster) error {
+	want := fmt.Sprint(c.AuthenticationMode, c.AccessEntries)
+	if want == w.accessSynced && time.Since(w.accessAt) < accessResync {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := access.Sync(ctx, w.admin, c); err != nil {
+		w.accessSynced = ""
+		return err
+	}
+	w.accessSynced, w.accessAt = want, time.Now()
 	return nil
 }
 
@@ -489,6 +531,8 @@ func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
 		w.lb.Close()
 		w.lb = nil
 	}
+	w.webhook.Close()
+	w.webhook = nil
 	all, err := w.cfg.Runtime.List(ctx)
 	if err != nil {
 		return err

@@ -70,6 +70,56 @@ type Cluster struct {
 	ClientRequestToken string `json:"clientRequestToken,omitempty"`
 	// Updates are the cluster's updates, oldest first (bounded).
 	Updates []Update `json:"updates,omitempty"`
+	// AccessEntries map IAM principals to Kubernetes identities and
+	// permissions (EKS access entries), sorted by principal ARN.
+	AccessEntries []AccessEntry `json:"accessEntries,omitempty"`
+}
+
+// Access entry types, as EKS names them.
+const (
+	AccessEntryStandard = "STANDARD"
+	AccessEntryEC2Linux = "EC2_LINUX"
+)
+
+// AccessEntry grants an IAM principal (user or role) access to a cluster.
+type AccessEntry struct {
+	PrincipalArn     string            `json:"principalArn"`
+	Type             string            `json:"type"`
+	Username         string            `json:"username"` // may hold {{SessionName}}-style templates
+	KubernetesGroups []string          `json:"kubernetesGroups,omitempty"`
+	ID               string            `json:"id"` // the UUID that ends its ARN
+	Tags             map[string]string `json:"tags,omitempty"`
+	CreatedAt        time.Time         `json:"createdAt"`
+	ModifiedAt       time.Time         `json:"modifiedAt"`
+	// Policies are the associated access policies, by policy ARN.
+	Policies []AccessPolicyAssociation `json:"policies,omitempty"`
+	// ClientRequestToken of the create call, for idempotent retries.
+	ClientRequestToken string `json:"clientRequestToken,omitempty"`
+}
+
+// AccessPolicyAssociation is an access policy granted in a scope.
+type AccessPolicyAssociation struct {
+	PolicyArn    string      `json:"policyArn"`
+	Scope        AccessScope `json:"scope"`
+	AssociatedAt time.Time   `json:"associatedAt"`
+	ModifiedAt   time.Time   `json:"modifiedAt"`
+}
+
+// AccessScope is "cluster", or "namespace" with the namespaces (a trailing
+// '*' matches by prefix).
+type AccessScope struct {
+	Type       string   `json:"type"`
+	Namespaces []string `json:"namespaces,omitempty"`
+}
+
+// AccessEntry returns the entry of a principal ARN, or nil.
+func (c *Cluster) AccessEntry(principalArn string) *AccessEntry {
+	for i := range c.AccessEntries {
+		if c.AccessEntries[i].PrincipalArn == principalArn {
+			return &c.AccessEntries[i]
+		}
+	}
+	return nil
 }
 
 // ClusterNetwork is the cluster's resourcesVpcConfig.

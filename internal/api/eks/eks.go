@@ -53,6 +53,7 @@ func New(h Handler) *Handler {
 	h.mux.HandleFunc("POST /tags/{arn...}", h.tagResource)
 	h.mux.HandleFunc("DELETE /tags/{arn...}", h.untagResource)
 	h.mux.HandleFunc("GET /tags/{arn...}", h.listTags)
+	h.accessRoutes()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "UnknownOperationException",
 			fmt.Sprintf("%s %s is not an EKS operation skiff implements; see 'aws eks help' for the operations", r.Method, r.URL.Path)))
@@ -258,6 +259,8 @@ func (h *Handler) fail(w http.ResponseWriter, err error, name string) {
 		e = awserr.New(http.StatusNotFound, "ResourceNotFoundException", strings.TrimPrefix(err.Error(), clusters.ErrNotFound.Error()+": "))
 	case errors.Is(err, clusters.ErrInUse):
 		e = awserr.New(http.StatusConflict, "ResourceInUseException", strings.TrimPrefix(err.Error(), clusters.ErrInUse.Error()+": "))
+	case errors.Is(err, clusters.ErrInvalidRequest):
+		e = awserr.New(http.StatusBadRequest, "InvalidRequestException", strings.TrimPrefix(err.Error(), clusters.ErrInvalidRequest.Error()+": "))
 	case errors.Is(err, clusters.ErrLimit):
 		e = awserr.New(http.StatusBadRequest, "ResourceLimitExceededException", strings.TrimPrefix(err.Error(), clusters.ErrLimit.Error()+": "))
 	default:
