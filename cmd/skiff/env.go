@@ -36,6 +36,7 @@ Accounts are isolated: one account neither sees nor changes another's resources.
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), `export AWS_ENDPOINT_URL=%q
+export AWS_ENDPOINT_URL_STS=%q
 export SKIFF_ENDPOINT=%q
 export AWS_ACCESS_KEY_ID=%q
 export AWS_SECRET_ACCESS_KEY=%q
@@ -43,7 +44,7 @@ export AWS_DEFAULT_REGION=%q
 export AWS_REGION=%q
 unset AWS_SESSION_TOKEN AWS_PROFILE
 # account %s (%s), user admin
-`, env.Endpoint, env.Endpoint, env.AccessKeyID, env.SecretAccessKey, env.Region, env.Region, env.Account, env.AccountID)
+`, env.Endpoint, env.Endpoint, env.Endpoint, env.AccessKeyID, env.SecretAccessKey, env.Region, env.Region, env.Account, env.AccountID)
 			return nil
 		},
 	}

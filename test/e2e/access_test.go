@@ -69,6 +69,7 @@ func TestClusterAccess(t *testing.T) {
 	dataDir, listen := t.TempDir(), freePort(t)
 	s := startServe(t, dataDir, listen)
 	defer func() { s.stop(t) }()
+	defer func() { deleteAll(t, s) }()
 	defer func() {
 		if t.Failed() {
 			data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
@@ -238,6 +239,30 @@ func TestClusterAccess(t *testing.T) {
 		t.Fatalf("after a skiff restart: %v", err)
 	}
 	t.Logf("kubectl through the webhook recovered %s after skiff restarted", time.Since(t0).Round(100*time.Millisecond))
+}
+
+// deleteAll deletes the default account's clusters through the API and
+// waits until none of their instances runs; leftovers fail the test and are
+// killed.
+func deleteAll(t *testing.T, s *server) {
+	out, err := awsCLI(t, s, "eks", "list-clusters")
+	if err != nil {
+		t.Error(err)
+	}
+	var list struct{ Clusters []string }
+	json.Unmarshal([]byte(out), &list)
+	for _, name := range list.Clusters {
+		awsCLI(t, s, "eks", "delete-cluster", "--name", name)
+	}
+	if err := eventually(60*time.Second, func() error {
+		if left := instances(s.dataDir); len(left) > 0 {
+			return fmt.Errorf("instances left after deleting every cluster: %v", left)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+		exec.Command("pkill", "-9", "-f", s.dataDir).Run()
+	}
 }
 
 // tamper changes the last character of a token's X-Amz-Signature.
