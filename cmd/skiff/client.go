@@ -47,8 +47,42 @@ func newClient(endpoint string) *client {
 		region = "us-east-1"
 	}
 	return &client{endpoint: strings.TrimSuffix(endpoint, "/"), region: region, http: &http.Client{Timeout: 30 * time.Second},
-		creds: aws.Credentials{AccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
-			SessionToken: os.Getenv("AWS_SESSION_TOKEN")}}
+		creds: envCredentials()}
+}
+
+// envCredentials are the credentials of the environment, else of the
+// [default] profile of $AWS_SHARED_CREDENTIALS_FILE (as the AWS CLI finds them).
+func envCredentials() aws.Credentials {
+	creds := aws.Credentials{AccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
+		SessionToken: os.Getenv("AWS_SESSION_TOKEN")}
+	if creds.AccessKeyID != "" {
+		return creds
+	}
+	data, err := os.ReadFile(os.Getenv("AWS_SHARED_CREDENTIALS_FILE"))
+	if err != nil {
+		return creds
+	}
+	section := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			section = strings.Trim(line, "[]")
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || section != "default" {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "aws_access_key_id":
+			creds.AccessKeyID = strings.TrimSpace(v)
+		case "aws_secret_access_key":
+			creds.SecretAccessKey = strings.TrimSpace(v)
+		case "aws_session_token":
+			creds.SessionToken = strings.TrimSpace(v)
+		}
+	}
+	return creds
 }
 
 func (c *client) send(service, method, path, contentType string, body []byte) (*http.Response, []byte, error) {
@@ -166,6 +200,9 @@ type cluster struct {
 	Status    string  `json:"status"`
 	Endpoint  string  `json:"endpoint"`
 	CreatedAt float64 `json:"createdAt"`
+	CA        struct {
+		Data string `json:"data"`
+	} `json:"certificateAuthority"`
 }
 
 func (c *client) describe(name string) (*cluster, error) {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -32,6 +33,7 @@ import (
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/network"
+	"skiff.dev/skiff/internal/nodes"
 	"skiff.dev/skiff/internal/runtime/process"
 	"skiff.dev/skiff/internal/store"
 )
@@ -100,9 +102,16 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	}
 	ids := &iam.Service{Store: st}
 	rt := process.New(dataDir, filepath.Join(dataDir, "clusters"), log)
-	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log,
-		Tokens: tokenVerifier(ids, ln.Addr())})
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	nets := &network.Service{Store: st, Region: region}
+	nodeRec := nodes.New(nodes.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Network: nets, Region: region,
+		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids)})
+	defer nodeRec.Close()
+	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log,
+		Tokens: tokenVerifier(ids, ln.Addr()), Nodes: nodeRec})
 	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets}
 	nets.InUse = svc.UserOf
 	svc.PrincipalExists = func(p access.Principal) bool {
@@ -133,6 +142,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 		Region:     region,
 		Endpoint:   endpoint,
 	}
+	nodeRec.SetAPI(handler)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	engineDone := make(chan struct{})
@@ -160,6 +170,24 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	return nil
 }
 
+// nodeCredentials mints a managed node's credentials: its node role
+// assumed (by the account itself) with the node's name as session name,
+// for the longest session the role allows.
+func nodeCredentials(ids *iam.Service) func(account, roleArn, session string) (string, string, string, error) {
+	return func(account, roleArn, session string) (string, string, string, error) {
+		self := &iam.Principal{Account: account, Arn: "arn:aws:iam::" + account + ":root"}
+		role, err := ids.RoleByArn(account, roleArn)
+		if err != nil {
+			return "", "", "", err
+		}
+		sess, _, err := ids.AssumeRole(self, roleArn, session, role.MaxSessionDuration)
+		if err != nil {
+			return "", "", "", err
+		}
+		return sess.AccessKeyID, sess.Secret, sess.Token, nil
+	}
+}
+
 // tokenVerifier verifies the tokens of `aws eks get-token` for the
 // clusters' webhooks: presigned for this skiff's STS endpoint (any host if
 // skiff listens on all addresses) with a key of its IAM store.
@@ -172,7 +200,7 @@ func tokenVerifier(ids *iam.Service, addr net.Addr) *access.Tokens {
 		}
 	}
 	return &access.Tokens{
-		Verifier: &authn.Verifier{Lookup: ids.Lookup, Hosts: hosts},
+		Verifier: &authn.Verifier{Lookup: ids.Lookup, Hosts: hosts, AllowHost: vpcServiceHost},
 		Principal: func(keyID string) (access.Caller, error) {
 			p, err := ids.Principal(keyID)
 			if err != nil {
@@ -186,6 +214,20 @@ func tokenVerifier(ids *iam.Service, addr net.Addr) *access.Tokens {
 			return c, nil
 		},
 	}
+}
+
+// vpcServiceHost accepts skiff's API address inside a VPC (nodes mint
+// their tokens against it): a private address on the VPC API port.
+func vpcServiceHost(host string) bool {
+	ap, err := netip.ParseAddrPort(host)
+	if err != nil {
+		if a, err2 := netip.ParseAddr(host); err2 == nil {
+			ap = netip.AddrPortFrom(a, 80)
+		} else {
+			return false
+		}
+	}
+	return ap.Port() == nodes.APIPort && (ap.Addr().IsPrivate() || netip.MustParsePrefix("100.64.0.0/10").Contains(ap.Addr()))
 }
 
 // serveInfo tells local commands (skiff env) where this skiff serves.

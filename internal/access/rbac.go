@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -43,6 +44,21 @@ func Desired(c *model.Cluster, namespaces []string) ([]rbacv1.ClusterRoleBinding
 	var rbs []rbacv1.RoleBinding
 	if c.AuthenticationMode == ModeConfigMap {
 		return nil, nil
+	}
+	if slices.ContainsFunc(c.AccessEntries, func(e model.AccessEntry) bool { return e.Type == model.AccessEntryEC2Linux }) {
+		// Nodes (EC2_LINUX entries) join through the kubelet's CSR flow, as
+		// kubeadm and EKS set it up: bootstrappers may request certificates,
+		// nodes may renew their own.
+		for name, bind := range map[string][2]string{
+			"skiff:node-bootstrapper":      {"system:bootstrappers", "system:node-bootstrapper"},
+			"skiff:node-certificate-renew": {"system:nodes", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"},
+		} {
+			crbs = append(crbs, rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{ManagedByLabel: ManagedBy, EntryLabel: "nodes"}},
+				Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: bind[0]}},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: bind[1]},
+			})
+		}
 	}
 	for _, e := range c.AccessEntries {
 		h := entryHash(e.PrincipalArn)

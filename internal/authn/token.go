@@ -44,6 +44,8 @@ type Verifier struct {
 	// Hosts are the host:port values a token's URL may name: skiff's own
 	// STS endpoint(s). Empty accepts any host.
 	Hosts []string
+	// AllowHost, if set, accepts further hosts (skiff's API inside VPCs).
+	AllowHost func(host string) bool
 }
 
 // Identity is a verified token's caller.
@@ -66,7 +68,7 @@ func (v *Verifier) Verify(ctx context.Context, token, cluster string, now time.T
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("%w: the token is not a URL", ErrMalformed)
 	}
-	if len(v.Hosts) > 0 && !slices.Contains(v.Hosts, u.Host) {
+	if len(v.Hosts) > 0 && !slices.Contains(v.Hosts, u.Host) && (v.AllowHost == nil || !v.AllowHost(u.Host)) {
 		return nil, fmt.Errorf("%w: the token was signed for %s, not for this skiff's STS endpoint", ErrMalformed, u.Host)
 	}
 	q := u.Query()

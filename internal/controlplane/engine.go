@@ -2,6 +2,10 @@ package controlplane
 
 import (
 	"context"
+	"net/netip"
+
+	"k8s.io/client-go/kubernetes"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +31,18 @@ type Config struct {
 	Interval time.Duration
 	// Tokens verifies IAM tokens for the clusters' webhooks; nil refuses them.
 	Tokens Tokens
+	// Nodes runs the clusters' managed node groups; nil runs none.
+	Nodes Nodes
+}
+
+// Nodes is the node-group reconciler, run by each cluster's worker once
+// the control plane serves (package nodes).
+type Nodes interface {
+	// Network realizes the cluster's VPC and returns the namespace and
+	// address where the endpoint must also listen for the cluster's nodes.
+	Network(ctx context.Context, c *model.Cluster) (string, netip.Prefix, error)
+	Reconcile(ctx context.Context, c *model.Cluster, admin kubernetes.Interface) error
+	Teardown(ctx context.Context, c *model.Cluster) error
 }
 
 // Engine runs one worker per stored cluster. Each worker is a

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -44,6 +45,9 @@ func (l Layout) pkiSpec(c *model.Cluster) pki.Spec {
 	apiIPs := []net.IP{l.EndpointIP(), net.ParseIP(ServiceIP)}
 	for i := range c.APIServers {
 		apiIPs = append(apiIPs, l.APIServerIP(i))
+	}
+	if p, err := netip.ParsePrefix(c.EndpointAddr); err == nil {
+		apiIPs = append(apiIPs, net.IP(p.Addr().AsSlice())) // the endpoint inside the VPC
 	}
 	// Connections between loopback addresses leave from 127.0.0.1, and etcd
 	// checks a peer's certificate against its source address. Trust comes

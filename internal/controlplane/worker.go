@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/store"
+	"skiff.dev/skiff/internal/vpcnet"
 )
 
 // Health policy.
@@ -45,6 +47,7 @@ type worker struct {
 	done    chan struct{}
 
 	lb      *lb.Balancer
+	private net.Listener // the endpoint inside the VPC, for nodes
 	webhook *webhook
 	prober  *prober
 	admin   kubernetes.Interface
@@ -99,6 +102,9 @@ func (w *worker) run(ctx context.Context) {
 			w.lb.Close()
 		}
 		w.webhook.Close()
+		if w.private != nil {
+			w.private.Close()
+		}
 	}()
 	w.started = time.Now()
 	for {
@@ -158,7 +164,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	}
 	observed := map[string]runtime.Status{}
 	for _, st := range all {
-		if runtime.ClusterOf(st.ID) == c.ID {
+		if runtime.ClusterOf(st.ID) == c.ID && !isNodeInstance(st.ID) {
 			observed[st.ID] = st
 		}
 	}
@@ -240,6 +246,9 @@ func (w *worker) reconcile(ctx context.Context) error {
 	if apiUp && (c.Status == model.StatusActive || c.Status == model.StatusUpdating) {
 		if err := w.syncAccess(ctx, c); err != nil {
 			errs = append(errs, wrap(c, "sync access entries to RBAC", err))
+		}
+		if err := w.reconcileNodes(ctx, c); err != nil {
+			errs = append(errs, wrap(c, "node groups", err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -395,6 +404,10 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		}
 		w.webhook.Close()
 		w.webhook = nil
+		if w.private != nil {
+			w.private.Close()
+			w.private = nil
+		}
 		w.pkiOK = spec
 	}
 	if w.lb == nil {
@@ -417,6 +430,34 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 	}
 	return nil
 }
+
+// reconcileNodes serves the endpoint inside the cluster's VPC and runs
+// its node groups.
+func (w *worker) reconcileNodes(ctx context.Context, c *model.Cluster) error {
+	if w.cfg.Nodes == nil || len(c.Nodegroups) == 0 && c.EndpointAddr == "" {
+		return nil
+	}
+	if w.private == nil {
+		ns, addr, err := w.cfg.Nodes.Network(ctx, c)
+		if err != nil {
+			return err
+		}
+		if c.EndpointAddr == "" {
+			return nil // the next pass, with the certificate for the new address
+		}
+		ln, err := vpcnet.ListenIn(ns, hostPort(net.IP(addr.Addr().AsSlice()), EndpointPort))
+		if err != nil {
+			return fmt.Errorf("endpoint in the VPC: %w", err)
+		}
+		w.private = ln
+		go w.lb.Serve(ln)
+	}
+	return w.cfg.Nodes.Reconcile(ctx, c, w.admin)
+}
+
+// isNodeInstance reports whether a runtime instance belongs to a node
+// (package nodes names them CLUSTER/node-…).
+func isNodeInstance(id string) bool { return strings.HasPrefix(runtime.NameOf(id), "node-") }
 
 // accessResync is how often RBAC is checked against the access entries
 // when they did not change (someone may have deleted a binding, or a
@@ -533,6 +574,15 @@ func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
 	}
 	w.webhook.Close()
 	w.webhook = nil
+	if w.private != nil {
+		w.private.Close()
+		w.private = nil
+	}
+	if w.cfg.Nodes != nil {
+		if err := w.cfg.Nodes.Teardown(ctx, c); err != nil {
+			return wrap(c, "remove nodes", err)
+		}
+	}
 	all, err := w.cfg.Runtime.List(ctx)
 	if err != nil {
 		return err

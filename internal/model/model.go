@@ -73,6 +73,11 @@ type Cluster struct {
 	// AccessEntries map IAM principals to Kubernetes identities and
 	// permissions (EKS access entries), sorted by principal ARN.
 	AccessEntries []AccessEntry `json:"accessEntries,omitempty"`
+	// Nodegroups are the cluster's managed node groups.
+	Nodegroups []Nodegroup `json:"nodegroups,omitempty"`
+	// EndpointAddr is the endpoint's address inside the VPC (with the
+	// subnet's prefix length), where the cluster's nodes reach it.
+	EndpointAddr string `json:"endpointAddr,omitempty"`
 }
 
 // Access entry types, as EKS names them.
@@ -157,6 +162,8 @@ type Update struct {
 	CreatedAt          time.Time     `json:"createdAt"`
 	Errors             []UpdateError `json:"errors,omitempty"`
 	ClientRequestToken string        `json:"clientRequestToken,omitempty"`
+	// Nodegroup names the node group of a node group update.
+	Nodegroup string `json:"nodegroup,omitempty"`
 }
 
 // UpdateParam is one changed setting.
@@ -172,10 +179,10 @@ type UpdateError struct {
 	ResourceIDs []string `json:"resourceIds,omitempty"`
 }
 
-// PendingUpdate returns the update in progress, or nil.
+// PendingUpdate returns the cluster update in progress, or nil.
 func (c *Cluster) PendingUpdate() *Update {
 	for i := range c.Updates {
-		if c.Updates[i].Status == UpdateInProgress {
+		if c.Updates[i].Status == UpdateInProgress && c.Updates[i].Nodegroup == "" {
 			return &c.Updates[i]
 		}
 	}

@@ -370,3 +370,92 @@ func (s *Service) inUse(account, id string) string {
 	}
 	return s.InUse(account, id)
 }
+
+func addrKey(subnetID, addr string) string { return "addr/" + subnetID + "/" + addr }
+
+// AllocateAddr reserves an address of a subnet for owner ("node/ID",
+// "endpoint/CLUSTER") and returns it with the subnet's prefix length. An
+// owner that holds an address of the subnet gets it again. As in AWS, the
+// first four addresses of a subnet and its last are not handed out.
+func (s *Service) AllocateAddr(account, subnetID, owner string) (netip.Prefix, error) {
+	var out netip.Prefix
+	err := s.Store.Network(func(tx *store.Tx) error {
+		var sn Subnet
+		if err := tx.Get(subnetKey(account, subnetID), &sn); errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: The subnet ID '%s' does not exist", ErrNotFound, subnetID)
+		} else if err != nil {
+			return err
+		}
+		p := netip.MustParsePrefix(sn.CidrBlock)
+		used := map[string]bool{}
+		err := tx.Scan("addr/"+subnetID+"/", func(key string, data []byte) error {
+			var o string
+			if err := json.Unmarshal(data, &o); err != nil {
+				return err
+			}
+			a := strings.TrimPrefix(key, "addr/"+subnetID+"/")
+			if o == owner && !out.IsValid() {
+				out = netip.PrefixFrom(netip.MustParseAddr(a), p.Bits())
+			}
+			used[a] = true
+			return nil
+		})
+		if err != nil || out.IsValid() {
+			return err
+		}
+		a := p.Masked().Addr()
+		for range 4 {
+			a = a.Next()
+		}
+		for ; p.Contains(a) && p.Contains(a.Next()); a = a.Next() {
+			if !used[a.String()] {
+				out = netip.PrefixFrom(a, p.Bits())
+				return tx.Put(addrKey(subnetID, a.String()), owner)
+			}
+		}
+		return fmt.Errorf("%w: subnet %s has no free address left; use another subnet", ErrLimit, subnetID)
+	})
+	return out, err
+}
+
+// ReleaseAddrs frees every address owner holds.
+func (s *Service) ReleaseAddrs(owner string) error {
+	return s.Store.Network(func(tx *store.Tx) error {
+		var drop []string
+		err := tx.Scan("addr/", func(key string, data []byte) error {
+			var o string
+			if json.Unmarshal(data, &o) == nil && o == owner {
+				drop = append(drop, key)
+			}
+			return nil
+		})
+		for _, k := range drop {
+			if err := tx.Delete(k); err != nil {
+				return err
+			}
+		}
+		return err
+	})
+}
+
+// Realization is what the node runtime needs to build a VPC.
+func (s *Service) Realization(account, vpcID string) (cidr netip.Prefix, subnets map[string]netip.Prefix, err error) {
+	vpcs, err := s.Vpcs(account, []string{vpcID})
+	if err != nil {
+		return netip.Prefix{}, nil, err
+	}
+	if len(vpcs) != 1 {
+		return netip.Prefix{}, nil, fmt.Errorf("%w: The vpc ID '%s' does not exist", ErrNotFound, vpcID)
+	}
+	all, err := s.Subnets(account, nil)
+	if err != nil {
+		return netip.Prefix{}, nil, err
+	}
+	subnets = map[string]netip.Prefix{}
+	for _, sn := range all {
+		if sn.VpcID == vpcID {
+			subnets[sn.ID] = netip.MustParsePrefix(sn.CidrBlock)
+		}
+	}
+	return netip.MustParsePrefix(vpcs[0].CidrBlock), subnets, nil
+}

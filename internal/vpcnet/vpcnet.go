@@ -266,3 +266,21 @@ func sysctlIn(ns, key, value string) error {
 		return os.WriteFile("/proc/sys/"+key, []byte(value), 0o644)
 	})
 }
+
+// AddAddr puts an address on a VPC's bridge (a cluster's endpoint).
+func AddAddr(ctx context.Context, ns string, addr netip.Prefix) error {
+	return ipOK(ctx, "-n", ns, "addr", "add", addr.String(), "dev", bridge)
+}
+
+type vpcKey struct{}
+
+// WithVPC marks a request context as coming from inside a VPC.
+func WithVPC(ctx context.Context, vpcID string) context.Context {
+	return context.WithValue(ctx, vpcKey{}, vpcID)
+}
+
+// VPCOf returns the VPC a request came from ("" from the host).
+func VPCOf(ctx context.Context) string {
+	v, _ := ctx.Value(vpcKey{}).(string)
+	return v
+}

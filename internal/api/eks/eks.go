@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -19,6 +20,7 @@ import (
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/vpcnet"
 )
 
 // APIServersTag sets a cluster's apiserver count at creation (EKS has no
@@ -54,6 +56,7 @@ func New(h Handler) *Handler {
 	h.mux.HandleFunc("DELETE /tags/{arn...}", h.untagResource)
 	h.mux.HandleFunc("GET /tags/{arn...}", h.listTags)
 	h.accessRoutes()
+	h.nodegroupRoutes()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "UnknownOperationException",
 			fmt.Sprintf("%s %s is not an EKS operation skiff implements; see 'aws eks help' for the operations", r.Method, r.URL.Path)))
@@ -188,7 +191,13 @@ func (h *Handler) describeCluster(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err, r.PathValue("name"))
 		return
 	}
-	h.writeCluster(w, c)
+	out := h.Cluster(c)
+	// Inside the cluster's VPC the endpoint is its address there, as the
+	// private endpoint's DNS name resolves inside a VPC on EKS.
+	if p, err := netip.ParsePrefix(c.EndpointAddr); err == nil && vpcnet.VPCOf(r.Context()) == c.Network.VpcID {
+		out["endpoint"] = "https://" + p.Addr().String()
+	}
+	awserr.WriteOK(w, map[string]any{"cluster": out})
 }
 
 func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
@@ -197,7 +206,13 @@ func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err, r.PathValue("name"))
 		return
 	}
-	h.writeCluster(w, c)
+	out := h.Cluster(c)
+	// Inside the cluster's VPC the endpoint is its address there, as the
+	// private endpoint's DNS name resolves inside a VPC on EKS.
+	if p, err := netip.ParsePrefix(c.EndpointAddr); err == nil && vpcnet.VPCOf(r.Context()) == c.Network.VpcID {
+		out["endpoint"] = "https://" + p.Addr().String()
+	}
+	awserr.WriteOK(w, map[string]any{"cluster": out})
 }
 
 func (h *Handler) listClusters(w http.ResponseWriter, r *http.Request) {

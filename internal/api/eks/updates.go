@@ -109,13 +109,17 @@ func (h *Handler) updateClusterVersion(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) describeUpdate(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if q := r.URL.Query(); q.Get("nodegroupName") != "" || q.Get("addonName") != "" {
-		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "ResourceNotFoundException", "skiff has no node group or add-on updates yet"))
+	if q := r.URL.Query(); q.Get("addonName") != "" {
+		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "ResourceNotFoundException", "skiff has no add-on updates yet"))
 		return
 	}
 	u, err := h.Clusters.Update(h.Account(r), name, r.PathValue("id"))
 	if err != nil {
 		h.fail(w, err, name)
+		return
+	}
+	if u.Nodegroup != r.URL.Query().Get("nodegroupName") {
+		h.fail(w, fmt.Errorf("%w: No update found for ID: %s", clusters.ErrNotFound, r.PathValue("id")), name)
 		return
 	}
 	awserr.WriteOK(w, map[string]any{"update": updateOut(u)})
@@ -133,9 +137,11 @@ func (h *Handler) listUpdates(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ids []string
-	if q := r.URL.Query(); q.Get("nodegroupName") == "" && q.Get("addonName") == "" {
+	if q := r.URL.Query(); q.Get("addonName") == "" {
 		for _, u := range c.Updates {
-			ids = append(ids, u.ID)
+			if u.Nodegroup == q.Get("nodegroupName") {
+				ids = append(ids, u.ID)
+			}
 		}
 	}
 	page, next, err := PageOrdered(ids, r.URL.Query().Get("nextToken"), max)

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+func newNodeCmd() *cobra.Command {
+	node := &cobra.Command{Use: "node", Short: "Commands that run on a worker node"}
+	var o bootstrapOptions
+	boot := &cobra.Command{
+		Use:   "bootstrap --cluster NAME --node-name NAME --node-ip IP --kubelet PATH --config KUBELET.yaml",
+		Short: "Join this host to a cluster and run its kubelet (EKS' bootstrap script)",
+		Long: `Discovers the cluster's endpoint and CA with DescribeCluster, using the IAM
+credentials of the environment (a node role: its EC2_LINUX access entry maps
+it to system:node:NAME when its session name is the node name), writes a
+bootstrap kubeconfig with an 'aws eks get-token'-style token, and execs the
+kubelet, which obtains its client certificate through a CSR skiff approves
+for the node's own name only. Run it where skiff's API (AWS_ENDPOINT_URL) and
+the cluster's endpoint are reachable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return bootstrap(cmd.Context(), o) },
+	}
+	f := boot.Flags()
+	f.StringVar(&o.cluster, "cluster", "", "the cluster's name")
+	f.StringVar(&o.dir, "dir", "/var/lib/skiff-node", "the node's state directory")
+	f.StringVar(&o.kubelet, "kubelet", "", "the Kubernetes bundle binary ('kube', run as 'kube kubelet')")
+	f.StringVar(&o.nodeName, "node-name", "", "the node's name (the IAM session name)")
+	f.StringVar(&o.nodeIP, "node-ip", "", "the node's address")
+	f.StringVar(&o.config, "config", "", "the KubeletConfiguration file")
+	f.StringVar(&o.labels, "labels", "", "node labels, k=v,…")
+	f.StringVar(&o.taints, "taints", "", "taints, k=v:Effect,…")
+	for _, req := range []string{"cluster", "kubelet", "node-name", "node-ip", "config"} {
+		boot.MarkFlagRequired(req)
+	}
+	node.AddCommand(boot)
+	return node
+}
+
+type bootstrapOptions struct {
+	cluster, dir, kubelet, nodeName, nodeIP, config, labels, taints string
+}
+
+func bootstrap(ctx context.Context, o bootstrapOptions) error {
+	kubeconfig := filepath.Join(o.dir, "kubelet.kubeconfig")
+	boot := filepath.Join(o.dir, "bootstrap.kubeconfig")
+	if _, err := os.Stat(kubeconfig); err != nil {
+		c := newClient(defaultEndpoint())
+		cl, err := c.describe(o.cluster)
+		if err != nil {
+			return fmt.Errorf("describe cluster %s: %w", o.cluster, err)
+		}
+		if cl.Status != "ACTIVE" && cl.Status != "UPDATING" {
+			return fmt.Errorf("cluster %s is %s; a node joins an ACTIVE cluster", o.cluster, cl.Status)
+		}
+		ca, err := base64.StdEncoding.DecodeString(cl.CA.Data)
+		if err != nil {
+			return fmt.Errorf("cluster %s: bad certificate authority: %w", o.cluster, err)
+		}
+		if err := os.WriteFile(filepath.Join(o.dir, "ca.crt"), ca, 0o600); err != nil {
+			return err
+		}
+		token, err := c.eksToken(ctx, o.cluster)
+		if err != nil {
+			return err
+		}
+		cfg := clientcmdapi.NewConfig()
+		cfg.Clusters["cluster"] = &clientcmdapi.Cluster{Server: cl.Endpoint, CertificateAuthorityData: ca}
+		cfg.AuthInfos["bootstrap"] = &clientcmdapi.AuthInfo{Token: token}
+		cfg.Contexts["bootstrap"] = &clientcmdapi.Context{Cluster: "cluster", AuthInfo: "bootstrap"}
+		cfg.CurrentContext = "bootstrap"
+		if err := clientcmd.WriteToFile(*cfg, boot); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "skiff node bootstrap: cluster %s at %s; starting the kubelet as %s\n", o.cluster, cl.Endpoint, o.nodeName)
+	}
+	args := []string{o.kubelet, "kubelet",
+		"--config=" + o.config,
+		"--bootstrap-kubeconfig=" + boot,
+		"--kubeconfig=" + kubeconfig,
+		"--cert-dir=" + filepath.Join(o.dir, "pki"),
+		"--root-dir=" + filepath.Join(o.dir, "kubelet"),
+		"--volume-plugin-dir=" + filepath.Join(o.dir, "volume-plugins"),
+		"--hostname-override=" + o.nodeName,
+		"--node-ip=" + o.nodeIP,
+	}
+	if o.labels != "" {
+		args = append(args, "--node-labels="+o.labels)
+	}
+	if o.taints != "" {
+		args = append(args, "--register-with-taints="+o.taints)
+	}
+	return syscall.Exec(o.kubelet, args, os.Environ())
+}
+
+// eksToken mints a token as `aws eks get-token` does: a presigned STS
+// GetCallerIdentity URL for skiff's endpoint with the cluster header signed.
+func (c *client) eksToken(ctx context.Context, cluster string) (string, error) {
+	req, err := http.NewRequest(http.MethodGet, c.endpoint+"/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Expires=60", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("x-k8s-aws-id", cluster)
+	const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	u, _, err := v4.NewSigner().PresignHTTP(ctx, c.creds, req, emptySHA256, "sts", c.region, time.Now().UTC())
+	if err != nil {
+		return "", fmt.Errorf("sign the token: %w", err)
+	}
+	return "k8s-aws-v1." + base64.RawURLEncoding.EncodeToString([]byte(u)), nil
+}

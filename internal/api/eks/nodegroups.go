@@ -1,0 +1,208 @@
+package eks
+
+import (
+	"fmt"
+	"net/http"
+
+	"skiff.dev/skiff/internal/api/awserr"
+	"skiff.dev/skiff/internal/clusters"
+	"skiff.dev/skiff/internal/model"
+)
+
+func (h *Handler) nodegroupRoutes() {
+	h.mux.HandleFunc("POST /clusters/{name}/node-groups", h.createNodegroup)
+	h.mux.HandleFunc("GET /clusters/{name}/node-groups", h.listNodegroups)
+	h.mux.HandleFunc("GET /clusters/{name}/node-groups/{ng}", h.describeNodegroup)
+	h.mux.HandleFunc("DELETE /clusters/{name}/node-groups/{ng}", h.deleteNodegroup)
+	h.mux.HandleFunc("POST /clusters/{name}/node-groups/{ng}/update-config", h.updateNodegroupConfig)
+}
+
+type scalingConfig struct {
+	MinSize     *int `json:"minSize"`
+	MaxSize     *int `json:"maxSize"`
+	DesiredSize *int `json:"desiredSize"`
+}
+
+func (h *Handler) nodegroupOut(c *model.Cluster, ng *model.Nodegroup) map[string]any {
+	issues := []map[string]any{}
+	for _, is := range ng.Issues {
+		issues = append(issues, map[string]any{"code": is.Code, "message": is.Message, "resourceIds": nonNil(is.ResourceIDs)})
+	}
+	taints := []map[string]string{}
+	for _, t := range ng.Taints {
+		taints = append(taints, map[string]string{"key": t.Key, "value": t.Value, "effect": t.Effect})
+	}
+	labels, tags := ng.Labels, ng.Tags
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	return map[string]any{
+		"nodegroupName":  ng.Name,
+		"nodegroupArn":   fmt.Sprintf("arn:aws:eks:%s:%s:nodegroup/%s/%s/%s", h.Region, c.Account, c.Name, ng.Name, ng.ID),
+		"clusterName":    c.Name,
+		"version":        ng.Version,
+		"releaseVersion": ng.Version + ".0-skiff",
+		"createdAt":      epoch(ng.CreatedAt),
+		"modifiedAt":     epoch(ng.ModifiedAt),
+		"status":         ng.Status,
+		"capacityType":   "ON_DEMAND",
+		"scalingConfig":  map[string]int{"minSize": ng.Min, "maxSize": ng.Max, "desiredSize": ng.Desired},
+		"instanceTypes":  ng.InstanceTypes,
+		"subnets":        ng.Subnets,
+		"amiType":        "AL2023_x86_64_STANDARD",
+		"nodeRole":       ng.NodeRole,
+		"labels":         labels,
+		"taints":         taints,
+		"resources":      map[string]any{"autoScalingGroups": []map[string]string{{"name": "eks-" + ng.Name + "-" + ng.ID}}},
+		"diskSize":       20,
+		"health":         map[string]any{"issues": issues},
+		"updateConfig":   map[string]int{"maxUnavailable": 1},
+		"tags":           tags,
+	}
+}
+
+func taintsIn(in []struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Effect string `json:"effect"`
+}) []model.Taint {
+	var out []model.Taint
+	for _, t := range in {
+		out = append(out, model.Taint{Key: t.Key, Value: t.Value, Effect: t.Effect})
+	}
+	return out
+}
+
+type taintList = []struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Effect string `json:"effect"`
+}
+
+func (h *Handler) createNodegroup(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req struct {
+		NodegroupName      string            `json:"nodegroupName"`
+		ScalingConfig      *scalingConfig    `json:"scalingConfig"`
+		Subnets            []string          `json:"subnets"`
+		InstanceTypes      []string          `json:"instanceTypes"`
+		NodeRole           string            `json:"nodeRole"`
+		Labels             map[string]string `json:"labels"`
+		Taints             taintList         `json:"taints"`
+		Tags               map[string]string `json:"tags"`
+		ClientRequestToken string            `json:"clientRequestToken"`
+		Version            string            `json:"version"`
+		LaunchTemplate     any               `json:"launchTemplate"`
+		RemoteAccess       any               `json:"remoteAccess"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.LaunchTemplate != nil || req.RemoteAccess != nil {
+		awserr.WriteJSON(w, invalid("skiff does not support launchTemplate or remoteAccess for node groups; leave them out"))
+		return
+	}
+	if req.Version != "" {
+		if c, err := h.Clusters.Get(h.Account(r), name); err == nil && c.Version != req.Version {
+			awserr.WriteJSON(w, invalid(fmt.Sprintf("a node group runs its cluster's Kubernetes version %s, not %s; leave version out", c.Version, req.Version)))
+			return
+		}
+	}
+	sc := req.ScalingConfig
+	if sc == nil {
+		sc = &scalingConfig{}
+	}
+	c, ng, err := h.Clusters.CreateNodegroup(h.Account(r), name, clusters.NodegroupRequest{Name: req.NodegroupName, NodeRole: req.NodeRole,
+		Subnets: req.Subnets, InstanceTypes: req.InstanceTypes, Min: sc.MinSize, Max: sc.MaxSize, Desired: sc.DesiredSize,
+		Labels: req.Labels, Taints: taintsIn(req.Taints), Tags: req.Tags, ClientRequestToken: req.ClientRequestToken})
+	if err != nil {
+		h.fail(w, err, name)
+		return
+	}
+	awserr.WriteOK(w, map[string]any{"nodegroup": h.nodegroupOut(c, ng)})
+}
+
+func (h *Handler) describeNodegroup(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	c, ng, err := h.Clusters.Nodegroup(h.Account(r), name, r.PathValue("ng"))
+	if err != nil {
+		h.fail(w, err, name)
+		return
+	}
+	awserr.WriteOK(w, map[string]any{"nodegroup": h.nodegroupOut(c, ng)})
+}
+
+func (h *Handler) listNodegroups(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	max, ok := maxResults(w, r)
+	if !ok {
+		return
+	}
+	names, err := h.Clusters.Nodegroups(h.Account(r), name)
+	if err != nil {
+		h.fail(w, err, name)
+		return
+	}
+	page, next, err := PageOrdered(names, r.URL.Query().Get("nextToken"), max)
+	if err != nil {
+		awserr.WriteJSON(w, invalid(err.Error()))
+		return
+	}
+	out := map[string]any{"nodegroups": nonNil(page)}
+	if next != "" {
+		out["nextToken"] = next
+	}
+	awserr.WriteOK(w, out)
+}
+
+func (h *Handler) deleteNodegroup(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, err := h.Clusters.DeleteNodegroup(h.Account(r), name, r.PathValue("ng")); err != nil {
+		h.fail(w, err, name)
+		return
+	}
+	c, ng, err := h.Clusters.Nodegroup(h.Account(r), name, r.PathValue("ng"))
+	if err != nil {
+		h.fail(w, err, name)
+		return
+	}
+	awserr.WriteOK(w, map[string]any{"nodegroup": h.nodegroupOut(c, ng)})
+}
+
+func (h *Handler) updateNodegroupConfig(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req struct {
+		Labels *struct {
+			AddOrUpdateLabels map[string]string `json:"addOrUpdateLabels"`
+			RemoveLabels      []string          `json:"removeLabels"`
+		} `json:"labels"`
+		Taints *struct {
+			AddOrUpdateTaints taintList `json:"addOrUpdateTaints"`
+			RemoveTaints      taintList `json:"removeTaints"`
+		} `json:"taints"`
+		ScalingConfig      *scalingConfig `json:"scalingConfig"`
+		ClientRequestToken string         `json:"clientRequestToken"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	cfg := clusters.NodegroupConfig{ClientRequestToken: req.ClientRequestToken}
+	if sc := req.ScalingConfig; sc != nil {
+		cfg.Min, cfg.Max, cfg.Desired = sc.MinSize, sc.MaxSize, sc.DesiredSize
+	}
+	if l := req.Labels; l != nil {
+		cfg.AddLabels, cfg.RemoveLabels = l.AddOrUpdateLabels, l.RemoveLabels
+	}
+	if t := req.Taints; t != nil {
+		cfg.AddTaints, cfg.RemoveTaints = taintsIn(t.AddOrUpdateTaints), taintsIn(t.RemoveTaints)
+	}
+	u, err := h.Clusters.UpdateNodegroupConfig(h.Account(r), name, r.PathValue("ng"), cfg)
+	if err != nil {
+		h.fail(w, err, name)
+		return
+	}
+	awserr.WriteOK(w, map[string]any{"update": updateOut(u)})
+}

@@ -1,0 +1,297 @@
+package clusters
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"skiff.dev/skiff/internal/access"
+	"skiff.dev/skiff/internal/model"
+)
+
+// MaxNodesPerGroup bounds a node group on one machine.
+const MaxNodesPerGroup = 30
+
+// NodegroupRequest creates a managed node group.
+type NodegroupRequest struct {
+	Name               string
+	NodeRole           string
+	Subnets            []string
+	InstanceTypes      []string
+	Min, Max, Desired  *int
+	Labels             map[string]string
+	Taints             []model.Taint
+	Tags               map[string]string
+	ClientRequestToken string
+}
+
+var (
+	ngNameRE     = regexp.MustCompile(`^[0-9A-Za-z][A-Za-z0-9\-_]{0,62}$`)
+	taintEffects = []string{"NO_SCHEDULE", "NO_EXECUTE", "PREFER_NO_SCHEDULE"}
+)
+
+// InstanceTypes skiff knows: vCPUs and memory in MiB a node advertises.
+var InstanceTypes = map[string][2]int{
+	"t3.small": {2, 2048}, "t3.medium": {2, 4096}, "t3.large": {2, 8192},
+	"m5.large": {2, 8192}, "m5.xlarge": {4, 16384}, "c5.large": {2, 4096},
+}
+
+func validateScaling(min, max, desired int) error {
+	switch {
+	case min < 0 || max < 1 || desired < 0:
+		return fmt.Errorf("%w: scalingConfig needs minSize >= 0, maxSize >= 1 and desiredSize >= 0", ErrInvalid)
+	case min > max:
+		return fmt.Errorf("%w: Minimum capacity %d can't be greater than maximum capacity %d", ErrInvalid, min, max)
+	case desired < min || desired > max:
+		return fmt.Errorf("%w: Desired capacity %d must be between minSize %d and maxSize %d", ErrInvalid, desired, min, max)
+	case max > MaxNodesPerGroup:
+		return fmt.Errorf("%w: maxSize %d is above skiff's limit of %d nodes per node group on one machine", ErrInvalid, max, MaxNodesPerGroup)
+	}
+	return nil
+}
+
+func validateLabelsTaints(labels map[string]string, taints []model.Taint) error {
+	for k := range labels {
+		if k == "" || len(k) > 63+254 {
+			return fmt.Errorf("%w: label key %q is not a valid Kubernetes label key", ErrInvalid, k)
+		}
+	}
+	for _, t := range taints {
+		if t.Key == "" || !slices.Contains(taintEffects, t.Effect) {
+			return fmt.Errorf("%w: a taint needs a key and an effect of %s", ErrInvalid, strings.Join(taintEffects, ", "))
+		}
+	}
+	return nil
+}
+
+// CreateNodegroup records a node group in CREATING state.
+func (s *Service) CreateNodegroup(account, cluster string, req NodegroupRequest) (*model.Cluster, *model.Nodegroup, error) {
+	if !ngNameRE.MatchString(req.Name) {
+		return nil, nil, fmt.Errorf("%w: nodegroupName %q must be 1-63 letters, digits, '-' or '_', starting with a letter or digit", ErrInvalid, req.Name)
+	}
+	role, err := access.ParsePrincipalArn(req.NodeRole)
+	if err != nil || role.Kind != "role" || role.Account != account {
+		return nil, nil, fmt.Errorf("%w: nodeRole %q must be the ARN of an IAM role of this account (create one with 'aws iam create-role')", ErrInvalid, req.NodeRole)
+	}
+	if s.PrincipalExists != nil && !s.PrincipalExists(role) {
+		return nil, nil, fmt.Errorf("%w: nodeRole %s does not exist; create it with 'aws iam create-role'", ErrInvalid, req.NodeRole)
+	}
+	min, max, desired := 1, 2, 2
+	if req.Min != nil {
+		min = *req.Min
+	}
+	if req.Max != nil {
+		max = *req.Max
+	}
+	if req.Desired != nil {
+		desired = *req.Desired
+	} else if req.Min != nil {
+		desired = min
+	}
+	if err := validateScaling(min, max, desired); err != nil {
+		return nil, nil, err
+	}
+	if len(req.InstanceTypes) == 0 {
+		req.InstanceTypes = []string{"t3.medium"}
+	}
+	for _, it := range req.InstanceTypes {
+		if _, ok := InstanceTypes[it]; !ok {
+			var known []string
+			for k := range InstanceTypes {
+				known = append(known, k)
+			}
+			sort.Strings(known)
+			return nil, nil, fmt.Errorf("%w: instance type %s is not one skiff models; use one of %s", ErrInvalid, it, strings.Join(known, ", "))
+		}
+	}
+	if err := validateLabelsTaints(req.Labels, req.Taints); err != nil {
+		return nil, nil, err
+	}
+	if err := ValidateTags(req.Tags); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if len(req.Subnets) == 0 {
+		return nil, nil, fmt.Errorf("%w: subnets are required: the node group's nodes are spread over them", ErrInvalid)
+	}
+	subnets, err := s.Network.Subnets(account, req.Subnets)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	now := time.Now().UTC()
+	ng := model.Nodegroup{Name: req.Name, ID: newUUID(), NodeRole: req.NodeRole, Subnets: slices.Clone(req.Subnets),
+		InstanceTypes: req.InstanceTypes, Min: min, Max: max, Desired: desired, Labels: req.Labels, Taints: req.Taints,
+		Tags: req.Tags, Status: model.NodegroupCreating, CreatedAt: now, ModifiedAt: now, ClientRequestToken: req.ClientRequestToken}
+	var out model.Nodegroup
+	c, err := s.nodegroupCluster(account, cluster, func(c *model.Cluster) error {
+		if old := c.Nodegroup(req.Name); old != nil {
+			if req.ClientRequestToken != "" && old.ClientRequestToken == req.ClientRequestToken {
+				out = *old
+				return nil
+			}
+			return fmt.Errorf("%w: NodeGroup already exists with name %s and cluster name %s", ErrInUse, req.Name, cluster)
+		}
+		if c.Status != model.StatusActive {
+			return fmt.Errorf("%w: Cluster '%s' is not in ACTIVE status (it is %s); wait with 'aws eks wait cluster-active'", ErrInvalidRequest, cluster, c.Status)
+		}
+		for _, sn := range subnets {
+			if sn.VpcID != c.Network.VpcID {
+				return fmt.Errorf("%w: subnet %s is in %s, not in the cluster's VPC %s", ErrInvalid, sn.ID, sn.VpcID, c.Network.VpcID)
+			}
+		}
+		ng.Version = c.Version
+		c.Nodegroups = append(c.Nodegroups, ng)
+		out = ng
+		// As EKS does for a managed node group: the node role's access entry.
+		if c.AuthenticationMode != AuthConfigMap && c.AccessEntry(role.Arn()) == nil && c.AccessEntry(req.NodeRole) == nil {
+			c.AccessEntries = append(c.AccessEntries, model.AccessEntry{PrincipalArn: req.NodeRole, Type: model.AccessEntryEC2Linux,
+				Username: access.DefaultUsername(role, model.AccessEntryEC2Linux), ID: newUUID(), CreatedAt: now, ModifiedAt: now})
+			sort.Slice(c.AccessEntries, func(i, j int) bool { return c.AccessEntries[i].PrincipalArn < c.AccessEntries[j].PrincipalArn })
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, &out, nil
+}
+
+func (s *Service) nodegroupCluster(account, name string, fn func(c *model.Cluster) error) (*model.Cluster, error) {
+	c, err := s.Store.UpdateCluster(model.ClusterKey(account, name), fn)
+	if err != nil && strings.Contains(err.Error(), "not found") && !strings.Contains(err.Error(), "odegroup") {
+		return nil, fmt.Errorf("%w: No cluster found for name: %s.", ErrNotFound, name)
+	}
+	if err == nil {
+		s.changed()
+	}
+	return c, err
+}
+
+func ngNotFound(name string) error {
+	return fmt.Errorf("%w: No node group found for name: %s.", ErrNotFound, name)
+}
+
+// Nodegroup returns a node group and its cluster.
+func (s *Service) Nodegroup(account, cluster, name string) (*model.Cluster, *model.Nodegroup, error) {
+	c, err := s.Get(account, cluster)
+	if err != nil {
+		return nil, nil, err
+	}
+	ng := c.Nodegroup(name)
+	if ng == nil {
+		return nil, nil, ngNotFound(name)
+	}
+	return c, ng, nil
+}
+
+// Nodegroups lists a cluster's node group names, sorted.
+func (s *Service) Nodegroups(account, cluster string) ([]string, error) {
+	c, err := s.Get(account, cluster)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ng := range c.Nodegroups {
+		out = append(out, ng.Name)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// DeleteNodegroup marks a node group DELETING; the reconciler drains and
+// removes its nodes, then the group.
+func (s *Service) DeleteNodegroup(account, cluster, name string) (*model.Nodegroup, error) {
+	var out model.Nodegroup
+	_, err := s.nodegroupCluster(account, cluster, func(c *model.Cluster) error {
+		ng := c.Nodegroup(name)
+		if ng == nil {
+			return ngNotFound(name)
+		}
+		ng.Status, ng.ModifiedAt = model.NodegroupDeleting, time.Now().UTC()
+		out = *ng
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// NodegroupConfig changes a node group's size, labels or taints.
+type NodegroupConfig struct {
+	Min, Max, Desired  *int
+	AddLabels          map[string]string
+	RemoveLabels       []string
+	AddTaints          []model.Taint
+	RemoveTaints       []model.Taint
+	ClientRequestToken string
+}
+
+// UpdateNodegroupConfig starts a config update of an ACTIVE node group.
+func (s *Service) UpdateNodegroupConfig(account, cluster, name string, req NodegroupConfig) (*model.Update, error) {
+	var out model.Update
+	_, err := s.nodegroupCluster(account, cluster, func(c *model.Cluster) error {
+		ng := c.Nodegroup(name)
+		if ng == nil {
+			return ngNotFound(name)
+		}
+		if ng.Status != model.NodegroupActive && ng.Status != model.NodegroupDegraded {
+			return fmt.Errorf("%w: Nodegroup %s is in %s status; wait until it is ACTIVE", ErrInUse, name, ng.Status)
+		}
+		min, max, desired := ng.Min, ng.Max, ng.Desired
+		if req.Min != nil {
+			min = *req.Min
+		}
+		if req.Max != nil {
+			max = *req.Max
+		}
+		if req.Desired != nil {
+			desired = *req.Desired
+		}
+		if err := validateScaling(min, max, desired); err != nil {
+			return err
+		}
+		if err := validateLabelsTaints(req.AddLabels, req.AddTaints); err != nil {
+			return err
+		}
+		var params []model.UpdateParam
+		if min != ng.Min || max != ng.Max || desired != ng.Desired {
+			ng.Min, ng.Max, ng.Desired = min, max, desired
+			params = append(params, model.UpdateParam{Type: "MinSize", Value: fmt.Sprint(min)},
+				model.UpdateParam{Type: "MaxSize", Value: fmt.Sprint(max)}, model.UpdateParam{Type: "DesiredSize", Value: fmt.Sprint(desired)})
+		}
+		if len(req.AddLabels)+len(req.RemoveLabels) > 0 {
+			if ng.Labels == nil {
+				ng.Labels = map[string]string{}
+			}
+			for k, v := range req.AddLabels {
+				ng.Labels[k] = v
+			}
+			for _, k := range req.RemoveLabels {
+				delete(ng.Labels, k)
+			}
+			params = append(params, model.UpdateParam{Type: "LabelsToAdd", Value: fmt.Sprint(req.AddLabels)})
+		}
+		if len(req.AddTaints)+len(req.RemoveTaints) > 0 {
+			ng.Taints = slices.DeleteFunc(ng.Taints, func(t model.Taint) bool {
+				return slices.ContainsFunc(req.RemoveTaints, func(r model.Taint) bool { return r.Key == t.Key && r.Effect == t.Effect })
+			})
+			ng.Taints = append(ng.Taints, req.AddTaints...)
+			params = append(params, model.UpdateParam{Type: "TaintsToAdd", Value: fmt.Sprint(req.AddTaints)})
+		}
+		if len(params) == 0 {
+			return fmt.Errorf("%w: No changes needed for the node group configuration provided", ErrInvalid)
+		}
+		ng.Status, ng.ModifiedAt = model.NodegroupUpdating, time.Now().UTC()
+		out = model.Update{ID: newUUID(), Type: "ConfigUpdate", Status: model.UpdateInProgress, Params: params,
+			CreatedAt: time.Now().UTC(), ClientRequestToken: req.ClientRequestToken, Nodegroup: name}
+		c.AddUpdate(out)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -1,0 +1,73 @@
+package model
+
+import "time"
+
+// Node group statuses, as EKS names them.
+const (
+	NodegroupCreating     = "CREATING"
+	NodegroupActive       = "ACTIVE"
+	NodegroupUpdating     = "UPDATING"
+	NodegroupDeleting     = "DELETING"
+	NodegroupCreateFailed = "CREATE_FAILED"
+	NodegroupDegraded     = "DEGRADED"
+)
+
+// Nodegroup is a managed node group: nodes skiff starts, spreads over the
+// group's subnets and keeps at the desired size.
+type Nodegroup struct {
+	Name          string            `json:"name"`
+	ID            string            `json:"id"` // UUID that ends its ARN
+	NodeRole      string            `json:"nodeRole"`
+	Subnets       []string          `json:"subnets"`
+	InstanceTypes []string          `json:"instanceTypes"`
+	Min           int               `json:"min"`
+	Max           int               `json:"max"`
+	Desired       int               `json:"desired"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Taints        []Taint           `json:"taints,omitempty"`
+	Tags          map[string]string `json:"tags,omitempty"`
+	Status        string            `json:"status"`
+	Issues        []Issue           `json:"issues,omitempty"`
+	Version       string            `json:"version"`
+	CreatedAt     time.Time         `json:"createdAt"`
+	ModifiedAt    time.Time         `json:"modifiedAt"`
+	// Nodes are the group's nodes, oldest first.
+	Nodes []Node `json:"nodes,omitempty"`
+	// ClientRequestToken of the create call, for idempotent retries.
+	ClientRequestToken string `json:"clientRequestToken,omitempty"`
+}
+
+// Taint is a Kubernetes taint with EKS' effect names.
+type Taint struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Effect string `json:"effect"` // NO_SCHEDULE, NO_EXECUTE, PREFER_NO_SCHEDULE
+}
+
+// Issue is a node group health issue.
+type Issue struct {
+	Code        string   `json:"code"`
+	Message     string   `json:"message"`
+	ResourceIDs []string `json:"resourceIds,omitempty"`
+}
+
+// Node is one node of a group: an instance in EC2's terms.
+type Node struct {
+	ID       string    `json:"id"`   // i-…, names its sandbox
+	Name     string    `json:"name"` // ip-172-31-0-10.ec2.internal, its Kubernetes name
+	Subnet   string    `json:"subnet"`
+	Zone     string    `json:"zone"` // "a", "b", "c"
+	Addr     string    `json:"addr"` // 172.31.0.10/20
+	Created  time.Time `json:"created"`
+	Draining bool      `json:"draining,omitempty"` // chosen for removal
+}
+
+// Nodegroup returns the node group called name, or nil.
+func (c *Cluster) Nodegroup(name string) *Nodegroup {
+	for i := range c.Nodegroups {
+		if c.Nodegroups[i].Name == name {
+			return &c.Nodegroups[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+package nodes
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	certv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// ApproveCSRs approves the kubelets' certificate requests that name the
+// requesting node itself, and denies the other kubelet requests: a node
+// (authenticated as system:node:NAME through its EC2_LINUX access entry)
+// gets a client certificate for NAME only, and a serving certificate for
+// NAME and its own addresses only.
+func (r *Reconciler) ApproveCSRs(ctx context.Context, admin kubernetes.Interface) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	list, err := admin.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list CSRs: %w", err)
+	}
+	for _, csr := range list.Items {
+		if len(csr.Status.Conditions) > 0 {
+			continue
+		}
+		if csr.Spec.SignerName != certv1.KubeAPIServerClientKubeletSignerName && csr.Spec.SignerName != certv1.KubeletServingSignerName {
+			continue
+		}
+		ok, why := judge(&csr)
+		cond := certv1.CertificateSigningRequestCondition{Type: certv1.CertificateApproved, Status: corev1.ConditionTrue,
+			Reason: "SkiffNodeIdentity", Message: "the node requests a certificate for itself"}
+		if !ok {
+			cond.Type, cond.Reason, cond.Message = certv1.CertificateDenied, "SkiffNodeIdentity", why
+		}
+		csr.Status.Conditions = append(csr.Status.Conditions, cond)
+		if _, err := admin.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, &csr, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("approve CSR %s: %w", csr.Name, err)
+		}
+		r.cfg.Log.Info("kubelet CSR", "csr", csr.Name, "user", csr.Spec.Username, "approved", ok, "why", why)
+	}
+	return nil
+}
+
+// judge decides a kubelet CSR.
+func judge(csr *certv1.CertificateSigningRequest) (bool, string) {
+	node, ok := strings.CutPrefix(csr.Spec.Username, "system:node:")
+	if !ok || !slices.Contains(csr.Spec.Groups, "system:nodes") {
+		return false, fmt.Sprintf("requester %s is not a node", csr.Spec.Username)
+	}
+	block, _ := pem.Decode(csr.Spec.Request)
+	if block == nil {
+		return false, "the request is not PEM"
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return false, "the request does not parse: " + err.Error()
+	}
+	if req.Subject.CommonName != "system:node:"+node || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) {
+		return false, fmt.Sprintf("node %s may request a certificate for CN system:node:%s, O system:nodes only", node, node)
+	}
+	if csr.Spec.SignerName == certv1.KubeAPIServerClientKubeletSignerName {
+		if len(req.DNSNames)+len(req.IPAddresses)+len(req.EmailAddresses)+len(req.URIs) > 0 {
+			return false, "a client certificate carries no SANs"
+		}
+		return true, ""
+	}
+	for _, d := range req.DNSNames {
+		if d != node {
+			return false, fmt.Sprintf("node %s may not serve as %s", node, d)
+		}
+	}
+	for _, ip := range req.IPAddresses {
+		if !nodeIP(node, ip) {
+			return false, fmt.Sprintf("node %s may not serve on %s", node, ip)
+		}
+	}
+	return true, ""
+}
+
+// nodeIP reports whether ip is the address a node name encodes
+// (ip-172-31-0-10.ec2.internal → 172.31.0.10).
+func nodeIP(node string, ip net.IP) bool {
+	host, _, _ := strings.Cut(node, ".")
+	return strings.TrimPrefix(host, "ip-") == strings.ReplaceAll(ip.String(), ".", "-")
+}
+
+// drain cordons a node and evicts its pods (DaemonSet pods stay, as kubectl
+// drain leaves them), waiting a little for them to go.
+func drain(ctx context.Context, admin kubernetes.Interface, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	patch := []byte(`{"spec":{"unschedulable":true}}`)
+	if _, err := admin.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	pods, err := admin.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		if owner := metav1.GetControllerOf(&p); owner != nil && owner.Kind == "DaemonSet" {
+			continue
+		}
+		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
+		if err := admin.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("evict %s/%s: %w", p.Namespace, p.Name, err)
+		}
+	}
+	return nil
+}

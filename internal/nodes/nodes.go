@@ -1,0 +1,563 @@
+// Package nodes runs managed node groups: each node is a sandbox on this
+// machine (its own network namespace on its VPC's bridge, its own
+// containerd with its own root, state and socket, its own kubelet root and
+// cgroup) that joins its cluster through `skiff node bootstrap`, the same
+// command a self-managed node runs: DescribeCluster with IAM credentials,
+// an `aws eks get-token`-style token mapped by the node role's EC2_LINUX
+// access entry, then the kubelet's CSR flow.
+//
+// The reconciler is level-triggered like the control plane's: node group
+// membership is desired state in the cluster record, sandboxes and
+// processes are observed (namespaces, runtime instances, Kubernetes Node
+// objects).
+package nodes
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"skiff.dev/skiff/internal/bundle"
+	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/network"
+	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/store"
+	"skiff.dev/skiff/internal/vpcnet"
+)
+
+// Labels every managed node carries.
+const (
+	NodegroupLabel = "eks.amazonaws.com/nodegroup"
+	ZoneLabel      = "topology.kubernetes.io/zone"
+	RegionLabel    = "topology.kubernetes.io/region"
+	InstanceLabel  = "node.kubernetes.io/instance-type"
+)
+
+// Roles of node instances in the runtime.
+const (
+	Containerd runtime.Role = "containerd"
+	Kubelet    runtime.Role = "kubelet"
+)
+
+// IsNodeInstance reports whether a runtime instance belongs to a node.
+func IsNodeInstance(id string) bool { return strings.HasPrefix(runtime.NameOf(id), "node-") }
+
+// Config of a Reconciler.
+type Config struct {
+	DataDir  string
+	Store    *store.Store
+	Runtime  runtime.Runtime
+	Bundles  *bundle.Catalog
+	Network  *network.Service
+	Region   string
+	SkiffBin string
+	// Credentials mints a node's IAM credentials: its node role assumed
+	// with the node's name as session name.
+	Credentials func(account, roleArn, session string) (keyID, secret, token string, err error)
+	// API is skiff's AWS API, served on each VPC's service address.
+	API http.Handler
+	Log *slog.Logger
+}
+
+// Reconciler runs the nodes of every cluster.
+type Reconciler struct {
+	cfg Config
+
+	mu   sync.Mutex
+	vpcs map[string]*http.Server // API listeners by VPC ID
+}
+
+// New returns a reconciler.
+func New(cfg Config) *Reconciler {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Reconciler{cfg: cfg, vpcs: map[string]*http.Server{}}
+}
+
+// SetAPI sets the handler served in VPCs (it is built after the engine).
+func (r *Reconciler) SetAPI(h http.Handler) { r.cfg.API = h }
+
+// Network realizes cluster c's VPC, serves skiff's API in it and returns
+// the namespace and address where c's endpoint must listen for its nodes.
+func (r *Reconciler) Network(ctx context.Context, c *model.Cluster) (string, netip.Prefix, error) {
+	if c.Network.VpcID == "" || len(c.Network.SubnetIDs) == 0 {
+		return "", netip.Prefix{}, fmt.Errorf("cluster %s has no VPC", c.Name)
+	}
+	cidr, subnets, err := r.cfg.Network.Realization(c.Account, c.Network.VpcID)
+	if err != nil {
+		return "", netip.Prefix{}, err
+	}
+	v := vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}
+	for _, p := range subnets {
+		v.Subnets = append(v.Subnets, p)
+	}
+	sort.Slice(v.Subnets, func(i, j int) bool { return v.Subnets[i].Addr().Less(v.Subnets[j].Addr()) })
+	if err := vpcnet.EnsureVPC(ctx, v); err != nil {
+		return "", netip.Prefix{}, err
+	}
+	ns := vpcnet.VPCNamespace(v.ID)
+	r.mu.Lock()
+	srv := r.vpcs[v.ID]
+	r.mu.Unlock()
+	if srv == nil && r.cfg.API != nil {
+		ln, err := vpcnet.ListenIn(ns, net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(APIPort)))
+		if err != nil {
+			return "", netip.Prefix{}, fmt.Errorf("serve the API in VPC %s: %w", v.ID, err)
+		}
+		vpc := v.ID
+		srv = &http.Server{Handler: r.cfg.API, ReadHeaderTimeout: 10 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return vpcnet.WithVPC(context.Background(), vpc) }}
+		go srv.Serve(ln)
+		r.mu.Lock()
+		r.vpcs[v.ID] = srv
+		r.mu.Unlock()
+	}
+	addr, err := netip.ParsePrefix(c.EndpointAddr)
+	if err != nil {
+		if addr, err = r.cfg.Network.AllocateAddr(c.Account, c.Network.SubnetIDs[0], "endpoint/"+c.ID); err != nil {
+			return "", netip.Prefix{}, err
+		}
+		if _, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+			c.EndpointAddr = addr.String()
+			return nil
+		}); err != nil {
+			return "", netip.Prefix{}, err
+		}
+		c.EndpointAddr = addr.String()
+	}
+	// The endpoint's address lives on the VPC's bridge.
+	if err := vpcnet.AddAddr(ctx, ns, netip.PrefixFrom(addr.Addr(), 32)); err != nil {
+		return "", netip.Prefix{}, err
+	}
+	return ns, addr, nil
+}
+
+// Close stops the VPC API listeners.
+func (r *Reconciler) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, srv := range r.vpcs {
+		srv.Close()
+		delete(r.vpcs, id)
+	}
+}
+
+func (r *Reconciler) nodeDir(c *model.Cluster, n *model.Node) paths {
+	return paths{dir: filepath.Join(r.cfg.DataDir, "clusters", c.ID, "nodes", n.ID), run: filepath.Join(RunDir, n.ID)}
+}
+
+func instanceID(c *model.Cluster, n *model.Node, role runtime.Role) string {
+	return c.ID + "/node-" + n.ID + "-" + string(role)
+}
+
+// Reconcile brings every node group of c to its desired nodes.
+func (r *Reconciler) Reconcile(ctx context.Context, c *model.Cluster, admin kubernetes.Interface) error {
+	if len(c.Nodegroups) == 0 {
+		return nil
+	}
+	var errs []error
+	if err := r.ApproveCSRs(ctx, admin); err != nil {
+		errs = append(errs, err)
+	}
+	all, err := r.cfg.Runtime.List(ctx)
+	if err != nil {
+		return err
+	}
+	observed := map[string]runtime.Status{}
+	for _, st := range all {
+		observed[st.ID] = st
+	}
+	knodes := map[string]corev1.Node{}
+	if list, err := admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, n := range list.Items {
+			knodes[n.Name] = n
+		}
+	}
+	for i := range c.Nodegroups {
+		ng := c.Nodegroups[i]
+		if err := r.scale(ctx, c, &ng); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// Re-read: scale may have changed membership.
+		fresh, err := r.cfg.Store.GetCluster(c.Key())
+		if err != nil {
+			return err
+		}
+		c = fresh
+		g := c.Nodegroup(ng.Name)
+		if g == nil {
+			continue
+		}
+		ready := 0
+		var issues []model.Issue
+		for j := range g.Nodes {
+			n := &g.Nodes[j]
+			if n.Draining {
+				if err := r.remove(ctx, c, g, n, admin); err != nil {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			if err := r.ensureNode(ctx, c, g, n, observed); err != nil {
+				errs = append(errs, err)
+				issues = append(issues, model.Issue{Code: "NodeCreationFailure", Message: err.Error(), ResourceIDs: []string{n.ID}})
+				continue
+			}
+			if kn, ok := knodes[n.Name]; ok && nodeReady(kn) {
+				ready++
+			} else if time.Since(n.Created) > 2*time.Minute {
+				issues = append(issues, model.Issue{Code: "NodeNotReady", Message: "node " + n.Name + " is not Ready; skiff restarts what exited", ResourceIDs: []string{n.ID}})
+			}
+		}
+		if err := r.updateStatus(c, g.Name, ready, issues); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func nodeReady(n corev1.Node) bool {
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// scale adds nodes up to the desired count (spread over the group's
+// subnets' zones) or marks the surplus for draining, in the store.
+func (r *Reconciler) scale(ctx context.Context, c *model.Cluster, g *model.Nodegroup) error {
+	want := g.Desired
+	if g.Status == model.NodegroupDeleting {
+		want = 0
+	}
+	active := 0
+	for _, n := range g.Nodes {
+		if !n.Draining {
+			active++
+		}
+	}
+	if active == want {
+		return nil
+	}
+	subnets, err := r.cfg.Network.Subnets(c.Account, g.Subnets)
+	if err != nil {
+		return err
+	}
+	perSubnet := map[string]int{}
+	for _, n := range g.Nodes {
+		if !n.Draining {
+			perSubnet[n.Subnet]++
+		}
+	}
+	// New nodes: addresses are allocated before the cluster is updated (the
+	// store takes one writer at a time); unused ones are released.
+	var added []model.Node
+	for i := active; i < want; i++ {
+		sn := subnets[0]
+		for _, s := range subnets {
+			if perSubnet[s.ID] < perSubnet[sn.ID] {
+				sn = s
+			}
+		}
+		id := newNodeID()
+		addr, err := r.cfg.Network.AllocateAddr(c.Account, sn.ID, "node/"+id)
+		if err != nil {
+			r.release(added)
+			return err
+		}
+		added = append(added, model.Node{ID: id, Name: NodeName(addr.Addr(), r.cfg.Region), Subnet: sn.ID, Zone: sn.Zone,
+			Addr: addr.String(), Created: time.Now().UTC()})
+		perSubnet[sn.ID]++
+	}
+	applied := false
+	_, err = r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		fresh := c.Nodegroup(g.Name)
+		if fresh == nil || !slices.EqualFunc(fresh.Nodes, g.Nodes, func(a, b model.Node) bool { return a.ID == b.ID && a.Draining == b.Draining }) {
+			return nil // changed meanwhile: the next pass plans again
+		}
+		fresh.Nodes = append(fresh.Nodes, added...)
+		for n := active; n > want; n-- {
+			// The newest node of the fullest subnet.
+			pick := -1
+			for i := len(fresh.Nodes) - 1; i >= 0; i-- {
+				x := fresh.Nodes[i]
+				if !x.Draining && (pick < 0 || perSubnet[x.Subnet] > perSubnet[fresh.Nodes[pick].Subnet]) {
+					pick = i
+				}
+			}
+			fresh.Nodes[pick].Draining = true
+			perSubnet[fresh.Nodes[pick].Subnet]--
+		}
+		applied = true
+		return nil
+	})
+	if err != nil || !applied {
+		r.release(added)
+	}
+	return err
+}
+
+func (r *Reconciler) release(nodes []model.Node) {
+	for _, n := range nodes {
+		r.cfg.Network.ReleaseAddrs("node/" + n.ID)
+	}
+}
+
+func newNodeID() string {
+	b := make([]byte, 9)
+	rand.Read(b)
+	return "i-" + hex.EncodeToString(b)[:17]
+}
+
+// ensureNode makes a node's sandbox and starts (or restarts) its
+// containerd and kubelet.
+func (r *Reconciler) ensureNode(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, observed map[string]runtime.Status) error {
+	b, err := r.cfg.Bundles.Lookup(c.Version)
+	if err != nil {
+		return err
+	}
+	p := r.nodeDir(c, n)
+	specs, err := r.prepare(ctx, c, g, n, b, p)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	for _, s := range specs {
+		st, ok := observed[s.ID]
+		switch {
+		case ok && st.Running && st.Hash == s.Hash():
+			continue
+		case ok:
+			if st.Running {
+				r.cfg.Log.Info("replacing node instance with a changed spec", "instance", s.ID)
+			} else {
+				r.event(c, n.Name, model.EventDetected, fmt.Sprintf("%s exited (code %d)", s.Role, st.ExitCode))
+			}
+			if err := r.cfg.Runtime.Stop(ctx, s.ID, 2*time.Second); err != nil {
+				return err
+			}
+			if st.Running || !st.Exited.IsZero() {
+				defer r.event(c, n.Name, model.EventReplaced, string(s.Role)+" restarted")
+			}
+		}
+		if err := r.cfg.Runtime.Start(ctx, s); err != nil {
+			return fmt.Errorf("node %s: start %s: %w", n.Name, s.Role, err)
+		}
+	}
+	return nil
+}
+
+// prepare writes a node's files, sandbox and credentials and returns its
+// instance specs (containerd, then the kubelet through bootstrap).
+func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, b bundle.Bundle, p paths) ([]runtime.Spec, error) {
+	addr, err := netip.ParsePrefix(n.Addr)
+	if err != nil {
+		return nil, err
+	}
+	cidr, _, err := r.cfg.Network.Realization(c.Account, c.Network.VpcID)
+	if err != nil {
+		return nil, err
+	}
+	if err := vpcnet.AttachNode(ctx, vpcnet.Attachment{VPC: vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}, NodeID: n.ID, Addr: addr}); err != nil {
+		return nil, err
+	}
+	if err := ensureCgroups(n.ID); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{p.dir, p.run, p.cniDir(), filepath.Join(p.dir, "pod-logs")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	registry := net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(RegistryPort))
+	files := map[string]string{
+		p.containerdConfig():                           containerdConfig(p, n.ID, registry),
+		p.kubeletConfig():                              kubeletConfig(p, n.ID, addr.Addr()),
+		filepath.Join(p.cniDir(), "10-skiff.conflist"): cniConfig(p, PodCIDR(addr.Addr())),
+		// No resolver: nothing on a node may ask the host's or an outside one.
+		filepath.Join(p.dir, "resolv.conf"): "# skiff nodes have no upstream resolver\noptions ndots:5\n",
+	}
+	for path, content := range files {
+		if old, err := os.ReadFile(path); err == nil && string(old) == content {
+			continue
+		}
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(p.credentials()); err != nil {
+		// Minted once: the kubelet needs them only until it has its certificate.
+		id, secret, token, err := r.cfg.Credentials(c.Account, g.NodeRole, n.Name)
+		if err != nil {
+			return nil, fmt.Errorf("assume node role %s: %w", g.NodeRole, err)
+		}
+		creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n", id, secret, token)
+		if err := os.WriteFile(p.credentials(), []byte(creds), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	netns := "--net=" + vpcnet.NamespacePath(vpcnet.NodeNamespace(n.ID))
+	labels := map[string]string{NodegroupLabel: g.Name, ZoneLabel: r.cfg.Region + n.Zone, RegionLabel: r.cfg.Region,
+		InstanceLabel: g.InstanceTypes[0], "eks.amazonaws.com/capacityType": "ON_DEMAND", "eks.amazonaws.com/nodegroup-image": "skiff"}
+	for k, v := range g.Labels {
+		labels[k] = v
+	}
+	var lv []string
+	for k, v := range labels {
+		lv = append(lv, k+"="+v)
+	}
+	sort.Strings(lv)
+	var taints []string
+	for _, t := range g.Taints {
+		taints = append(taints, t.Key+"="+t.Value+":"+taintEffect(t.Effect))
+	}
+	svc := "http://" + net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(APIPort))
+	spec := func(role runtime.Role, env []string, cmd ...string) runtime.Spec {
+		return runtime.Spec{ID: instanceID(c, n, role), Cluster: c.ID, Role: role, Zone: n.Zone, Version: b.KubernetesVersion,
+			Command: append([]string{"nsenter", netns, "--"}, cmd...), Env: env, Files: []string{p.dir, p.run}}
+	}
+	return []runtime.Spec{
+		spec(Containerd, nil, "containerd", "--config", p.containerdConfig()),
+		spec(Kubelet, []string{"AWS_SHARED_CREDENTIALS_FILE=" + p.credentials(), "AWS_ENDPOINT_URL=" + svc, "AWS_REGION=" + r.cfg.Region,
+			"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN="},
+			r.cfg.SkiffBin, "node", "bootstrap", "--cluster", c.Name, "--dir", p.dir, "--kubelet", b.Path(),
+			"--node-name", n.Name, "--node-ip", addr.Addr().String(), "--config", p.kubeletConfig(),
+			"--labels", strings.Join(lv, ","), "--taints", strings.Join(taints, ",")),
+	}, nil
+}
+
+func taintEffect(e string) string {
+	switch e {
+	case "NO_EXECUTE":
+		return "NoExecute"
+	case "PREFER_NO_SCHEDULE":
+		return "PreferNoSchedule"
+	}
+	return "NoSchedule"
+}
+
+// remove drains a node chosen for removal, deletes its Node object and
+// sandbox, frees its address and drops it from the store.
+func (r *Reconciler) remove(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, admin kubernetes.Interface) error {
+	if err := drain(ctx, admin, n.Name); err != nil {
+		r.cfg.Log.Warn("drain", "node", n.Name, "err", err)
+	}
+	if err := r.destroy(ctx, c, n); err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	admin.CoreV1().Nodes().Delete(dctx, n.Name, metav1.DeleteOptions{})
+	cancel()
+	_, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		if g := c.Nodegroup(g.Name); g != nil {
+			g.Nodes = slices.DeleteFunc(g.Nodes, func(x model.Node) bool { return x.ID == n.ID })
+		}
+		return nil
+	})
+	if err == nil {
+		r.event(c, n.Name, model.EventDeleted, "node removed from node group "+g.Name)
+	}
+	return err
+}
+
+// destroy removes everything of a node on this machine.
+func (r *Reconciler) destroy(ctx context.Context, c *model.Cluster, n *model.Node) error {
+	for _, role := range []runtime.Role{Kubelet, Containerd} {
+		if err := r.cfg.Runtime.Stop(ctx, instanceID(c, n, role), 3*time.Second); err != nil {
+			return err
+		}
+	}
+	p := r.nodeDir(c, n)
+	var errs []error
+	errs = append(errs, killCgroups(ctx, n.ID))
+	errs = append(errs, unmountUnder(p.dir, p.run))
+	errs = append(errs, vpcnet.DetachNode(ctx, n.ID))
+	errs = append(errs, os.RemoveAll(p.dir), os.RemoveAll(p.run))
+	errs = append(errs, r.cfg.Network.ReleaseAddrs("node/"+n.ID))
+	return errors.Join(errs...)
+}
+
+// Teardown removes every node of c (a cluster being deleted) and its
+// endpoint address.
+func (r *Reconciler) Teardown(ctx context.Context, c *model.Cluster) error {
+	var errs []error
+	for _, g := range c.Nodegroups {
+		for _, n := range g.Nodes {
+			errs = append(errs, r.destroy(ctx, c, &n))
+		}
+	}
+	errs = append(errs, r.cfg.Network.ReleaseAddrs("endpoint/"+c.ID))
+	return errors.Join(errs...)
+}
+
+// updateStatus records a group's readiness: CREATING/UPDATING turn ACTIVE
+// once every desired node is Ready; DELETING groups go once empty.
+func (r *Reconciler) updateStatus(c *model.Cluster, name string, ready int, issues []model.Issue) error {
+	var finished string
+	_, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		g := c.Nodegroup(name)
+		if g == nil {
+			return nil
+		}
+		if g.Status == model.NodegroupDeleting {
+			if len(g.Nodes) == 0 {
+				c.Nodegroups = slices.DeleteFunc(c.Nodegroups, func(x model.Nodegroup) bool { return x.Name == name })
+				finished = "node group " + name + " deleted"
+			}
+			return nil
+		}
+		g.Issues = issues
+		active := 0
+		for _, n := range g.Nodes {
+			if !n.Draining {
+				active++
+			}
+		}
+		done := ready == g.Desired && active == g.Desired && len(g.Nodes) == active
+		switch {
+		case (g.Status == model.NodegroupCreating || g.Status == model.NodegroupUpdating) && done:
+			finished = fmt.Sprintf("node group %s %s: %d nodes Ready", name, strings.ToLower(g.Status), ready)
+			g.Status = model.NodegroupActive
+			for i := range c.Updates {
+				if c.Updates[i].Nodegroup == name && c.Updates[i].Status == model.UpdateInProgress {
+					c.Updates[i].Status = model.UpdateSuccessful
+				}
+			}
+		case g.Status == model.NodegroupActive && len(issues) > 0:
+			g.Status = model.NodegroupDegraded
+		case g.Status == model.NodegroupDegraded && len(issues) == 0 && done:
+			g.Status = model.NodegroupActive
+		}
+		return nil
+	})
+	if err == nil && finished != "" {
+		r.event(c, "", model.EventUpdated, finished)
+	}
+	return err
+}
+
+func (r *Reconciler) event(c *model.Cluster, instance, typ, reason string) {
+	ev := model.Event{Time: time.Now(), Cluster: c.ID, Instance: instance, Type: typ, Reason: reason}
+	r.cfg.Log.Info("event", "cluster", c.Name, "instance", instance, "type", typ, "reason", reason)
+	r.cfg.Store.AddEvent(ev)
+}

@@ -1,0 +1,162 @@
+package nodes
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CgroupRoot is the cgroup (in every v1 hierarchy) that holds all nodes.
+const CgroupRoot = "/skiff"
+
+// RunDir holds each node's sockets (short paths: unix sockets allow 108
+// bytes).
+const RunDir = "/run/skiff-nodes"
+
+const cgroupFS = "/sys/fs/cgroup"
+
+// hierarchies lists the cgroup v1 hierarchies the kubelet uses.
+func hierarchies() []string {
+	entries, _ := os.ReadDir(cgroupFS)
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && e.Name() != "unified" {
+			out = append(out, filepath.Join(cgroupFS, e.Name()))
+		}
+	}
+	return out
+}
+
+// nodeCgroup is a node's cgroup path.
+func nodeCgroup(nodeID string) string { return CgroupRoot + "/" + nodeID }
+
+// ensureCgroups creates a node's cgroup in every hierarchy (the kubelet
+// refuses a cgroupRoot that does not exist); cpuset needs its parent's cpus
+// and mems copied in.
+func ensureCgroups(nodeID string) error {
+	for _, h := range hierarchies() {
+		for _, p := range []string{CgroupRoot, nodeCgroup(nodeID)} {
+			dir := filepath.Join(h, p)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("create cgroup %s: %w", dir, err)
+			}
+			if filepath.Base(h) == "cpuset" {
+				for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+					cur, _ := os.ReadFile(filepath.Join(dir, f))
+					if strings.TrimSpace(string(cur)) != "" {
+						continue
+					}
+					parent, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
+					if err != nil {
+						return err
+					}
+					if err := os.WriteFile(filepath.Join(dir, f), parent, 0o644); err != nil {
+						return fmt.Errorf("set %s of %s: %w", f, dir, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// killCgroups kills every process in a node's cgroups (containers, shims)
+// and removes the cgroups, deepest first.
+func killCgroups(ctx context.Context, nodeID string) error {
+	var dirs []string
+	for _, h := range hierarchies() {
+		root := filepath.Join(h, nodeCgroup(nodeID))
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		alive := 0
+		for _, d := range dirs {
+			data, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+					alive++
+				}
+			}
+		}
+		if alive == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var errs []error
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unmountUnder unmounts every mount point below the given directories,
+// deepest first (containerd's snapshots and shims' rootfs, the kubelet's
+// volumes).
+func unmountUnder(dirs ...string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		p := unescape(fields[4])
+		for _, d := range dirs {
+			if p == d || strings.HasPrefix(p, d+"/") {
+				points = append(points, p)
+			}
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, p := range points {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unescape decodes mountinfo's octal escapes (\040 for a space).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
