@@ -39,6 +39,7 @@ the cluster's endpoint are reachable.`,
 	f.StringVar(&o.nodeName, "node-name", "", "the node's name (the IAM session name)")
 	f.StringVar(&o.nodeIP, "node-ip", "", "the node's address")
 	f.StringVar(&o.config, "config", "", "the KubeletConfiguration file")
+	f.StringVar(&o.rootDir, "root-dir", "", "the kubelet's root directory (default DIR/kubelet; its sockets need a path under ~80 bytes)")
 	f.StringVar(&o.labels, "labels", "", "node labels, k=v,…")
 	f.StringVar(&o.taints, "taints", "", "taints, k=v:Effect,…")
 	for _, req := range []string{"cluster", "kubelet", "node-name", "node-ip", "config"} {
@@ -49,7 +50,7 @@ the cluster's endpoint are reachable.`,
 }
 
 type bootstrapOptions struct {
-	cluster, dir, kubelet, nodeName, nodeIP, config, labels, taints string
+	cluster, dir, kubelet, nodeName, nodeIP, config, labels, taints, rootDir string
 }
 
 func bootstrap(ctx context.Context, o bootstrapOptions) error {
@@ -85,12 +86,16 @@ func bootstrap(ctx context.Context, o bootstrapOptions) error {
 		}
 		fmt.Fprintf(os.Stderr, "skiff node bootstrap: cluster %s at %s; starting the kubelet as %s\n", o.cluster, cl.Endpoint, o.nodeName)
 	}
+	rootDir := o.rootDir
+	if rootDir == "" {
+		rootDir = filepath.Join(o.dir, "kubelet")
+	}
 	args := []string{o.kubelet, "kubelet",
 		"--config=" + o.config,
 		"--bootstrap-kubeconfig=" + boot,
 		"--kubeconfig=" + kubeconfig,
 		"--cert-dir=" + filepath.Join(o.dir, "pki"),
-		"--root-dir=" + filepath.Join(o.dir, "kubelet"),
+		"--root-dir=" + rootDir,
 		"--volume-plugin-dir=" + filepath.Join(o.dir, "volume-plugins"),
 		"--hostname-override=" + o.nodeName,
 		"--node-ip=" + o.nodeIP,

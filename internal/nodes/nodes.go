@@ -80,8 +80,15 @@ type Config struct {
 type Reconciler struct {
 	cfg Config
 
-	mu   sync.Mutex
-	vpcs map[string]*http.Server // API listeners by VPC ID
+	mu      sync.Mutex
+	vpcs    map[string]*http.Server // API listeners by VPC ID
+	crashes map[string]*crash       // by instance ID
+}
+
+// crash counts an instance's exits, for the restart backoff.
+type crash struct {
+	n    int
+	next time.Time
 }
 
 // New returns a reconciler.
@@ -89,7 +96,7 @@ func New(cfg Config) *Reconciler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Reconciler{cfg: cfg, vpcs: map[string]*http.Server{}}
+	return &Reconciler{cfg: cfg, vpcs: map[string]*http.Server{}, crashes: map[string]*crash{}}
 }
 
 // SetAPI sets the handler served in VPCs (it is built after the engine).
@@ -346,7 +353,31 @@ func (r *Reconciler) ensureNode(ctx context.Context, c *model.Cluster, g *model.
 		st, ok := observed[s.ID]
 		switch {
 		case ok && st.Running && st.Hash == s.Hash():
+			if time.Since(st.Started) > time.Minute {
+				r.mu.Lock()
+				delete(r.crashes, s.ID)
+				r.mu.Unlock()
+			}
 			continue
+		case ok && !st.Running:
+			// Restart with a backoff: 0.5 s, 1 s, 2 s … 30 s.
+			r.mu.Lock()
+			cr := r.crashes[s.ID]
+			if cr == nil {
+				cr = &crash{}
+				r.crashes[s.ID] = cr
+			}
+			wait := time.Now().Before(cr.next)
+			if !wait {
+				cr.n++
+				cr.next = time.Now().Add(min(500*time.Millisecond<<min(cr.n-1, 6), 30*time.Second))
+			}
+			r.mu.Unlock()
+			if wait {
+				continue
+			}
+		}
+		switch {
 		case ok:
 			if st.Running {
 				r.cfg.Log.Info("replacing node instance with a changed spec", "instance", s.ID)
@@ -442,6 +473,7 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 			"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN="},
 			r.cfg.SkiffBin, "node", "bootstrap", "--cluster", c.Name, "--dir", p.dir, "--kubelet", b.Path(),
 			"--node-name", n.Name, "--node-ip", addr.Addr().String(), "--config", p.kubeletConfig(),
+			"--root-dir", filepath.Join(p.run, "kubelet"), // short: the kubelet's sockets live there
 			"--labels", strings.Join(lv, ","), "--taints", strings.Join(taints, ",")),
 	}, nil
 }
@@ -490,6 +522,7 @@ func (r *Reconciler) destroy(ctx context.Context, c *model.Cluster, n *model.Nod
 	p := r.nodeDir(c, n)
 	var errs []error
 	errs = append(errs, killCgroups(ctx, n.ID))
+	removeCgroupRoot()
 	errs = append(errs, unmountUnder(p.dir, p.run))
 	errs = append(errs, vpcnet.DetachNode(ctx, n.ID))
 	errs = append(errs, os.RemoveAll(p.dir), os.RemoveAll(p.run))
@@ -507,6 +540,27 @@ func (r *Reconciler) Teardown(ctx context.Context, c *model.Cluster) error {
 		}
 	}
 	errs = append(errs, r.cfg.Network.ReleaseAddrs("endpoint/"+c.ID))
+	// The VPC's namespace goes with its last cluster (it is rebuilt from
+	// the store when a cluster uses the VPC again).
+	if c.Network.VpcID != "" {
+		all, err := r.cfg.Store.ListClusters()
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		used := false
+		for _, o := range all {
+			used = used || o.ID != c.ID && o.Network.VpcID == c.Network.VpcID
+		}
+		if !used {
+			r.mu.Lock()
+			if srv := r.vpcs[c.Network.VpcID]; srv != nil {
+				srv.Close()
+				delete(r.vpcs, c.Network.VpcID)
+			}
+			r.mu.Unlock()
+			errs = append(errs, vpcnet.DeleteVPC(ctx, c.Network.VpcID))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -160,3 +160,10 @@ func unescape(s string) string {
 	}
 	return b.String()
 }
+
+// removeCgroupRoot removes the nodes' parent cgroup once no node is left.
+func removeCgroupRoot() {
+	for _, h := range hierarchies() {
+		os.Remove(filepath.Join(h, CgroupRoot)) // fails while a node remains
+	}
+}

@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitNodegroup polls describe-nodegroup (every second; the stock waiter
+// polls every 30 s) until the group has status.
+func waitNodegroup(t *testing.T, s *server, cluster, name, status string, timeout time.Duration) map[string]any {
+	t.Helper()
+	var last map[string]any
+	err := eventually(timeout, func() error {
+		out, err := awsCLI(t, s, "eks", "describe-nodegroup", "--cluster-name", cluster, "--nodegroup-name", name)
+		if err != nil {
+			return err
+		}
+		var v struct{ Nodegroup map[string]any }
+		json.Unmarshal([]byte(out), &v)
+		last = v.Nodegroup
+		if last["status"] != status {
+			return fmt.Errorf("node group %s is %v, want %s: %v", name, last["status"], status, last["health"])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
+
+type kubeNode struct {
+	Name, Zone, IP, Version, Group string
+	Ready                          bool
+}
+
+func kubeNodes(t *testing.T, s *server, kubeconfig string) []kubeNode {
+	t.Helper()
+	out, err := kubectlEnv(t, s.env, kubeconfig, "get", "nodes", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name   string
+				Labels map[string]string
+			}
+			Status struct {
+				Addresses  []struct{ Type, Address string }
+				Conditions []struct{ Type, Status string }
+				NodeInfo   struct{ KubeletVersion string }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []kubeNode
+	for _, it := range list.Items {
+		n := kubeNode{Name: it.Metadata.Name, Zone: it.Metadata.Labels["topology.kubernetes.io/zone"],
+			Group: it.Metadata.Labels["eks.amazonaws.com/nodegroup"], Version: it.Status.NodeInfo.KubeletVersion}
+		for _, a := range it.Status.Addresses {
+			if a.Type == "InternalIP" {
+				n.IP = a.Address
+			}
+		}
+		for _, c := range it.Status.Conditions {
+			if c.Type == "Ready" {
+				n.Ready = c.Status == "True"
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
+// readyNodes waits until the cluster has exactly n nodes, all Ready.
+func readyNodes(t *testing.T, s *server, kubeconfig string, n int) []kubeNode {
+	t.Helper()
+	var nodes []kubeNode
+	err := eventually(3*time.Minute, func() error {
+		nodes = kubeNodes(t, s, kubeconfig)
+		ready := 0
+		for _, x := range nodes {
+			if x.Ready {
+				ready++
+			}
+		}
+		if len(nodes) != n || ready != n {
+			return fmt.Errorf("%d nodes, %d Ready; want %d: %+v", len(nodes), ready, n, nodes)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodes
+}
+
+// leftovers lists what of skiff's nodes remains on the machine.
+func leftovers(dataDir string) []string {
+	var out []string
+	if entries, _ := os.ReadDir("/run/netns"); entries != nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "skiff-") {
+				out = append(out, "netns "+e.Name())
+			}
+		}
+	}
+	if entries, _ := os.ReadDir("/run/skiff-nodes"); len(entries) > 0 {
+		out = append(out, fmt.Sprintf("%d entries in /run/skiff-nodes", len(entries)))
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/memory/skiff"); err == nil {
+		out = append(out, "cgroup /skiff")
+	}
+	if data, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(data), dataDir) || strings.Contains(string(data), "/run/skiff-nodes/") {
+		out = append(out, "mounts")
+	}
+	if ps, _ := exec.Command("pgrep", "-f", "containerd --config "+dataDir).Output(); len(ps) > 0 {
+		out = append(out, "containerd processes")
+	}
+	return out
+}
+
+// TestNodegroups is issue 6's acceptance with the stock aws CLI and
+// kubectl: a managed node group of real kubelet + containerd nodes in three
+// zones, scaled up and down, repaired, deleted without leftovers.
+func TestNodegroups(t *testing.T) {
+	dataDir, listen := t.TempDir(), freePort(t)
+	s := startServe(t, dataDir, listen)
+	defer func() { s.stop(t) }()
+	defer func() { deleteAll(t, s) }()
+	defer func() {
+		if t.Failed() {
+			data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
+			t.Logf("serve log:\n%s", tail(string(data), 30))
+			logs, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "logs", "node-*kubelet.log"))
+			for _, l := range logs {
+				data, _ := os.ReadFile(l)
+				t.Logf("%s:\n%s", l, tail(string(data), 15))
+			}
+		}
+	}()
+	mustAWS(t, s, s.createArgs(t, "nodes-e2e")...)
+	waitAWSStatus(t, s, "nodes-e2e", "ACTIVE")
+	kc := filepath.Join(dataDir, "n.kubeconfig")
+	if _, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", "nodes-e2e", "--kubeconfig", kc); err != nil {
+		t.Fatal(err)
+	}
+	role := mustAWS(t, s, "iam", "create-role", "--role-name", "nodes", "--assume-role-policy-document",
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)["Role"].(map[string]any)["Arn"].(string)
+
+	// Bad input first: clear errors.
+	for _, tc := range []struct {
+		code string
+		args []string
+	}{
+		{"InvalidParameterException", []string{"--nodegroup-name", "x", "--node-role", role, "--subnets", "subnet-nope"}},
+		{"InvalidParameterException", []string{"--nodegroup-name", "x", "--node-role", role + "nope", "--subnets", s.defaultSubnets(t)[0]}},
+		{"InvalidParameterException", []string{"--nodegroup-name", "x", "--node-role", role, "--subnets", s.defaultSubnets(t)[0], "--scaling-config", "minSize=3,maxSize=2,desiredSize=2"}},
+		{"ResourceNotFoundException", []string{"--cluster-name", "nope", "--nodegroup-name", "x", "--node-role", role, "--subnets", s.defaultSubnets(t)[0]}},
+	} {
+		args := append([]string{"eks", "create-nodegroup"}, tc.args...)
+		if !strings.Contains(strings.Join(tc.args, " "), "--cluster-name") {
+			args = append(args, "--cluster-name", "nodes-e2e")
+		}
+		out, err := awsCLI(t, s, args...)
+		wantAWSError(t, out, err, tc.code)
+	}
+
+	t0 := time.Now()
+	ng := mustAWS(t, s, append([]string{"eks", "create-nodegroup", "--cluster-name", "nodes-e2e", "--nodegroup-name", "ng", "--node-role", role,
+		"--scaling-config", "minSize=1,maxSize=6,desiredSize=3", "--labels", "team=platform", "--subnets"}, s.defaultSubnets(t)...)...)["nodegroup"].(map[string]any)
+	if ng["status"] != "CREATING" {
+		t.Errorf("create-nodegroup = %v", ng)
+	}
+	waitNodegroup(t, s, "nodes-e2e", "ng", "ACTIVE", 3*time.Minute)
+	nodes := readyNodes(t, s, kc, 3)
+	t.Logf("3 nodes Ready %s after create-nodegroup", time.Since(t0).Round(100*time.Millisecond))
+	zones := map[string]bool{}
+	for _, n := range nodes {
+		zones[n.Zone] = true
+		if !strings.HasPrefix(n.IP, "172.31.") || n.Version != "v1.37.2" || n.Group != "ng" {
+			t.Errorf("node %+v: want a VPC address, kubelet v1.37.2, node group label", n)
+		}
+	}
+	if len(zones) != 3 {
+		t.Errorf("nodes not spread over 3 zones: %+v", nodes)
+	}
+	if got := mustAWS(t, s, "eks", "list-nodegroups", "--cluster-name", "nodes-e2e")["nodegroups"].([]any); len(got) != 1 {
+		t.Errorf("list-nodegroups = %v", got)
+	}
+	// The node role's EC2_LINUX access entry, as EKS creates it.
+	if e := mustAWS(t, s, "eks", "describe-access-entry", "--cluster-name", "nodes-e2e", "--principal-arn", role)["accessEntry"].(map[string]any); e["type"] != "EC2_LINUX" {
+		t.Errorf("node role's access entry = %v", e)
+	}
+	// Nothing leaves the machine: no route off a node or its VPC.
+	entries, _ := os.ReadDir("/run/netns")
+	checked := 0
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "skiff-") {
+			out, err := exec.Command("ip", "-n", e.Name(), "route", "get", "192.0.2.1").CombinedOutput()
+			if err == nil {
+				t.Errorf("namespace %s routes to an outside address: %s", e.Name(), out)
+			}
+			checked++
+		}
+	}
+	if checked < 4 {
+		t.Errorf("checked %d namespaces, want the VPC's and 3 nodes'", checked)
+	}
+
+	// Scale to 5, then to 2.
+	for _, size := range []int{5, 2} {
+		u := mustAWS(t, s, "eks", "update-nodegroup-config", "--cluster-name", "nodes-e2e", "--nodegroup-name", "ng",
+			"--scaling-config", fmt.Sprintf("minSize=1,maxSize=6,desiredSize=%d", size))["update"].(map[string]any)
+		if u["status"] != "InProgress" {
+			t.Errorf("update-nodegroup-config = %v", u)
+		}
+		waitNodegroup(t, s, "nodes-e2e", "ng", "ACTIVE", 3*time.Minute)
+		readyNodes(t, s, kc, size)
+		d := mustAWS(t, s, "eks", "describe-update", "--name", "nodes-e2e", "--nodegroup-name", "ng", "--update-id", u["id"].(string))["update"].(map[string]any)
+		if d["status"] != "Successful" {
+			t.Errorf("describe-update = %v", d)
+		}
+	}
+
+	// Kill one node's kubelet: skiff restarts it and the node is Ready again.
+	victim := kubeNodes(t, s, kc)[0].Name
+	if err := exec.Command("pkill", "-9", "-f", "hostname-override="+victim).Run(); err != nil {
+		t.Fatalf("kill the kubelet of %s: %v", victim, err)
+	}
+	if err := eventually(90*time.Second, func() error {
+		out, _ := awsCLI(t, s, "eks", "describe-nodegroup", "--cluster-name", "nodes-e2e", "--nodegroup-name", "ng", "--query", "nodegroup.status", "--output", "text")
+		cmd := exec.Command(skiffBin, "events", "nodes-e2e")
+		cmd.Env = append(os.Environ(), s.env...)
+		ev, _ := cmd.CombinedOutput()
+		if strings.TrimSpace(out) != "ACTIVE" || !strings.Contains(string(ev), "kubelet restarted") {
+			return fmt.Errorf("status %s; events:\n%s", out, ev)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("kubelet of %s not repaired: %v", victim, err)
+	}
+	readyNodes(t, s, kc, 2)
+
+	// Delete the node group, then the cluster: nothing remains.
+	mustAWS(t, s, "eks", "delete-nodegroup", "--cluster-name", "nodes-e2e", "--nodegroup-name", "ng")
+	if err := eventually(2*time.Minute, func() error {
+		if got := mustAWS(t, s, "eks", "list-nodegroups", "--cluster-name", "nodes-e2e")["nodegroups"].([]any); len(got) > 0 {
+			return fmt.Errorf("node groups left: %v", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if nodes := kubeNodes(t, s, kc); len(nodes) > 0 {
+		t.Errorf("Node objects left: %+v", nodes)
+	}
+	deleteAll(t, s)
+	if err := eventually(30*time.Second, func() error {
+		if left := leftovers(dataDir); len(left) > 0 {
+			return fmt.Errorf("left on the machine: %v", left)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+}
