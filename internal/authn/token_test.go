@@ -53,7 +53,10 @@ func TestVerify(t *testing.T) {
 	// One digit of the signature changed: decode, edit, encode again.
 	raw, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(good, Prefix))
 	last := raw[len(raw)-1]
-	raw[len(raw)-1] = "10"[boolIndex(last == '0')]
+	raw[len(raw)-1] = "01"[boolIndex(last == '0')] // '0' → '1', anything else → '0'
+	if raw[len(raw)-1] == last {
+		t.Fatal("the tampered token equals the good one")
+	}
 	tampered := Prefix + base64.RawURLEncoding.EncodeToString(raw)
 	for _, tt := range []struct {
 		name, token, cluster string

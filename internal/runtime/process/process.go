@@ -256,6 +256,12 @@ func (r *Runtime) scan() ([]proc, error) {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if (err != nil && !errors.Is(err, os.ErrNotExist) || len(env) == 0) && !kernelThread(pid) {
+			// A process in the middle of execve shows no environment for a
+			// moment (an instance that execs its real binary): look again.
+			time.Sleep(5 * time.Millisecond)
+			env, err = os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		}
 		if err != nil || !bytes.Contains(env, rootMarker) {
 			continue
 		}
@@ -285,6 +291,22 @@ func (r *Runtime) scan() ([]proc, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// kernelThread reports whether pid is a kernel thread (PF_KTHREAD in
+// /proc/PID/stat's flags), which never has an environment.
+func kernelThread(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // gone
+	}
+	i := bytes.LastIndexByte(data, ')')
+	fields := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(fields) < 7 {
+		return true
+	}
+	flags, err := strconv.ParseUint(fields[6], 10, 64)
+	return err != nil || flags&0x00200000 != 0
 }
 
 // readStat returns the start time (in clock ticks since boot) and state of pid.
