@@ -98,25 +98,12 @@ func (h *Handler) describeAccessEntry(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) listAccessEntries(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	max, ok := maxResults(w, r)
-	if !ok {
-		return
-	}
 	arns, err := h.Clusters.AccessEntries(h.Account(r), name, r.URL.Query().Get("associatedPolicyArn"))
 	if err != nil {
 		h.fail(w, err, name)
 		return
 	}
-	page, next, err := PageOrdered(arns, r.URL.Query().Get("nextToken"), max)
-	if err != nil {
-		awserr.WriteJSON(w, invalid(err.Error()))
-		return
-	}
-	out := map[string]any{"accessEntries": nonNil(page)}
-	if next != "" {
-		out["nextToken"] = next
-	}
-	awserr.WriteOK(w, out)
+	writePage(w, r, "accessEntries", arns)
 }
 
 func (h *Handler) updateAccessEntry(w http.ResponseWriter, r *http.Request) {
@@ -239,3 +226,22 @@ func (h *Handler) listAccessPolicies(w http.ResponseWriter, r *http.Request) {
 
 // epoch is a timestamp as restJson1 sends it: seconds since the epoch.
 func epoch(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
+
+// writePage answers a list call: items paged by maxResults and nextToken,
+// under key.
+func writePage(w http.ResponseWriter, r *http.Request, key string, items []string) {
+	max, ok := maxResults(w, r)
+	if !ok {
+		return
+	}
+	page, next, err := PageOrdered(items, r.URL.Query().Get("nextToken"), max)
+	if err != nil {
+		awserr.WriteJSON(w, invalid(err.Error()))
+		return
+	}
+	out := map[string]any{key: nonNil(page)}
+	if next != "" {
+		out["nextToken"] = next
+	}
+	awserr.WriteOK(w, out)
+}

@@ -137,25 +137,12 @@ func (h *Handler) describeNodegroup(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) listNodegroups(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	max, ok := maxResults(w, r)
-	if !ok {
-		return
-	}
 	names, err := h.Clusters.Nodegroups(h.Account(r), name)
 	if err != nil {
 		h.fail(w, err, name)
 		return
 	}
-	page, next, err := PageOrdered(names, r.URL.Query().Get("nextToken"), max)
-	if err != nil {
-		awserr.WriteJSON(w, invalid(err.Error()))
-		return
-	}
-	out := map[string]any{"nodegroups": nonNil(page)}
-	if next != "" {
-		out["nextToken"] = next
-	}
-	awserr.WriteOK(w, out)
+	writePage(w, r, "nodegroups", names)
 }
 
 func (h *Handler) deleteNodegroup(w http.ResponseWriter, r *http.Request) {

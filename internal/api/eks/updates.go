@@ -127,16 +127,12 @@ func (h *Handler) describeUpdate(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) listUpdates(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	max, ok := maxResults(w, r)
-	if !ok {
-		return
-	}
 	c, err := h.Clusters.Get(h.Account(r), name)
 	if err != nil {
 		h.fail(w, err, name)
 		return
 	}
-	var ids []string
+	ids := []string{}
 	if q := r.URL.Query(); q.Get("addonName") == "" {
 		for _, u := range c.Updates {
 			if u.Nodegroup == q.Get("nodegroupName") {
@@ -144,16 +140,7 @@ func (h *Handler) listUpdates(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	page, next, err := PageOrdered(ids, r.URL.Query().Get("nextToken"), max)
-	if err != nil {
-		awserr.WriteJSON(w, invalid(err.Error()))
-		return
-	}
-	out := map[string]any{"updateIds": page}
-	if next != "" {
-		out["nextToken"] = next
-	}
-	awserr.WriteOK(w, out)
+	writePage(w, r, "updateIds", ids)
 }
 
 // maxResults reads the maxResults query parameter (1-100, default 100).
