@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"skiff.dev/skiff/internal/access"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/store"
@@ -19,9 +20,9 @@ import (
 
 // Authentication modes of a cluster (EKS' accessConfig.authenticationMode).
 const (
-	AuthAPI             = "API"
-	AuthAPIAndConfigMap = "API_AND_CONFIG_MAP"
-	AuthConfigMap       = "CONFIG_MAP"
+	AuthAPI             = access.ModeAPI
+	AuthAPIAndConfigMap = access.ModeAPIAndConfigMap
+	AuthConfigMap       = access.ModeConfigMap
 )
 
 var authModes = []string{AuthAPI, AuthAPIAndConfigMap, AuthConfigMap}

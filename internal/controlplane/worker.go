@@ -164,7 +164,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	}
 	observed := map[string]runtime.Status{}
 	for _, st := range all {
-		if runtime.ClusterOf(st.ID) == c.ID && !isNodeInstance(st.ID) {
+		if runtime.ClusterOf(st.ID) == c.ID && !runtime.IsNodeInstance(st.ID) {
 			observed[st.ID] = st
 		}
 	}
@@ -454,10 +454,6 @@ func (w *worker) reconcileNodes(ctx context.Context, c *model.Cluster) error {
 	}
 	return w.cfg.Nodes.Reconcile(ctx, c, w.admin)
 }
-
-// isNodeInstance reports whether a runtime instance belongs to a node
-// (package nodes names them CLUSTER/node-…).
-func isNodeInstance(id string) bool { return strings.HasPrefix(runtime.NameOf(id), "node-") }
 
 // accessResync is how often RBAC is checked against the access entries
 // when they did not change (someone may have deleted a binding, or a

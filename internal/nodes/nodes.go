@@ -56,9 +56,6 @@ const (
 	Kubelet    runtime.Role = "kubelet"
 )
 
-// IsNodeInstance reports whether a runtime instance belongs to a node.
-func IsNodeInstance(id string) bool { return strings.HasPrefix(runtime.NameOf(id), "node-") }
-
 // Config of a Reconciler.
 type Config struct {
 	DataDir  string
@@ -80,9 +77,10 @@ type Config struct {
 type Reconciler struct {
 	cfg Config
 
-	mu      sync.Mutex
-	vpcs    map[string]*http.Server // API listeners by VPC ID
-	crashes map[string]*crash       // by instance ID
+	mu        sync.Mutex
+	vpcs      map[string]*http.Server // API listeners by VPC ID
+	crashes   map[string]*crash       // by instance ID
+	sandboxes map[string]bool         // nodes whose sandbox this run built
 }
 
 // crash counts an instance's exits, for the restart backoff.
@@ -96,7 +94,7 @@ func New(cfg Config) *Reconciler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Reconciler{cfg: cfg, vpcs: map[string]*http.Server{}, crashes: map[string]*crash{}}
+	return &Reconciler{cfg: cfg, vpcs: map[string]*http.Server{}, crashes: map[string]*crash{}, sandboxes: map[string]bool{}}
 }
 
 // SetAPI sets the handler served in VPCs (it is built after the engine).
@@ -172,7 +170,7 @@ func (r *Reconciler) nodeDir(c *model.Cluster, n *model.Node) paths {
 }
 
 func instanceID(c *model.Cluster, n *model.Node, role runtime.Role) string {
-	return c.ID + "/node-" + n.ID + "-" + string(role)
+	return runtime.NodeInstanceID(c.ID, n.ID, role)
 }
 
 // Reconcile brings every node group of c to its desired nodes.
@@ -409,11 +407,21 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	if err != nil {
 		return nil, err
 	}
-	if err := vpcnet.AttachNode(ctx, vpcnet.Attachment{VPC: vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}, NodeID: n.ID, Addr: addr}); err != nil {
-		return nil, err
-	}
-	if err := ensureCgroups(n.ID); err != nil {
-		return nil, err
+	// The sandbox is built once per node and skiff run (a few `ip` calls);
+	// a namespace that disappeared is built again.
+	r.mu.Lock()
+	built := r.sandboxes[n.ID]
+	r.mu.Unlock()
+	if _, err := os.Stat(vpcnet.NamespacePath(vpcnet.NodeNamespace(n.ID))); !built || err != nil {
+		if err := vpcnet.AttachNode(ctx, vpcnet.Attachment{VPC: vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}, NodeID: n.ID, Addr: addr}); err != nil {
+			return nil, err
+		}
+		if err := ensureCgroups(n.ID); err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		r.sandboxes[n.ID] = true
+		r.mu.Unlock()
 	}
 	for _, d := range []string{p.dir, p.run, p.cniDir(), filepath.Join(p.dir, "pod-logs")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -520,6 +528,9 @@ func (r *Reconciler) destroy(ctx context.Context, c *model.Cluster, n *model.Nod
 		}
 	}
 	p := r.nodeDir(c, n)
+	r.mu.Lock()
+	delete(r.sandboxes, n.ID)
+	r.mu.Unlock()
 	var errs []error
 	errs = append(errs, killCgroups(ctx, n.ID))
 	removeCgroupRoot()

@@ -67,6 +67,16 @@ func ClusterOf(id string) string {
 	return cluster
 }
 
+// NodeInstanceID names an instance of a worker node (its containerd or
+// kubelet): "CLUSTER/node-NODE-ROLE". Control-plane workers leave them to
+// the node reconciler.
+func NodeInstanceID(cluster, node string, role Role) string {
+	return cluster + "/node-" + node + "-" + string(role)
+}
+
+// IsNodeInstance reports whether id names an instance of a worker node.
+func IsNodeInstance(id string) bool { return strings.HasPrefix(NameOf(id), "node-") }
+
 // Status is what a runtime observes of an instance.
 type Status struct {
 	ID      string

@@ -64,11 +64,7 @@ func (h *Handler) nodegroupOut(c *model.Cluster, ng *model.Nodegroup) map[string
 	}
 }
 
-func taintsIn(in []struct {
-	Key    string `json:"key"`
-	Value  string `json:"value"`
-	Effect string `json:"effect"`
-}) []model.Taint {
+func taintsIn(in taintList) []model.Taint {
 	var out []model.Taint
 	for _, t := range in {
 		out = append(out, model.Taint{Key: t.Key, Value: t.Value, Effect: t.Effect})
