@@ -8,16 +8,20 @@ DISTS   := $(wildcard dist/kubernetes-*)
 STAMPS  := $(patsubst dist/%,$(BUNDLES)/.%.stamp,$(DISTS))
 DATA    ?= .data
 
-.PHONY: all build skiff bundles deps test unit e2e run demo bench fmt clean
+.PHONY: all build skiff bundles images deps test unit e2e run demo bench fmt clean
 
 all: build
 
-build: skiff bundles
+build: skiff bundles images
 
 skiff:
 	$(GO) build -o bin/skiff ./cmd/skiff
 
 bundles: $(STAMPS)
+
+# Sources of the system images skiff pushes into its registry at start.
+images:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o _output/images/pause ./images/pause
 
 $(BUNDLES)/.%.stamp: dist/%/go.mod dist/%/go.sum dist/kubernetes-1.37/main.go hack/bundle.sh
 	bash hack/bundle.sh dist/$* $(BUNDLES)

@@ -45,6 +45,14 @@ func defaultBundles() string {
 	return filepath.Join(filepath.Dir(exe), "..", "_output", "bundles")
 }
 
+// defaultImages is where `make images` puts the system images' sources.
+func defaultImages() string {
+	if d := os.Getenv("SKIFF_IMAGES"); d != "" {
+		return d
+	}
+	return filepath.Join(filepath.Dir(defaultBundles()), "images")
+}
+
 func newBundlesCmd() *cobra.Command {
 	dir := defaultBundles()
 	cmd := &cobra.Command{

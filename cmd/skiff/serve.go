@@ -32,8 +32,10 @@ import (
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/iam"
+	"skiff.dev/skiff/internal/images"
 	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/nodes"
+	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/runtime/process"
 	"skiff.dev/skiff/internal/store"
 )
@@ -50,6 +52,7 @@ func newServeCmd() *cobra.Command {
 		dataDir = defaultDataDir()
 		listen  = "127.0.0.1:7443"
 		bundles = defaultBundles()
+		imgDir  = defaultImages()
 		region  = "us-east-1"
 		verbose bool
 	)
@@ -68,18 +71,19 @@ control-plane instances keep running while skiff restarts and are adopted again.
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, log, dataDir, listen, bundles, region)
+			return serve(ctx, log, dataDir, listen, bundles, imgDir, region)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", dataDir, "where skiff keeps its state (env SKIFF_DATA_DIR)")
 	cmd.Flags().StringVar(&listen, "listen", listen, "address of the API")
 	cmd.Flags().StringVar(&bundles, "bundles", bundles, "directory of Kubernetes bundles (env SKIFF_BUNDLES)")
+	cmd.Flags().StringVar(&imgDir, "images", imgDir, "directory of the system images' sources, built by `make images` (env SKIFF_IMAGES)")
 	cmd.Flags().StringVar(&region, "region", region, "the region skiff presents itself as")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }
 
-func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, region string) error {
+func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgDir, region string) error {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
@@ -96,6 +100,14 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 		return err
 	}
 	defer st.Close()
+	reg, err := registry.New(ctx, filepath.Join(dataDir, "registry"))
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	if err := images.Seed(ctx, reg, imgDir); err != nil {
+		return fmt.Errorf("seed the registry's system images: %w", err)
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another skiff running? pick another --listen): %w", listen, err)
@@ -108,7 +120,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, regi
 	}
 	nets := &network.Service{Store: st, Region: region}
 	nodeRec := nodes.New(nodes.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Network: nets, Region: region,
-		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids)})
+		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), Registry: reg.ReadOnly()})
 	defer nodeRec.Close()
 	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log,
 		Tokens: tokenVerifier(ids, ln.Addr()), Nodes: nodeRec})

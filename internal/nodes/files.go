@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+
+	"skiff.dev/skiff/internal/images"
 )
 
 // RegistryPort is where skiff's registry listens on a VPC's service address.
@@ -13,9 +15,6 @@ const RegistryPort = 5000
 
 // APIPort is where skiff's AWS API listens on a VPC's service address.
 const APIPort = 80
-
-// PauseImage is the sandbox image, served by skiff's registry.
-const PauseImage = "pause:3.10"
 
 // ClusterDNS is the ClusterIP CoreDNS will have.
 const ClusterDNS = "10.100.0.10"
@@ -95,7 +94,7 @@ state = %[2]q
   [plugins."io.containerd.grpc.v1.cri".registry.mirrors."public.ecr.aws"]
     endpoint = ["http://%[9]s"]
 `, filepath.Join(p.dir, "containerd", "root"), filepath.Join(p.run, "state"), p.containerdSock(), p.containerdSock()+".ttrpc",
-		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+PauseImage, p.cniDir(), registry)
+		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+images.PauseImage, p.cniDir(), registry)
 }
 
 func kubeletConfig(p paths, nodeID string, addr netip.Addr) string {

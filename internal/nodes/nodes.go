@@ -70,7 +70,10 @@ type Config struct {
 	Credentials func(account, roleArn, session string) (keyID, secret, token string, err error)
 	// API is skiff's AWS API, served on each VPC's service address.
 	API http.Handler
-	Log *slog.Logger
+	// Registry is skiff's image registry, served read-only on each VPC's
+	// service address (RegistryPort) for the nodes' containerd.
+	Registry http.Handler
+	Log      *slog.Logger
 }
 
 // Reconciler runs the nodes of every cluster.
@@ -78,9 +81,9 @@ type Reconciler struct {
 	cfg Config
 
 	mu        sync.Mutex
-	vpcs      map[string]*http.Server // API listeners by VPC ID
-	crashes   map[string]*crash       // by instance ID
-	sandboxes map[string]bool         // nodes whose sandbox this run built
+	vpcs      map[string][]*http.Server // API and registry listeners by VPC ID
+	crashes   map[string]*crash         // by instance ID
+	sandboxes map[string]bool           // nodes whose sandbox this run built
 }
 
 // crash counts an instance's exits, for the restart backoff.
@@ -94,7 +97,7 @@ func New(cfg Config) *Reconciler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Reconciler{cfg: cfg, vpcs: map[string]*http.Server{}, crashes: map[string]*crash{}, sandboxes: map[string]bool{}}
+	return &Reconciler{cfg: cfg, vpcs: map[string][]*http.Server{}, crashes: map[string]*crash{}, sandboxes: map[string]bool{}}
 }
 
 // SetAPI sets the handler served in VPCs (it is built after the engine).
@@ -119,21 +122,8 @@ func (r *Reconciler) Network(ctx context.Context, c *model.Cluster) (string, net
 		return "", netip.Prefix{}, err
 	}
 	ns := vpcnet.VPCNamespace(v.ID)
-	r.mu.Lock()
-	srv := r.vpcs[v.ID]
-	r.mu.Unlock()
-	if srv == nil && r.cfg.API != nil {
-		ln, err := vpcnet.ListenIn(ns, net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(APIPort)))
-		if err != nil {
-			return "", netip.Prefix{}, fmt.Errorf("serve the API in VPC %s: %w", v.ID, err)
-		}
-		vpc := v.ID
-		srv = &http.Server{Handler: r.cfg.API, ReadHeaderTimeout: 10 * time.Second,
-			BaseContext: func(net.Listener) context.Context { return vpcnet.WithVPC(context.Background(), vpc) }}
-		go srv.Serve(ln)
-		r.mu.Lock()
-		r.vpcs[v.ID] = srv
-		r.mu.Unlock()
+	if err := r.serveInVPC(ns, v.ID, vpcnet.ServiceAddr(cidr)); err != nil {
+		return "", netip.Prefix{}, err
 	}
 	addr, err := netip.ParsePrefix(c.EndpointAddr)
 	if err != nil {
@@ -155,13 +145,59 @@ func (r *Reconciler) Network(ctx context.Context, c *model.Cluster) (string, net
 	return ns, addr, nil
 }
 
-// Close stops the VPC API listeners.
-func (r *Reconciler) Close() {
+// serveInVPC serves skiff's API and registry on the VPC's service
+// address, once per VPC and skiff run. Requests carry the VPC in their
+// context.
+func (r *Reconciler) serveInVPC(ns, vpc string, addr netip.Addr) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id, srv := range r.vpcs {
+	if r.vpcs[vpc] != nil {
+		return nil
+	}
+	var srvs []*http.Server
+	for _, s := range []struct {
+		port int
+		h    http.Handler
+	}{{APIPort, r.cfg.API}, {RegistryPort, r.cfg.Registry}} {
+		if s.h == nil {
+			continue
+		}
+		ln, err := vpcnet.ListenIn(ns, net.JoinHostPort(addr.String(), fmt.Sprint(s.port)))
+		if err != nil {
+			for _, srv := range srvs {
+				srv.Close()
+			}
+			return fmt.Errorf("serve on port %d in VPC %s: %w", s.port, vpc, err)
+		}
+		srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return vpcnet.WithVPC(context.Background(), vpc) }}
+		go srv.Serve(ln)
+		srvs = append(srvs, srv)
+	}
+	r.vpcs[vpc] = srvs
+	return nil
+}
+
+// stopServing closes a VPC's listeners.
+func (r *Reconciler) stopServing(vpc string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, srv := range r.vpcs[vpc] {
 		srv.Close()
-		delete(r.vpcs, id)
+	}
+	delete(r.vpcs, vpc)
+}
+
+// Close stops the listeners in every VPC.
+func (r *Reconciler) Close() {
+	r.mu.Lock()
+	vpcs := make([]string, 0, len(r.vpcs))
+	for id := range r.vpcs {
+		vpcs = append(vpcs, id)
+	}
+	r.mu.Unlock()
+	for _, id := range vpcs {
+		r.stopServing(id)
 	}
 }
 
@@ -499,7 +535,8 @@ func taintEffect(e string) string {
 // remove drains a node chosen for removal, deletes its Node object and
 // sandbox, frees its address and drops it from the store.
 func (r *Reconciler) remove(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, admin kubernetes.Interface) error {
-	if err := drain(ctx, admin, n.Name); err != nil {
+	evicted, err := drain(ctx, admin, n.Name)
+	if err != nil {
 		r.cfg.Log.Warn("drain", "node", n.Name, "err", err)
 	}
 	if err := r.destroy(ctx, c, n); err != nil {
@@ -508,14 +545,14 @@ func (r *Reconciler) remove(ctx context.Context, c *model.Cluster, g *model.Node
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	admin.CoreV1().Nodes().Delete(dctx, n.Name, metav1.DeleteOptions{})
 	cancel()
-	_, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+	_, err = r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
 		if g := c.Nodegroup(g.Name); g != nil {
 			g.Nodes = slices.DeleteFunc(g.Nodes, func(x model.Node) bool { return x.ID == n.ID })
 		}
 		return nil
 	})
 	if err == nil {
-		r.event(c, n.Name, model.EventDeleted, "node removed from node group "+g.Name)
+		r.event(c, n.Name, model.EventDeleted, fmt.Sprintf("node drained (%d pods evicted) and removed from node group %s", evicted, g.Name))
 	}
 	return err
 }
@@ -563,12 +600,7 @@ func (r *Reconciler) Teardown(ctx context.Context, c *model.Cluster) error {
 			used = used || o.ID != c.ID && o.Network.VpcID == c.Network.VpcID
 		}
 		if !used {
-			r.mu.Lock()
-			if srv := r.vpcs[c.Network.VpcID]; srv != nil {
-				srv.Close()
-				delete(r.vpcs, c.Network.VpcID)
-			}
-			r.mu.Unlock()
+			r.stopServing(c.Network.VpcID)
 			errs = append(errs, vpcnet.DeleteVPC(ctx, c.Network.VpcID))
 		}
 	}

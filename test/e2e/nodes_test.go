@@ -217,6 +217,21 @@ func TestNodegroups(t *testing.T) {
 		t.Errorf("checked %d namespaces, want the VPC's and 3 nodes'", checked)
 	}
 
+	// Pods run: the sandbox (and this) image comes from skiff's registry,
+	// registry.k8s.io is mirrored to it.
+	if _, err := kubectlEnv(t, s.env, kc, "create", "deployment", "pause", "--image=registry.k8s.io/pause:3.10", "--replicas=4"); err != nil {
+		t.Fatal(err)
+	}
+	rollout := func() {
+		t.Helper()
+		if out, err := kubectlEnv(t, s.env, kc, "rollout", "status", "deployment/pause", "--timeout=120s"); err != nil {
+			pods, _ := kubectlEnv(t, s.env, kc, "get", "pods", "-o", "wide")
+			ev, _ := kubectlEnv(t, s.env, kc, "get", "events")
+			t.Fatalf("rollout: %v %s\n%s\n%s", err, out, pods, ev)
+		}
+	}
+	rollout()
+
 	// Scale to 5, then to 2.
 	for _, size := range []int{5, 2} {
 		u := mustAWS(t, s, "eks", "update-nodegroup-config", "--cluster-name", "nodes-e2e", "--nodegroup-name", "ng",
@@ -230,6 +245,14 @@ func TestNodegroups(t *testing.T) {
 		if d["status"] != "Successful" {
 			t.Errorf("describe-update = %v", d)
 		}
+	}
+	// The removed nodes were drained first: their pods were evicted and
+	// run again on the remaining nodes.
+	rollout()
+	cmd := exec.Command(skiffBin, "events", "nodes-e2e")
+	cmd.Env = append(os.Environ(), s.env...)
+	if ev, _ := cmd.CombinedOutput(); strings.Count(string(ev), "node drained") != 3 {
+		t.Errorf("want 3 drained nodes in the events:\n%s", ev)
 	}
 
 	// Kill one node's kubelet: skiff restarts it and the node is Ready again.

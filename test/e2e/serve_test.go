@@ -60,7 +60,7 @@ func startServe(t *testing.T, dataDir, listen string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(skiffBin, "serve", "--data-dir", dataDir, "--listen", listen, "--bundles", bundlesDir(t))
+	cmd := exec.Command(skiffBin, "serve", "--data-dir", dataDir, "--listen", listen, "--bundles", bundlesDir(t), "--images", filepath.Join(filepath.Dir(bundlesDir(t)), "images"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {

@@ -1,0 +1,171 @@
+// Package images builds skiff's system images from files on this machine
+// (go-containerregistry) and pushes them into the built-in registry, so that
+// nodes pull the pause image (and later CoreDNS, a toolbox …) without any
+// outside network. Builds are reproducible: an unchanged image has the same
+// digest, so seeding again at every start is a cheap no-op.
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// File is one file of an image: its path inside and where to read it.
+type File struct {
+	Path   string // absolute path in the image
+	Source string // file on this machine
+	Mode   int64
+}
+
+// Image is a single-layer image built from files.
+type Image struct {
+	Repo, Tag  string
+	Files      []File
+	Entrypoint []string
+	User       string
+}
+
+// Ref is the image's reference inside the registry (REPO:TAG).
+func (i Image) Ref() string { return i.Repo + ":" + i.Tag }
+
+// Build assembles the image: one layer with the files (fixed timestamps,
+// so the digest depends on the content only) and a config.
+func (i Image) Build() (v1.Image, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	for _, f := range i.Files {
+		data, err := os.ReadFile(f.Source)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", i.Ref(), err)
+		}
+		p := strings.TrimPrefix(filepath.Clean(f.Path), "/")
+		for d := filepath.Dir(p); d != "." && !dirs[d]; d = filepath.Dir(d) {
+			dirs[d] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
+				return nil, err
+			}
+		}
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o755
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: p, Mode: mode, Size: int64(len(data)), ModTime: time.Unix(0, 0)}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(buf.Bytes())), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture = "linux", goruntime.GOARCH
+	cfg.Config.Entrypoint = i.Entrypoint
+	cfg.Config.User = i.User
+	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	return mutate.ConfigFile(img, cfg)
+}
+
+// Push builds img and pushes it through the registry handler h in-process
+// (no listener needed); a tag already holding the same digest is left alone.
+func Push(ctx context.Context, h http.Handler, img Image) (v1.Hash, error) {
+	built, err := img.Build()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	digest, err := built.Digest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	ref, err := name.NewTag(localHost+"/"+img.Ref(), name.Insecure)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("image %s: %w", img.Ref(), err)
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(inProcess{h})}
+	if desc, err := remote.Head(ref, opts...); err == nil && desc.Digest == digest {
+		return digest, nil
+	}
+	if err := remote.Write(ref, built, opts...); err != nil {
+		return v1.Hash{}, fmt.Errorf("push %s: %w", img.Ref(), err)
+	}
+	return digest, nil
+}
+
+// localHost names the registry for in-process requests.
+const localHost = "registry.skiff.internal"
+
+// inProcess is a RoundTripper that serves requests with a handler.
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	if req.Body == nil {
+		req.Body = http.NoBody
+	}
+	t.h.ServeHTTP(rec, req)
+	resp := rec.Result()
+	resp.Request = req
+	return resp, nil
+}
+
+// PauseImage is the sandbox image's reference in the registry.
+const PauseImage = "pause:3.10"
+
+// System lists skiff's system images whose sources are in dir (built by
+// `make images`).
+func System(dir string) ([]Image, error) {
+	pause := filepath.Join(dir, "pause")
+	if _, err := os.Stat(pause); err != nil {
+		return nil, fmt.Errorf("system image sources: %w (run `make images`, or pass --images)", err)
+	}
+	repo, tag, _ := strings.Cut(PauseImage, ":")
+	return []Image{{Repo: repo, Tag: tag, Files: []File{{Path: "/pause", Source: pause}},
+		Entrypoint: []string{"/pause"}, User: "65535:65535"}}, nil
+}
+
+// Seed pushes every system image found in dir.
+func Seed(ctx context.Context, h http.Handler, dir string) error {
+	imgs, err := System(dir)
+	if err != nil {
+		return err
+	}
+	for _, img := range imgs {
+		if _, err := Push(ctx, h, img); err != nil {
+			return err
+		}
+	}
+	return nil
+}

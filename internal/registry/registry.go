@@ -1,0 +1,76 @@
+// Package registry is skiff's built-in image registry: the CNCF
+// distribution registry (the reference OCI registry) with its filesystem
+// storage under skiff's data dir, so images survive restarts and cluster
+// deletion (they are account-level, like ECR).
+//
+// skiff serves it in every VPC that has nodes (read-only: nodes pull, they
+// never push) and pushes its system images (pause, …) in-process. No
+// component ever pulls from outside this machine.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the storage driver
+	"github.com/sirupsen/logrus"
+)
+
+// Registry is a running registry; it is an http.Handler with full access.
+type Registry struct {
+	app *handlers.App
+}
+
+// New opens the registry stored in dir (created if missing).
+func New(ctx context.Context, dir string) (reg *Registry, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create registry dir: %w", err)
+	}
+	// distribution logs every request through logrus' standard logger.
+	logrus.SetLevel(logrus.WarnLevel)
+	cfg := &configuration.Configuration{
+		Storage: configuration.Storage{
+			"filesystem": configuration.Parameters{"rootdirectory": dir},
+			"delete":     configuration.Parameters{"enabled": true},
+			// Blobs are served by the registry itself, never by redirect.
+			"redirect": configuration.Parameters{"disable": true},
+		},
+	}
+	// NewApp panics on a bad configuration or storage.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("open registry in %s: %v", dir, p)
+		}
+	}()
+	return &Registry{app: handlers.NewApp(ctx, cfg)}, nil
+}
+
+// ServeHTTP serves the OCI distribution API with full access.
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.app.ServeHTTP(w, req) }
+
+// ReadOnly returns a handler that serves pulls and refuses pushes and
+// deletes with the distribution API's DENIED error.
+func (r *Registry) ReadOnly() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			Deny(w, "this registry endpoint is read-only: push from the host with credentials from `aws ecr get-login-password`")
+			return
+		}
+		r.app.ServeHTTP(w, req)
+	})
+}
+
+// Deny writes the distribution API's DENIED error (403).
+func Deny(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusForbidden)
+	json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"code": "DENIED", "message": msg}}})
+}
+
+// Close stops the registry's background work.
+func (r *Registry) Close() error { return r.app.Shutdown() }
