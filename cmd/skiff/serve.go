@@ -100,7 +100,12 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		return err
 	}
 	defer st.Close()
-	reg, err := registry.New(ctx, filepath.Join(dataDir, "registry"))
+	regLog, err := os.OpenFile(filepath.Join(dataDir, "registry.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer regLog.Close()
+	reg, err := registry.New(ctx, filepath.Join(dataDir, "registry"), regLog)
 	if err != nil {
 		return err
 	}

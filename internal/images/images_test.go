@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ func TestSeedIsReproducibleAndPullable(t *testing.T) {
 	if err := os.WriteFile(src, []byte("#!/bin/true\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(ctx, filepath.Join(dir, "registry"))
+	reg, err := registry.New(ctx, filepath.Join(dir, "registry"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,11 @@ package registry
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 
@@ -26,13 +29,18 @@ type Registry struct {
 	app *handlers.App
 }
 
-// New opens the registry stored in dir (created if missing).
-func New(ctx context.Context, dir string) (reg *Registry, err error) {
+// New opens the registry stored in dir (created if missing); its own log
+// (distribution logs through logrus' standard logger, a 404 as an error)
+// goes to logw.
+func New(ctx context.Context, dir string, logw io.Writer) (reg *Registry, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create registry dir: %w", err)
 	}
-	// distribution logs every request through logrus' standard logger.
+	logrus.SetOutput(logw)
 	logrus.SetLevel(logrus.WarnLevel)
+	// The secret signs upload state; uploads do not outlive a skiff run.
+	secret := make([]byte, 32)
+	rand.Read(secret)
 	cfg := &configuration.Configuration{
 		Storage: configuration.Storage{
 			"filesystem": configuration.Parameters{"rootdirectory": dir},
@@ -41,6 +49,7 @@ func New(ctx context.Context, dir string) (reg *Registry, err error) {
 			"redirect": configuration.Parameters{"disable": true},
 		},
 	}
+	cfg.HTTP.Secret = hex.EncodeToString(secret)
 	// NewApp panics on a bad configuration or storage.
 	defer func() {
 		if p := recover(); p != nil {

@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// nodeSandbox is what the test reads of one skiff node on this machine.
+type nodeSandbox struct {
+	ID, NS, Dir string // instance ID, network namespace, node dir
+	Cluster     string // the cluster's ID (its dir under clusters/)
+}
+
+// nodeSandboxes lists the nodes of every cluster under dataDir.
+func nodeSandboxes(t *testing.T, dataDir string) []nodeSandbox {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "nodes", "i-*"))
+	var out []nodeSandbox
+	for _, d := range dirs {
+		id := filepath.Base(d)
+		out = append(out, nodeSandbox{ID: id, NS: "skiff-n-" + id, Dir: d, Cluster: filepath.Base(filepath.Dir(filepath.Dir(d)))})
+	}
+	return out
+}
+
+// dialFrom tries a TCP connection from inside a network namespace.
+func dialFrom(ns, addr string) error {
+	host, port, _ := strings.Cut(addr, ":")
+	if i := strings.LastIndexByte(addr, ':'); i > 0 {
+		host, port = strings.Trim(addr[:i], "[]"), addr[i+1:]
+	}
+	out, err := exec.Command("ip", "netns", "exec", ns, "timeout", "3", "bash", "-c",
+		fmt.Sprintf("exec 3<>/dev/tcp/%s/%s", host, port)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// listeners returns the TCP addresses the processes of a cluster (by its
+// dir in their command line) listen on in the host's namespace.
+func listeners(t *testing.T, clusterDir string) []string {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htlnp").Output()
+	if err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	pidRe := regexp.MustCompile(`pid=(\d+)`)
+	var addrs []string
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 6 {
+			continue
+		}
+		for _, m := range pidRe.FindAllStringSubmatch(sc.Text(), -1) {
+			cmdline, _ := os.ReadFile("/proc/" + m[1] + "/cmdline")
+			if strings.Contains(string(cmdline), clusterDir+"/") {
+				addrs = append(addrs, f[3])
+				break
+			}
+		}
+	}
+	return addrs
+}
+
+// credentialsEnv turns a node's AWS credentials file into environment.
+func credentialsEnv(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{"aws_access_key_id": "AWS_ACCESS_KEY_ID", "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY", "aws_session_token": "AWS_SESSION_TOKEN"}
+	var env []string
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if name := keys[strings.TrimSpace(k)]; ok && name != "" {
+			env = append(env, name+"="+strings.TrimSpace(v))
+		}
+	}
+	if len(env) != 3 {
+		t.Fatalf("credentials file %s: %d keys", path, len(env))
+	}
+	return env
+}
+
+// TestClusterIsolation is issue 6's two-cluster acceptance: clusters A
+// (default VPC) and B (its own VPC) with nodes at once. A's node reaches its
+// own endpoint but no control-plane instance of B, nor B's nodes; B's
+// endpoint rejects A's node credentials (IAM token and client certificate).
+func TestClusterIsolation(t *testing.T) {
+	dataDir, listen := t.TempDir(), freePort(t)
+	s := startServe(t, dataDir, listen)
+	defer func() { s.stop(t) }()
+	defer func() { deleteAll(t, s) }()
+	defer func() {
+		if t.Failed() {
+			data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
+			t.Logf("serve log:\n%s", tail(string(data), 30))
+		}
+	}()
+
+	// B lives in a VPC of its own.
+	vpc := mustAWS(t, s, "ec2", "create-vpc", "--cidr-block", "10.20.0.0/16")["Vpc"].(map[string]any)["VpcId"].(string)
+	var subnetsB []string
+	for i, zone := range []string{"us-east-1a", "us-east-1b"} {
+		sn := mustAWS(t, s, "ec2", "create-subnet", "--vpc-id", vpc, "--cidr-block", fmt.Sprintf("10.20.%d.0/24", i), "--availability-zone", zone)
+		subnetsB = append(subnetsB, sn["Subnet"].(map[string]any)["SubnetId"].(string))
+	}
+	mustAWS(t, s, s.createArgs(t, "iso-a")...)
+	mustAWS(t, s, "eks", "create-cluster", "--name", "iso-b", "--role-arn", s.clusterRole(t),
+		"--resources-vpc-config", "subnetIds="+strings.Join(subnetsB, ","))
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	for _, c := range []struct{ cluster, role string }{{"iso-a", "nodes-a"}, {"iso-b", "nodes-b"}} {
+		waitAWSStatus(t, s, c.cluster, "ACTIVE")
+		arn := mustAWS(t, s, "iam", "create-role", "--role-name", c.role, "--assume-role-policy-document", trust)["Role"].(map[string]any)["Arn"].(string)
+		subnets := s.defaultSubnets(t)[:1]
+		if c.cluster == "iso-b" {
+			subnets = subnetsB[:1]
+		}
+		mustAWS(t, s, append([]string{"eks", "create-nodegroup", "--cluster-name", c.cluster, "--nodegroup-name", "ng", "--node-role", arn,
+			"--scaling-config", "minSize=1,maxSize=2,desiredSize=1", "--subnets"}, subnets...)...)
+	}
+	kcA, kcB := filepath.Join(dataDir, "a.kubeconfig"), filepath.Join(dataDir, "b.kubeconfig")
+	for _, c := range []struct{ name, kc string }{{"iso-a", kcA}, {"iso-b", kcB}} {
+		waitNodegroup(t, s, c.name, "ng", "ACTIVE", 3*time.Minute)
+		if _, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", c.name, "--kubeconfig", c.kc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodeA, nodeB := readyNodes(t, s, kcA, 1)[0], readyNodes(t, s, kcB, 1)[0]
+	if !strings.HasPrefix(nodeA.IP, "172.31.") || !strings.HasPrefix(nodeB.IP, "10.20.") {
+		t.Fatalf("node addresses %s and %s: want one in each VPC", nodeA.IP, nodeB.IP)
+	}
+
+	// Which sandbox belongs to which cluster.
+	var a, b nodeSandbox
+	for _, n := range nodeSandboxes(t, dataDir) {
+		if out, _ := exec.Command("ip", "-n", n.NS, "-4", "addr", "show", "eth0").Output(); strings.Contains(string(out), nodeA.IP+"/") {
+			a = n
+		} else if strings.Contains(string(out), nodeB.IP+"/") {
+			b = n
+		}
+	}
+	if a.ID == "" || b.ID == "" || a.Cluster == b.Cluster {
+		t.Fatalf("node sandboxes of A and B not found: %+v %+v", a, b)
+	}
+
+	// A's node reaches its own endpoint inside the VPC (the check can pass)…
+	kubeconfig, err := os.ReadFile(filepath.Join(a.Dir, "kubelet.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`server: (\S+)`).FindSubmatch(kubeconfig)
+	if m == nil {
+		t.Fatalf("no server in A's kubelet kubeconfig:\n%s", kubeconfig)
+	}
+	epA, _ := url.Parse(string(m[1]))
+	hostA := epA.Host
+	if epA.Port() == "" {
+		hostA += ":443"
+	}
+	if err := dialFrom(a.NS, hostA); err != nil {
+		t.Fatalf("A's node cannot reach A's endpoint %s: %v", hostA, err)
+	}
+	// … but no listener of B's control plane, nor B's node or its kubelet.
+	targets := listeners(t, filepath.Join(dataDir, "clusters", b.Cluster))
+	if len(targets) < 5 {
+		t.Fatalf("found %d listeners of B's control plane, want etcd, apiservers, …: %v", len(targets), targets)
+	}
+	targets = append(targets, nodeB.IP+":10250", nodeB.IP+":22")
+	for _, addr := range targets {
+		if err := dialFrom(a.NS, addr); err == nil {
+			t.Errorf("A's node %s reaches %s of cluster B", a.ID, addr)
+		}
+	}
+	if out, err := exec.Command("ip", "-n", a.NS, "route", "get", nodeB.IP).CombinedOutput(); err == nil {
+		t.Errorf("A's node has a route to B's node: %s", out)
+	}
+	t.Logf("A's node reaches A's endpoint and none of %d addresses of B", len(targets))
+
+	// B's endpoint rejects A's node credentials: its IAM session …
+	nodeEnv := append(append([]string{}, s.env...), credentialsEnv(t, filepath.Join(a.Dir, "aws-credentials"))...)
+	if _, err := kubectlEnv(t, nodeEnv, kcA, "get", "--raw", "/api"); err != nil {
+		t.Fatalf("A's node credentials do not work on A (the check could not fail): %v", err)
+	}
+	out, err := kubectlEnv(t, nodeEnv, kcB, "get", "--raw", "/api")
+	if err := refused("Unauthorized")(out, err); err != nil {
+		t.Errorf("B's endpoint with A's node IAM credentials: %v", err)
+	}
+	// … and its kubelet client certificate (issued by A's CA).
+	certA := filepath.Join(a.Dir, "pki", "kubelet-client-current.pem")
+	if _, err := os.Stat(certA); err != nil {
+		t.Fatalf("A's kubelet client certificate: %v", err)
+	}
+	certFlags := func(cluster string) []string {
+		c := mustAWS(t, s, "eks", "describe-cluster", "--name", cluster)["cluster"].(map[string]any)
+		ca, _ := base64.StdEncoding.DecodeString(c["certificateAuthority"].(map[string]any)["data"].(string))
+		caFile := filepath.Join(dataDir, cluster+"-ca.crt")
+		if err := os.WriteFile(caFile, ca, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{"--server", c["endpoint"].(string), "--certificate-authority", caFile, "--client-certificate", certA, "--client-key", certA}
+	}
+	if _, err := kubectlEnv(t, nil, "/dev/null", append(certFlags("iso-a"), "get", "node", nodeA.Name)...); err != nil {
+		t.Fatalf("A's node certificate does not work on A (the check could not fail): %v", err)
+	}
+	out, err = kubectlEnv(t, nil, "/dev/null", append(certFlags("iso-b"), "get", "node", nodeB.Name)...)
+	if err == nil || !strings.Contains(out, "Unauthorized") && !strings.Contains(out, "Forbidden") {
+		t.Errorf("B's endpoint with A's node certificate: %v %s", err, out)
+	}
+	t.Logf("B's endpoint with A's node certificate: %s", strings.TrimSpace(out))
+}
