@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -86,7 +88,18 @@ func newDeleteCmd() *cobra.Command {
 			args = []string{name}
 		}
 		c := newClient(*ep)
-		if err := c.do("DELETE", "/clusters/"+args[0], nil, nil); err != nil {
+		// Like eksctl: the cluster's node groups go first (EKS refuses to
+		// delete a cluster that has some).
+		var ngs struct{ Nodegroups []string }
+		if err := c.do("GET", "/clusters/"+url.PathEscape(args[0])+"/node-groups", nil, &ngs); err != nil {
+			return err
+		}
+		for _, ng := range ngs.Nodegroups {
+			if err := deleteNodegroup(c, args[0], ng, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+		}
+		if err := c.do("DELETE", "/clusters/"+url.PathEscape(args[0]), nil, nil); err != nil {
 			return err
 		}
 		if wait {
@@ -97,8 +110,39 @@ func newDeleteCmd() *cobra.Command {
 		fmt.Fprintf(cmd.ErrOrStderr(), "cluster %s deleted\n", args[0])
 		return nil
 	}
-	del.AddCommand(cl)
+	var cluster string
+	ng := &cobra.Command{Use: "nodegroup NAME --cluster CLUSTER", Aliases: []string{"ng"}, Short: "Delete a node group: its nodes are drained, then removed", Args: cobra.ExactArgs(1)}
+	ngEP := endpointFlag(ng)
+	ng.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
+	ng.RunE = func(cmd *cobra.Command, args []string) error {
+		if cluster == "" {
+			return fmt.Errorf("name the cluster: skiff delete nodegroup %s --cluster CLUSTER", args[0])
+		}
+		return deleteNodegroup(newClient(*ngEP), cluster, args[0], cmd.ErrOrStderr())
+	}
+	del.AddCommand(cl, ng)
 	return del
+}
+
+// deleteNodegroup deletes a node group and waits until it is gone.
+func deleteNodegroup(c *client, cluster, name string, out io.Writer) error {
+	path := "/clusters/" + url.PathEscape(cluster) + "/node-groups/" + url.PathEscape(name)
+	if err := c.do("DELETE", path, nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "deleting node group %s: draining and removing its nodes\n", name)
+	err := poll(3*time.Minute, func() (bool, error) {
+		err := c.do("GET", path, nil, nil)
+		if err != nil && strings.HasPrefix(err.Error(), "ResourceNotFoundException") {
+			return true, nil
+		}
+		return false, err
+	})
+	if err != nil {
+		return fmt.Errorf("delete node group %s: %w", name, err)
+	}
+	fmt.Fprintf(out, "node group %s deleted\n", name)
+	return nil
 }
 
 func newKubeconfigCmd() *cobra.Command {

@@ -171,7 +171,17 @@ func (c *client) query(service, action string, params url.Values, out any) error
 // ensureClusterRole returns the ARN of the role skiff's CLI creates
 // clusters with, creating the role on first use (as eksctl does).
 func (c *client) ensureClusterRole() (string, error) {
-	const name = "skiff-cluster-role"
+	return c.ensureRole("skiff-cluster-role", "eks.amazonaws.com")
+}
+
+// ensureNodeRole returns the ARN of the role of the CLI's node groups.
+func (c *client) ensureNodeRole() (string, error) {
+	return c.ensureRole("skiff-node-role", "ec2.amazonaws.com")
+}
+
+// ensureRole returns a role's ARN, creating it with a trust policy for
+// service on first use.
+func (c *client) ensureRole(name, service string) (string, error) {
 	var out struct {
 		Result struct {
 			Role struct{ Arn string }
@@ -184,7 +194,7 @@ func (c *client) ensureClusterRole() (string, error) {
 				Role struct{ Arn string }
 			} `xml:"CreateRoleResult"`
 		}
-		policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+		policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"` + service + `"},"Action":"sts:AssumeRole"}]}`
 		if err := c.query("iam", "CreateRole", url.Values{"RoleName": {name}, "AssumeRolePolicyDocument": {policy}}, &created); err != nil {
 			return "", err
 		}
@@ -203,6 +213,9 @@ type cluster struct {
 	CA        struct {
 		Data string `json:"data"`
 	} `json:"certificateAuthority"`
+	Vpc struct {
+		SubnetIDs []string `json:"subnetIds"`
+	} `json:"resourcesVpcConfig"`
 }
 
 func (c *client) describe(name string) (*cluster, error) {

@@ -32,6 +32,7 @@ func newCreateCmd() *cobra.Command {
 		apiservers                      int
 		wait, writeKubeconfig           bool
 		timeout                         time.Duration
+		ng                              nodegroupOpts
 	)
 	cl := &cobra.Command{
 		Use:   "cluster [NAME]",
@@ -40,7 +41,11 @@ func newCreateCmd() *cobra.Command {
 ClusterConfig file names), wait until it is ACTIVE while showing which
 instances are up in each zone, and write its kubeconfig.
 
+With --nodes N it then adds a managed node group (ng-1) of N nodes spread
+over the cluster's zones and waits until they are Ready.
+
   skiff create cluster demo
+  skiff create cluster demo --nodes 3
   skiff create cluster --name demo --version 1.36 --zones a,b
   skiff create cluster -f cluster.yaml     # eksctl's ClusterConfig (eksctl.io/v1alpha5)`,
 		Args: cobra.MaximumNArgs(1),
@@ -55,6 +60,7 @@ instances are up in each zone, and write its kubeconfig.
 	cl.Flags().BoolVar(&writeKubeconfig, "write-kubeconfig", true, "write the cluster's kubeconfig once it is ACTIVE")
 	cl.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file to write (default $KUBECONFIG or ~/.kube/config)")
 	cl.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
+	ng.flags(cl, "")
 	cl.RunE = func(cmd *cobra.Command, args []string) error {
 		c := newClient(*ep)
 		req := map[string]any{}
@@ -138,6 +144,9 @@ instances are up in each zone, and write its kubeconfig.
 		if len(tags) > 0 {
 			req["tags"] = tags
 		}
+		if ng.nodes > 0 && !wait {
+			return fmt.Errorf("--nodes needs --wait: node groups are added once the cluster is ACTIVE")
+		}
 		start := time.Now()
 		if err := c.do("POST", "/clusters", req, nil); err != nil {
 			return err
@@ -152,6 +161,12 @@ instances are up in each zone, and write its kubeconfig.
 			return err
 		}
 		fmt.Fprintf(out, "cluster %s is ACTIVE at %s after %s\n", got.Name, got.Endpoint, time.Since(start).Round(100*time.Millisecond))
+		if ng.nodes > 0 {
+			ng.cluster, ng.wait, ng.timeout = name, true, timeout
+			if err := createNodegroup(c, ng, out); err != nil {
+				return err
+			}
+		}
 		if !writeKubeconfig {
 			fmt.Fprintf(out, "use it: skiff write-kubeconfig %s && kubectl get ns\n", name)
 			return nil
@@ -163,7 +178,7 @@ instances are up in each zone, and write its kubeconfig.
 		fmt.Fprintf(out, "wrote context %s to %s\nuse it: kubectl --kubeconfig %s get ns\n", ctxName, path, path)
 		return nil
 	}
-	create.AddCommand(cl)
+	create.AddCommand(cl, newCreateNodegroupCmd())
 	return create
 }
 

@@ -162,6 +162,13 @@ func (s *Service) List(account string) ([]string, error) {
 // Delete marks a cluster DELETING; the reconciler removes it.
 func (s *Service) Delete(account, name string) (*model.Cluster, error) {
 	c, err := s.Store.UpdateCluster(model.ClusterKey(account, name), func(c *model.Cluster) error {
+		if len(c.Nodegroups) > 0 {
+			names := make([]string, len(c.Nodegroups))
+			for i, g := range c.Nodegroups {
+				names[i] = g.Name
+			}
+			return fmt.Errorf("%w: Cluster has nodegroups attached (%s); delete them first with 'aws eks delete-nodegroup'", ErrInUse, strings.Join(names, ", "))
+		}
 		c.Status = model.StatusDeleting
 		return nil
 	})

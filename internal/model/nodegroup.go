@@ -60,6 +60,7 @@ type Node struct {
 	Addr     string    `json:"addr"` // 172.31.0.10/20
 	Created  time.Time `json:"created"`
 	Draining bool      `json:"draining,omitempty"` // chosen for removal
+	Ready    bool      `json:"ready,omitempty"`    // observed: its Node is Ready
 }
 
 // Nodegroup returns the node group called name, or nil.

@@ -248,7 +248,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *model.Cluster, admin kube
 		if g == nil {
 			continue
 		}
-		ready := 0
+		ready := map[string]bool{}
 		var issues []model.Issue
 		for j := range g.Nodes {
 			n := &g.Nodes[j]
@@ -264,7 +264,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *model.Cluster, admin kube
 				continue
 			}
 			if kn, ok := knodes[n.Name]; ok && nodeReady(kn) {
-				ready++
+				ready[n.ID] = true
 			} else if time.Since(n.Created) > 2*time.Minute {
 				issues = append(issues, model.Issue{Code: "NodeNotReady", Message: "node " + n.Name + " is not Ready; skiff restarts what exited", ResourceIDs: []string{n.ID}})
 			}
@@ -607,9 +607,10 @@ func (r *Reconciler) Teardown(ctx context.Context, c *model.Cluster) error {
 	return errors.Join(errs...)
 }
 
-// updateStatus records a group's readiness: CREATING/UPDATING turn ACTIVE
-// once every desired node is Ready; DELETING groups go once empty.
-func (r *Reconciler) updateStatus(c *model.Cluster, name string, ready int, issues []model.Issue) error {
+// updateStatus records a group's readiness (ready: IDs of its Ready nodes):
+// CREATING/UPDATING turn ACTIVE once every desired node is Ready; DELETING
+// groups go once empty.
+func (r *Reconciler) updateStatus(c *model.Cluster, name string, readyIDs map[string]bool, issues []model.Issue) error {
 	var finished string
 	_, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
 		g := c.Nodegroup(name)
@@ -624,10 +625,14 @@ func (r *Reconciler) updateStatus(c *model.Cluster, name string, ready int, issu
 			return nil
 		}
 		g.Issues = issues
-		active := 0
-		for _, n := range g.Nodes {
+		active, ready := 0, 0
+		for i, n := range g.Nodes {
+			g.Nodes[i].Ready = readyIDs[n.ID]
 			if !n.Draining {
 				active++
+			}
+			if !n.Draining && readyIDs[n.ID] {
+				ready++
 			}
 		}
 		done := ready == g.Desired && active == g.Desired && len(g.Nodes) == active

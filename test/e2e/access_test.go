@@ -252,7 +252,24 @@ func deleteAll(t *testing.T, s *server) {
 	var list struct{ Clusters []string }
 	json.Unmarshal([]byte(out), &list)
 	for _, name := range list.Clusters {
-		awsCLI(t, s, "eks", "delete-cluster", "--name", name)
+		// EKS refuses to delete a cluster with node groups: delete them first.
+		var ngs struct{ Nodegroups []string }
+		out, _ := awsCLI(t, s, "eks", "list-nodegroups", "--cluster-name", name)
+		json.Unmarshal([]byte(out), &ngs)
+		for _, ng := range ngs.Nodegroups {
+			awsCLI(t, s, "eks", "delete-nodegroup", "--cluster-name", name, "--nodegroup-name", ng)
+		}
+		eventually(2*time.Minute, func() error {
+			out, _ := awsCLI(t, s, "eks", "list-nodegroups", "--cluster-name", name)
+			json.Unmarshal([]byte(out), &ngs)
+			if len(ngs.Nodegroups) > 0 {
+				return fmt.Errorf("node groups left: %v", ngs.Nodegroups)
+			}
+			return nil
+		})
+		if out, err := awsCLI(t, s, "eks", "delete-cluster", "--name", name); err != nil {
+			t.Errorf("delete-cluster %s: %v %s", name, err, out)
+		}
 	}
 	if err := eventually(60*time.Second, func() error {
 		if left := instances(s.dataDir); len(left) > 0 {

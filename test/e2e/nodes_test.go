@@ -274,6 +274,10 @@ func TestNodegroups(t *testing.T) {
 	}
 	readyNodes(t, s, kc, 2)
 
+	// EKS refuses to delete a cluster that has node groups.
+	out, err := awsCLI(t, s, "eks", "delete-cluster", "--name", "nodes-e2e")
+	wantAWSError(t, out, err, "ResourceInUseException")
+
 	// Delete the node group, then the cluster: nothing remains.
 	mustAWS(t, s, "eks", "delete-nodegroup", "--cluster-name", "nodes-e2e", "--nodegroup-name", "ng")
 	if err := eventually(2*time.Minute, func() error {
@@ -288,6 +292,69 @@ func TestNodegroups(t *testing.T) {
 		t.Errorf("Node objects left: %+v", nodes)
 	}
 	deleteAll(t, s)
+	if err := eventually(30*time.Second, func() error {
+		if left := leftovers(dataDir); len(left) > 0 {
+			return fmt.Errorf("left on the machine: %v", left)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestCLINodegroups drives node groups with skiff's own CLI: `create
+// cluster --nodes` shows the nodes joining by zone; `delete cluster` deletes
+// the node groups first, as eksctl does.
+func TestCLINodegroups(t *testing.T) {
+	dataDir, listen := t.TempDir(), freePort(t)
+	s := startServe(t, dataDir, listen)
+	defer func() { s.stop(t) }()
+	defer func() { deleteAll(t, s) }()
+	skiff := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(skiffBin, append(args, "--endpoint", "http://"+listen)...)
+		cmd.Env = append(os.Environ(), s.env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("skiff %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	kc := filepath.Join(dataDir, "cli.kubeconfig")
+	out := skiff("create", "cluster", "cli-nodes", "--nodes", "2", "--node-labels", "team=cli", "--kubeconfig", kc)
+	t.Logf("skiff create cluster --nodes 2:\n%s", out)
+	for _, want := range []string{"creating node group ng-1 in cluster cli-nodes: 2 × t3.medium", "CREATING 0/2 Ready", "ACTIVE 2/2 Ready", "node group ng-1 is ACTIVE: 2 nodes Ready"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("create output lacks %q", want)
+		}
+	}
+	nodes := readyNodes(t, s, kc, 2)
+	if nodes[0].Zone == nodes[1].Zone || nodes[0].Group != "ng-1" {
+		t.Errorf("nodes %+v: want two zones, group ng-1", nodes)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "get", "nodes", "-l", "team=cli", "-o", "name"); err != nil || strings.Count(out, "node/") != 2 {
+		t.Errorf("nodes labelled team=cli: %v %s", err, out)
+	}
+	// A second group with a taint, in one zone.
+	out = skiff("create", "nodegroup", "tainted", "--cluster", "cli-nodes", "--nodes", "1", "--zones", "c", "--node-taints", "dedicated=db:NoSchedule")
+	if !strings.Contains(out, "node group tainted is ACTIVE") {
+		t.Errorf("create nodegroup output:\n%s", out)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "get", "nodes", "-l", "eks.amazonaws.com/nodegroup=tainted", "-o", "jsonpath={.items[*].spec.taints[*].key}={.items[*].metadata.labels.topology\\.kubernetes\\.io/zone}"); err != nil || out != "dedicated=us-east-1c" {
+		t.Errorf("tainted node: %v %q", err, out)
+	}
+	cmd := exec.Command(skiffBin, "create", "nodegroup", "--cluster", "cli-nodes", "--node-taints", "x:Sometimes", "--endpoint", "http://"+listen)
+	cmd.Env = append(os.Environ(), s.env...)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "NoSchedule, NoExecute or PreferNoSchedule") {
+		t.Errorf("bad taint: %v %s", err, out)
+	}
+
+	out = skiff("delete", "cluster", "cli-nodes")
+	for _, want := range []string{"node group ng-1 deleted", "node group tainted deleted", "cluster cli-nodes deleted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("delete output lacks %q:\n%s", want, out)
+		}
+	}
 	if err := eventually(30*time.Second, func() error {
 		if left := leftovers(dataDir); len(left) > 0 {
 			return fmt.Errorf("left on the machine: %v", left)

@@ -1,5 +1,6 @@
 // Package skiffapi serves what skiff's own CLI needs beyond the EKS API:
-// a cluster's admin kubeconfig, its events and its instances.
+// a cluster's admin kubeconfig, its events, its instances and its node
+// groups' nodes.
 //
 // Until IAM authentication lands, this API (like the EKS one) trusts every
 // caller that reaches skiff's listen address: keep it on loopback.
@@ -29,6 +30,7 @@ func New(h Handler) *Handler {
 	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/kubeconfig", h.kubeconfig)
 	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/events", h.events)
 	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/instances", h.instances)
+	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/nodegroups/{nodegroup}", h.nodegroup)
 	return &h
 }
 
@@ -68,6 +70,17 @@ func (h *Handler) instances(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	awserr.WriteOK(w, h.Engine.Snapshot(c))
+}
+
+// nodegroup returns a node group with its nodes (zone, address, Ready):
+// the CLI's progress while nodes join.
+func (h *Handler) nodegroup(w http.ResponseWriter, r *http.Request) {
+	_, g, err := h.Clusters.Nodegroup(h.Account(r), r.PathValue("name"), r.PathValue("nodegroup"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	awserr.WriteOK(w, g)
 }
 
 func fail(w http.ResponseWriter, err error) {
