@@ -33,12 +33,6 @@ var (
 	taintEffects = []string{"NO_SCHEDULE", "NO_EXECUTE", "PREFER_NO_SCHEDULE"}
 )
 
-// InstanceTypes skiff knows: vCPUs and memory in MiB a node advertises.
-var InstanceTypes = map[string][2]int{
-	"t3.small": {2, 2048}, "t3.medium": {2, 4096}, "t3.large": {2, 8192},
-	"m5.large": {2, 8192}, "m5.xlarge": {4, 16384}, "c5.large": {2, 4096},
-}
-
 func validateScaling(min, max, desired int) error {
 	switch {
 	case min < 0 || max < 1 || desired < 0:
@@ -98,9 +92,9 @@ func (s *Service) CreateNodegroup(account, cluster string, req NodegroupRequest)
 		req.InstanceTypes = []string{"t3.medium"}
 	}
 	for _, it := range req.InstanceTypes {
-		if _, ok := InstanceTypes[it]; !ok {
+		if _, ok := model.InstanceTypes[it]; !ok {
 			var known []string
-			for k := range InstanceTypes {
+			for k := range model.InstanceTypes {
 				known = append(known, k)
 			}
 			sort.Strings(known)

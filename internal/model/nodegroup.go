@@ -72,3 +72,17 @@ func (c *Cluster) Nodegroup(name string) *Nodegroup {
 	}
 	return nil
 }
+
+// InstanceType is what a node of an EC2 instance type advertises.
+type InstanceType struct {
+	VCPUs   int
+	MiB     int // memory
+	MaxPods int // EKS' ENI-based pod limit for the type
+}
+
+// InstanceTypes skiff models (vCPUs, memory and max pods as on EC2/EKS).
+var InstanceTypes = map[string]InstanceType{
+	"t3.micro": {2, 1024, 4}, "t3.small": {2, 2048, 11}, "t3.medium": {2, 4096, 17}, "t3.large": {2, 8192, 35},
+	"t3.xlarge": {4, 16384, 58}, "m5.large": {2, 8192, 29}, "m5.xlarge": {4, 16384, 58}, "m5.2xlarge": {8, 32768, 58},
+	"c5.large": {2, 4096, 29}, "c5.xlarge": {4, 8192, 58}, "r5.large": {2, 16384, 29},
+}

@@ -4,10 +4,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"strconv"
 	"strings"
 
 	"skiff.dev/skiff/internal/images"
+	"skiff.dev/skiff/internal/model"
 )
 
 // RegistryPort is where skiff's registry listens on a VPC's service address.
@@ -97,7 +101,37 @@ state = %[2]q
 		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+images.PauseImage, p.cniDir(), registry)
 }
 
-func kubeletConfig(p paths, nodeID string, addr netip.Addr) string {
+// Host is this machine's capacity, as the kubelet measures it.
+type Host struct {
+	MilliCPU int
+	KiB      int // MemTotal
+}
+
+// reservations shape a node's allocatable resources to its instance type:
+// what this host has beyond the type is reserved as "system" (the other
+// nodes' share), and kube-reserved follows the EKS AMI's formula (11 MiB per
+// pod + 255 MiB; 6% of the first core, 1% of the second, 0.5% of the next
+// two, 0.25% of the rest). A type larger than the host gets the host.
+func reservations(it model.InstanceType, h Host) (sysCPU, sysKiB, kubeCPU, kubeMiB int) {
+	sysCPU = max(0, h.MilliCPU-it.VCPUs*1000)
+	sysKiB = max(0, h.KiB-it.MiB*1024)
+	for core := 0; core < it.VCPUs; core++ {
+		switch {
+		case core == 0:
+			kubeCPU += 60
+		case core == 1:
+			kubeCPU += 10
+		case core < 4:
+			kubeCPU += 5
+		default:
+			kubeCPU += 2 // 0.25% of 1000m, rounded down
+		}
+	}
+	return sysCPU, sysKiB, kubeCPU, 255 + 11*it.MaxPods
+}
+
+func kubeletConfig(p paths, nodeID string, addr netip.Addr, it model.InstanceType, h Host) string {
+	sysCPU, sysKiB, kubeCPU, kubeMiB := reservations(it, h)
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
@@ -122,12 +156,32 @@ rotateCertificates: true
 serverTLSBootstrap: true
 failSwapOn: false
 podLogsDir: %[7]s
-maxPods: 29
-evictionHard: {memory.available: "50Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
+maxPods: %[8]d
+systemReserved: {cpu: "%[9]dm", memory: "%[10]dKi"}
+kubeReserved: {cpu: "%[11]dm", memory: "%[12]dMi"}
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 `, nodeCgroup(nodeID), p.containerdSock(), addr, filepath.Join(p.dir, "ca.crt"), ClusterDNS,
-		filepath.Join(p.dir, "resolv.conf"), filepath.Join(p.dir, "pod-logs"))
+		filepath.Join(p.dir, "resolv.conf"), filepath.Join(p.dir, "pod-logs"), it.MaxPods, sysCPU, sysKiB, kubeCPU, kubeMiB)
+}
+
+// HostCapacity measures this machine: CPUs and MemTotal.
+func HostCapacity() (Host, error) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return Host{}, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kib, err := strconv.Atoi(f[1])
+			if err != nil {
+				return Host{}, fmt.Errorf("read MemTotal: %w", err)
+			}
+			return Host{MilliCPU: goruntime.NumCPU() * 1000, KiB: kib}, nil
+		}
+	}
+	return Host{}, fmt.Errorf("no MemTotal in /proc/meminfo")
 }
 
 // cniConfig is the node's pod network: a bridge with the node's pod range,

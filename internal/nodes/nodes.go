@@ -73,7 +73,10 @@ type Config struct {
 	// Registry is skiff's image registry, served read-only on each VPC's
 	// service address (RegistryPort) for the nodes' containerd.
 	Registry http.Handler
-	Log      *slog.Logger
+	// Host is this machine's capacity (measured when zero); nodes reserve
+	// what exceeds their instance type.
+	Host Host
+	Log  *slog.Logger
 }
 
 // Reconciler runs the nodes of every cluster.
@@ -96,6 +99,13 @@ type crash struct {
 func New(cfg Config) *Reconciler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.Host.KiB == 0 {
+		h, err := HostCapacity()
+		if err != nil {
+			cfg.Log.Warn("measure the host; nodes advertise all of it", "err", err)
+		}
+		cfg.Host = h
 	}
 	return &Reconciler{cfg: cfg, vpcs: map[string][]*http.Server{}, crashes: map[string]*crash{}, sandboxes: map[string]bool{}}
 }
@@ -467,7 +477,7 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	registry := net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(RegistryPort))
 	files := map[string]string{
 		p.containerdConfig():                           containerdConfig(p, n.ID, registry),
-		p.kubeletConfig():                              kubeletConfig(p, n.ID, addr.Addr()),
+		p.kubeletConfig():                              kubeletConfig(p, n.ID, addr.Addr(), model.InstanceTypes[g.InstanceTypes[0]], r.cfg.Host),
 		filepath.Join(p.cniDir(), "10-skiff.conflist"): cniConfig(p, PodCIDR(addr.Addr())),
 		// No resolver: nothing on a node may ask the host's or an outside one.
 		filepath.Join(p.dir, "resolv.conf"): "# skiff nodes have no upstream resolver\noptions ndots:5\n",
@@ -491,6 +501,11 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 			return nil, err
 		}
 	}
+	// Checked every pass (a statfs): containerd and the kubelet must never
+	// start in the host's mount namespace.
+	if err := ensureMountNS(ctx, p); err != nil {
+		return nil, err
+	}
 	netns := "--net=" + vpcnet.NamespacePath(vpcnet.NodeNamespace(n.ID))
 	labels := map[string]string{NodegroupLabel: g.Name, ZoneLabel: r.cfg.Region + n.Zone, RegionLabel: r.cfg.Region,
 		InstanceLabel: g.InstanceTypes[0], "eks.amazonaws.com/capacityType": "ON_DEMAND", "eks.amazonaws.com/nodegroup-image": "skiff"}
@@ -509,7 +524,7 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	svc := "http://" + net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(APIPort))
 	spec := func(role runtime.Role, env []string, cmd ...string) runtime.Spec {
 		return runtime.Spec{ID: instanceID(c, n, role), Cluster: c.ID, Role: role, Zone: n.Zone, Version: b.KubernetesVersion,
-			Command: append([]string{"nsenter", netns, "--"}, cmd...), Env: env, Files: []string{p.dir, p.run}}
+			Command: append([]string{"nsenter", netns, "--mount=" + p.mountNS(), "--"}, cmd...), Env: env, Files: []string{p.dir, p.run}}
 	}
 	return []runtime.Spec{
 		spec(Containerd, nil, "containerd", "--config", p.containerdConfig()),

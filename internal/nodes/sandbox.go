@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -166,4 +167,47 @@ func removeCgroupRoot() {
 	for _, h := range hierarchies() {
 		os.Remove(filepath.Join(h, CgroupRoot)) // fails while a node remains
 	}
+}
+
+// nsfsMagic is the statfs type of a namespace file (NSFS_MAGIC).
+const nsfsMagic = 0x6e736673
+
+// mountNS is where a node's mount namespace is kept.
+func (p paths) mountNS() string { return filepath.Join(p.run, "mnt") }
+
+// ensureMountNS gives a node its own mount namespace (kept at
+// p.mountNS()), private to it: its containerd's pod network namespaces
+// (/run/netns) and its kubelet's fixed paths (/var/lib/kubelet, e.g. the
+// device-plugin socket) live on tmpfs there, and every mount the node makes
+// (pod volumes, netns bind mounts) goes away with the namespace instead of
+// piling up on the host.
+func ensureMountNS(ctx context.Context, p paths) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(p.mountNS(), &st); err == nil && st.Type == nsfsMagic {
+		return nil
+	}
+	// A namespace can only be kept on a file of a private mount.
+	if out, err := exec.CommandContext(ctx, "findmnt", "-no", "PROPAGATION", "-T", RunDir).Output(); err == nil && strings.Contains(string(out), "shared") {
+		for _, args := range [][]string{{"--bind", RunDir, RunDir}, {"--make-private", RunDir}} {
+			if out, err := exec.CommandContext(ctx, "mount", args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("make %s a private mount: %w: %s", RunDir, err, out)
+			}
+		}
+	}
+	if err := os.WriteFile(p.mountNS(), nil, 0o600); err != nil {
+		return err
+	}
+	// The copy of the host's mounts includes namespace files (other nodes'
+	// and VPCs' network namespaces, other nodes' mount namespaces): drop
+	// them, or they would keep those namespaces alive after their deletion.
+	setup := `findmnt -rn -t nsfs -o TARGET | while read -r m; do umount -l "$m"; done
+mkdir -p /run/netns /var/lib/kubelet
+mount -t tmpfs -o mode=0755 skiff-node /run/netns
+mount -t tmpfs -o mode=0700 skiff-node /var/lib/kubelet`
+	out, err := exec.CommandContext(ctx, "unshare", "--mount="+p.mountNS(), "--propagation", "private", "--", "sh", "-ec", setup).CombinedOutput()
+	if err != nil {
+		syscall.Unmount(p.mountNS(), syscall.MNT_DETACH)
+		return fmt.Errorf("create the node's mount namespace: %w: %s", err, out)
+	}
+	return nil
 }

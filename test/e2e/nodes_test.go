@@ -7,8 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // waitNodegroup polls describe-nodegroup (every second; the stock waiter
@@ -38,6 +41,8 @@ func waitNodegroup(t *testing.T, s *server, cluster, name, status string, timeou
 type kubeNode struct {
 	Name, Zone, IP, Version, Group string
 	Ready                          bool
+	AllocatableMemory, AllocCPU    string
+	MaxPods                        string
 }
 
 func kubeNodes(t *testing.T, s *server, kubeconfig string) []kubeNode {
@@ -53,9 +58,10 @@ func kubeNodes(t *testing.T, s *server, kubeconfig string) []kubeNode {
 				Labels map[string]string
 			}
 			Status struct {
-				Addresses  []struct{ Type, Address string }
-				Conditions []struct{ Type, Status string }
-				NodeInfo   struct{ KubeletVersion string }
+				Addresses   []struct{ Type, Address string }
+				Conditions  []struct{ Type, Status string }
+				NodeInfo    struct{ KubeletVersion string }
+				Allocatable map[string]string
 			}
 		}
 	}
@@ -65,7 +71,8 @@ func kubeNodes(t *testing.T, s *server, kubeconfig string) []kubeNode {
 	var nodes []kubeNode
 	for _, it := range list.Items {
 		n := kubeNode{Name: it.Metadata.Name, Zone: it.Metadata.Labels["topology.kubernetes.io/zone"],
-			Group: it.Metadata.Labels["eks.amazonaws.com/nodegroup"], Version: it.Status.NodeInfo.KubeletVersion}
+			Group: it.Metadata.Labels["eks.amazonaws.com/nodegroup"], Version: it.Status.NodeInfo.KubeletVersion,
+			AllocatableMemory: it.Status.Allocatable["memory"], AllocCPU: it.Status.Allocatable["cpu"], MaxPods: it.Status.Allocatable["pods"]}
 		for _, a := range it.Status.Addresses {
 			if a.Type == "InternalIP" {
 				n.IP = a.Address
@@ -109,7 +116,8 @@ func leftovers(dataDir string) []string {
 	var out []string
 	if entries, _ := os.ReadDir("/run/netns"); entries != nil {
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), "skiff-") {
+			// cni-…: a pod's network namespace (nodes keep theirs private).
+			if strings.HasPrefix(e.Name(), "skiff-") || strings.HasPrefix(e.Name(), "cni-") {
 				out = append(out, "netns "+e.Name())
 			}
 		}
@@ -190,6 +198,12 @@ func TestNodegroups(t *testing.T) {
 		if !strings.HasPrefix(n.IP, "172.31.") || n.Version != "v1.37.2" || n.Group != "ng" {
 			t.Errorf("node %+v: want a VPC address, kubelet v1.37.2, node group label", n)
 		}
+		// A t3.medium (2 vCPU, 4 GiB) less EKS' kube-reserved and the
+		// eviction threshold: 4096 - 442 - 100 MiB, 17 pods.
+		mem := resource.MustParse(n.AllocatableMemory)
+		if mem.Value() != (4096-442-100)<<20 || n.MaxPods != "17" || n.AllocCPU != "1930m" {
+			t.Errorf("node %s allocatable memory %s, cpu %s, pods %s: want a t3.medium's 3554Mi, 1930m, 17", n.Name, n.AllocatableMemory, n.AllocCPU, n.MaxPods)
+		}
 	}
 	if len(zones) != 3 {
 		t.Errorf("nodes not spread over 3 zones: %+v", nodes)
@@ -227,7 +241,9 @@ func TestNodegroups(t *testing.T) {
 		if out, err := kubectlEnv(t, s.env, kc, "rollout", "status", "deployment/pause", "--timeout=120s"); err != nil {
 			pods, _ := kubectlEnv(t, s.env, kc, "get", "pods", "-o", "wide")
 			ev, _ := kubectlEnv(t, s.env, kc, "get", "events")
-			t.Fatalf("rollout: %v %s\n%s\n%s", err, out, pods, ev)
+			t.Errorf("rollout: %v %s\n%s\n%s", err, out, pods, ev)
+			diagnoseNodes(t)
+			t.FailNow()
 		}
 	}
 	rollout()
@@ -245,6 +261,7 @@ func TestNodegroups(t *testing.T) {
 		if d["status"] != "Successful" {
 			t.Errorf("describe-update = %v", d)
 		}
+		t.Logf("scaled to %d at %s", size, time.Since(t0).Round(100*time.Millisecond))
 	}
 	// The removed nodes were drained first: their pods were evicted and
 	// run again on the remaining nodes.
@@ -253,6 +270,8 @@ func TestNodegroups(t *testing.T) {
 	cmd.Env = append(os.Environ(), s.env...)
 	if ev, _ := cmd.CombinedOutput(); strings.Count(string(ev), "node drained") != 3 {
 		t.Errorf("want 3 drained nodes in the events:\n%s", ev)
+	} else {
+		t.Logf("events:\n%s", ev)
 	}
 
 	// Kill one node's kubelet: skiff restarts it and the node is Ready again.
@@ -273,6 +292,7 @@ func TestNodegroups(t *testing.T) {
 		t.Fatalf("kubelet of %s not repaired: %v", victim, err)
 	}
 	readyNodes(t, s, kc, 2)
+	t.Logf("kubelet repaired at %s", time.Since(t0).Round(100*time.Millisecond))
 
 	// EKS refuses to delete a cluster that has node groups.
 	out, err := awsCLI(t, s, "eks", "delete-cluster", "--name", "nodes-e2e")
@@ -362,5 +382,28 @@ func TestCLINodegroups(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Error(err)
+	}
+}
+
+// diagnoseNodes logs each node namespace's addresses, routes and whether
+// it reaches its VPC's registry, and in which namespace its processes run.
+func diagnoseNodes(t *testing.T) {
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "skiff-n-") {
+			continue
+		}
+		ns := e.Name()
+		addrs, _ := exec.Command("ip", "-n", ns, "-4", "-o", "addr").CombinedOutput()
+		routes, _ := exec.Command("ip", "-n", ns, "route").CombinedOutput()
+		neigh, _ := exec.Command("ip", "-n", ns, "neigh").CombinedOutput()
+		dial := "ok"
+		if err := dialFrom(ns, "172.31.0.2:5000"); err != nil {
+			dial = err.Error()
+		}
+		var st syscall.Stat_t
+		syscall.Stat("/run/netns/"+ns, &st)
+		procs, _ := exec.Command("bash", "-c", "for p in $(pgrep -f "+strings.TrimPrefix(ns, "skiff-n-")+"); do echo $p $(readlink /proc/$p/ns/net) $(tr '\\0' ' ' </proc/$p/cmdline | cut -c1-80); done").CombinedOutput()
+		t.Logf("%s (inode %d): dial registry: %s\n%s%s%s%s", ns, st.Ino, dial, addrs, routes, neigh, procs)
 	}
 }

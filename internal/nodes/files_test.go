@@ -1,0 +1,42 @@
+package nodes
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"skiff.dev/skiff/internal/model"
+)
+
+func TestReservations(t *testing.T) {
+	host := Host{MilliCPU: 2000, KiB: 24 << 20}
+	for _, tc := range []struct {
+		typ                              string
+		sysCPU, sysKiB, kubeCPU, kubeMiB int
+	}{
+		// t3.medium: the EKS AMI reserves 70m and 442 MiB.
+		{"t3.medium", 0, (24*1024 - 4096) << 10, 70, 442},
+		{"t3.micro", 0, (24*1024 - 1024) << 10, 70, 299},
+		{"m5.large", 0, (24*1024 - 8192) << 10, 70, 574},
+		// Larger than this host: nothing reserved for "system".
+		{"m5.2xlarge", 0, 0, 60 + 10 + 5 + 5 + 2*4, 893},
+	} {
+		sc, sm, kc, km := reservations(model.InstanceTypes[tc.typ], host)
+		if sc != tc.sysCPU || sm != tc.sysKiB || kc != tc.kubeCPU || km != tc.kubeMiB {
+			t.Errorf("%s: got system %dm/%dKi kube %dm/%dMi, want %dm/%dKi %dm/%dMi", tc.typ, sc, sm, kc, km, tc.sysCPU, tc.sysKiB, tc.kubeCPU, tc.kubeMiB)
+		}
+	}
+	cfg := kubeletConfig(paths{dir: "/d", run: "/r"}, "i-1", netip.MustParseAddr("172.31.0.4"), model.InstanceTypes["t3.medium"], host)
+	for _, want := range []string{"maxPods: 17", `systemReserved: {cpu: "0m", memory: "20971520Ki"}`, `kubeReserved: {cpu: "70m", memory: "442Mi"}`} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("kubelet config lacks %q:\n%s", want, cfg)
+		}
+	}
+}
+
+func TestHostCapacity(t *testing.T) {
+	h, err := HostCapacity()
+	if err != nil || h.MilliCPU < 1000 || h.KiB < 256<<10 {
+		t.Fatalf("HostCapacity = %+v, %v", h, err)
+	}
+}
