@@ -43,6 +43,11 @@ type Nodes interface {
 	Network(ctx context.Context, c *model.Cluster) (string, netip.Prefix, error)
 	Reconcile(ctx context.Context, c *model.Cluster, admin kubernetes.Interface) error
 	Teardown(ctx context.Context, c *model.Cluster) error
+	// Forget removes what a node of a cluster that is gone left on the
+	// machine (namespaces, cgroups, mounts), found by its instances.
+	Forget(ctx context.Context, clusterID, nodeID string) error
+	// SweepVPCs removes this skiff's VPC namespaces that no cluster uses.
+	SweepVPCs(ctx context.Context, clusters []*model.Cluster) error
 }
 
 // Engine runs one worker per stored cluster. Each worker is a
@@ -176,7 +181,14 @@ func (e *Engine) pass(ctx context.Context, wg *sync.WaitGroup) error {
 		busy[w.id] = true
 	}
 	e.mu.Unlock()
-	return e.sweep(ctx, ids, busy)
+	if err := e.sweep(ctx, ids, busy); err != nil {
+		return err
+	}
+	if e.cfg.Nodes != nil && len(busy) == len(ids) {
+		// Only while no worker is still tearing a deleted cluster down.
+		return e.cfg.Nodes.SweepVPCs(ctx, clusters)
+	}
+	return nil
 }
 
 // sweep stops instances and removes directories of clusters that are
@@ -192,6 +204,12 @@ func (e *Engine) sweep(ctx context.Context, ids, busy map[string]bool) error {
 			continue
 		}
 		e.cfg.Log.Warn("stopping orphan instance", "instance", st.ID)
+		if node := runtime.NodeOf(st.ID); node != "" && e.cfg.Nodes != nil {
+			if err := e.cfg.Nodes.Forget(ctx, id, node); err != nil {
+				e.cfg.Log.Error("remove orphan node", "node", node, "err", err)
+			}
+			continue
+		}
 		if err := e.cfg.Runtime.Stop(ctx, st.ID, time.Second); err != nil {
 			e.cfg.Log.Error("stop orphan", "instance", st.ID, "err", err)
 		}

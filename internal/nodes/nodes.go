@@ -15,6 +15,7 @@ package nodes
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -123,7 +124,7 @@ func (r *Reconciler) Network(ctx context.Context, c *model.Cluster) (string, net
 	if err != nil {
 		return "", netip.Prefix{}, err
 	}
-	v := vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}
+	v := vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr, Owner: r.owner()}
 	for _, p := range subnets {
 		v.Subnets = append(v.Subnets, p)
 	}
@@ -574,22 +575,59 @@ func (r *Reconciler) remove(ctx context.Context, c *model.Cluster, g *model.Node
 
 // destroy removes everything of a node on this machine.
 func (r *Reconciler) destroy(ctx context.Context, c *model.Cluster, n *model.Node) error {
+	return r.Forget(ctx, c.ID, n.ID)
+}
+
+// owner marks this skiff's VPC namespaces: a hash of its data dir.
+func (r *Reconciler) owner() string {
+	sum := sha256.Sum256([]byte(r.cfg.DataDir))
+	return hex.EncodeToString(sum[:8])
+}
+
+// SweepVPCs deletes this skiff's VPC namespaces that no stored cluster
+// uses (left by a crash or a lost store).
+func (r *Reconciler) SweepVPCs(ctx context.Context, clusters []*model.Cluster) error {
+	vpcs, _, err := vpcnet.Namespaces()
+	if err != nil {
+		return err
+	}
+	used := map[string]bool{}
+	for _, c := range clusters {
+		used[c.Network.VpcID] = true
+	}
+	var errs []error
+	for _, vpc := range vpcs {
+		if used[vpc] || vpcnet.OwnerOf(ctx, vpc) != r.owner() {
+			continue
+		}
+		r.cfg.Log.Warn("removing orphan VPC namespace", "vpc", vpc)
+		r.stopServing(vpc)
+		errs = append(errs, vpcnet.DeleteVPC(ctx, vpc))
+	}
+	return errors.Join(errs...)
+}
+
+// Forget removes everything of node nodeID of cluster clusterID on this
+// machine: processes, cgroups, mounts, namespaces, directories, address.
+// It needs nothing from the store, so it also clears orphans (nodes of a
+// cluster that is gone).
+func (r *Reconciler) Forget(ctx context.Context, clusterID, nodeID string) error {
 	for _, role := range []runtime.Role{Kubelet, Containerd} {
-		if err := r.cfg.Runtime.Stop(ctx, instanceID(c, n, role), 3*time.Second); err != nil {
+		if err := r.cfg.Runtime.Stop(ctx, runtime.NodeInstanceID(clusterID, nodeID, role), 3*time.Second); err != nil {
 			return err
 		}
 	}
-	p := r.nodeDir(c, n)
+	p := paths{dir: filepath.Join(r.cfg.DataDir, "clusters", clusterID, "nodes", nodeID), run: filepath.Join(RunDir, nodeID)}
 	r.mu.Lock()
-	delete(r.sandboxes, n.ID)
+	delete(r.sandboxes, nodeID)
 	r.mu.Unlock()
 	var errs []error
-	errs = append(errs, killCgroups(ctx, n.ID))
+	errs = append(errs, killCgroups(ctx, nodeID))
 	removeCgroupRoot()
 	errs = append(errs, unmountUnder(p.dir, p.run))
-	errs = append(errs, vpcnet.DetachNode(ctx, n.ID))
+	errs = append(errs, vpcnet.DetachNode(ctx, nodeID))
 	errs = append(errs, os.RemoveAll(p.dir), os.RemoveAll(p.run))
-	errs = append(errs, r.cfg.Network.ReleaseAddrs("node/"+n.ID))
+	errs = append(errs, r.cfg.Network.ReleaseAddrs("node/"+nodeID))
 	return errors.Join(errs...)
 }
 

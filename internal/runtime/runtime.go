@@ -77,6 +77,18 @@ func NodeInstanceID(cluster, node string, role Role) string {
 // IsNodeInstance reports whether id names an instance of a worker node.
 func IsNodeInstance(id string) bool { return strings.HasPrefix(NameOf(id), "node-") }
 
+// NodeOf returns the node of a node instance's ID ("" for other instances).
+func NodeOf(id string) string {
+	if !IsNodeInstance(id) {
+		return ""
+	}
+	rest := strings.TrimPrefix(NameOf(id), "node-")
+	if i := strings.LastIndexByte(rest, '-'); i > 0 {
+		return rest[:i]
+	}
+	return ""
+}
+
 // Status is what a runtime observes of an instance.
 type Status struct {
 	ID      string

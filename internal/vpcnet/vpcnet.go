@@ -45,6 +45,9 @@ type VPC struct {
 	ID      string // vpc-…
 	CIDR    netip.Prefix
 	Subnets []netip.Prefix
+	// Owner marks the namespace (its bridge's alias) with the skiff that
+	// made it, so that skiff alone may sweep it as an orphan.
+	Owner string
 }
 
 // VPCNamespace is the namespace of a VPC.
@@ -101,6 +104,9 @@ func EnsureVPC(ctx context.Context, v VPC) error {
 		{"-n", ns, "route", "replace", "unreachable", "default"},
 		{"-n", ns, "addr", "add", ServiceAddr(v.CIDR).String() + "/32", "dev", bridge},
 	}
+	if v.Owner != "" {
+		steps = append(steps, []string{"-n", ns, "link", "set", bridge, "alias", ownerPrefix + v.Owner})
+	}
 	for _, sn := range v.Subnets {
 		steps = append(steps, []string{"-n", ns, "addr", "add", netip.PrefixFrom(Gateway(sn), sn.Bits()).String(), "dev", bridge})
 	}
@@ -114,6 +120,21 @@ func EnsureVPC(ctx context.Context, v VPC) error {
 		return fmt.Errorf("set up VPC %s: %w", v.ID, err)
 	}
 	return nil
+}
+
+const ownerPrefix = "skiff-owner:"
+
+// OwnerOf returns the owner mark of a VPC's namespace ("" if none).
+func OwnerOf(ctx context.Context, vpcID string) string {
+	out, err := exec.CommandContext(ctx, "ip", "-n", VPCNamespace(vpcID), "-o", "link", "show", bridge).Output()
+	if err != nil {
+		return ""
+	}
+	_, after, ok := strings.Cut(string(out), "alias "+ownerPrefix)
+	if !ok {
+		return ""
+	}
+	return strings.Fields(after)[0]
 }
 
 // DeleteVPC removes a VPC's namespace (and every link in it).

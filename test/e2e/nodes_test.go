@@ -407,3 +407,39 @@ func diagnoseNodes(t *testing.T) {
 		t.Logf("%s (inode %d): dial registry: %s\n%s%s%s%s", ns, st.Ino, dial, addrs, routes, neigh, procs)
 	}
 }
+
+// TestOrphanNodesSwept loses skiff's store while a cluster runs nodes (a
+// crash that takes the state with it): the next skiff finds the nodes by
+// their instances and removes everything they left on the machine.
+func TestOrphanNodesSwept(t *testing.T) {
+	dataDir, listen := t.TempDir(), freePort(t)
+	s := startServe(t, dataDir, listen)
+	defer func() { s.stop(t) }()
+	mustAWS(t, s, s.createArgs(t, "orphans")...)
+	waitAWSStatus(t, s, "orphans", "ACTIVE")
+	role := mustAWS(t, s, "iam", "create-role", "--role-name", "nodes", "--assume-role-policy-document",
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)["Role"].(map[string]any)["Arn"].(string)
+	mustAWS(t, s, append([]string{"eks", "create-nodegroup", "--cluster-name", "orphans", "--nodegroup-name", "ng", "--node-role", role,
+		"--scaling-config", "minSize=1,maxSize=2,desiredSize=2", "--subnets"}, s.defaultSubnets(t)...)...)
+	waitNodegroup(t, s, "orphans", "ng", "ACTIVE", 3*time.Minute)
+	if left := leftovers(dataDir); len(left) == 0 {
+		t.Fatal("no node sandboxes found while the nodes run (the check could not fail)")
+	}
+	s.kill()
+	if err := os.Remove(filepath.Join(dataDir, "skiff.db")); err != nil {
+		t.Fatal(err)
+	}
+	s = startServe(t, dataDir, listen)
+	if err := eventually(60*time.Second, func() error {
+		if left := leftovers(dataDir); len(left) > 0 {
+			return fmt.Errorf("left on the machine: %v", left)
+		}
+		if left := instances(dataDir); len(left) > 0 {
+			return fmt.Errorf("instances left: %v", left)
+		}
+		return nil
+	}); err != nil {
+		data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
+		t.Fatalf("%v\nserve log:\n%s", err, tail(string(data), 30))
+	}
+}
