@@ -244,7 +244,7 @@ func TestClusterAccess(t *testing.T) {
 // deleteAll deletes the default account's clusters through the API and
 // waits until none of their instances runs; leftovers fail the test and are
 // killed.
-func deleteAll(t *testing.T, s *server) {
+func deleteAll(t testing.TB, s *server) {
 	out, err := awsCLI(t, s, "eks", "list-clusters")
 	if err != nil {
 		t.Error(err)

@@ -54,7 +54,7 @@ func freePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
-func startServe(t *testing.T, dataDir, listen string) *server {
+func startServe(t testing.TB, dataDir, listen string) *server {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(dataDir, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
