@@ -100,6 +100,10 @@ func EnsureVPC(ctx context.Context, v VPC) error {
 	steps := [][]string{
 		{"-n", ns, "link", "set", "lo", "up"},
 		{"-n", ns, "link", "add", bridge, "type", "bridge"},
+		// A bridge without a set address takes its ports' lowest MAC and
+		// changes it as nodes come and go, which strands the nodes' ARP
+		// entries for the gateways and the service address: fix it.
+		{"-n", ns, "link", "set", bridge, "address", bridgeMAC(v.ID)},
 		{"-n", ns, "link", "set", bridge, "up"},
 		{"-n", ns, "route", "replace", "unreachable", "default"},
 		{"-n", ns, "addr", "add", ServiceAddr(v.CIDR).String() + "/32", "dev", bridge},
@@ -123,6 +127,12 @@ func EnsureVPC(ctx context.Context, v VPC) error {
 }
 
 const ownerPrefix = "skiff-owner:"
+
+// bridgeMAC is a VPC bridge's fixed, locally administered address.
+func bridgeMAC(vpcID string) string {
+	sum := sha256.Sum256([]byte(vpcID))
+	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", sum[0], sum[1], sum[2], sum[3], sum[4])
+}
 
 // OwnerOf returns the owner mark of a VPC's namespace ("" if none).
 func OwnerOf(ctx context.Context, vpcID string) string {

@@ -61,6 +61,11 @@ func TestVPCs(t *testing.T) {
 			}
 		}
 	}
+	// The bridge keeps its own address whatever ports join (nodes' ARP
+	// entries for the gateway and service address stay valid).
+	if out, err := exec.Command("ip", "-n", VPCNamespace(v1.ID), "-o", "link", "show", "br0").Output(); err != nil || !strings.Contains(string(out), bridgeMAC(v1.ID)) {
+		t.Errorf("bridge of %s: %v %s; want address %s", v1.ID, err, out, bridgeMAC(v1.ID))
+	}
 	ln, err := ListenIn(NodeNamespace(n1), "172.31.0.10:7000")
 	if err != nil {
 		t.Fatal(err)
