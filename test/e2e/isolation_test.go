@@ -120,10 +120,9 @@ func TestClusterIsolation(t *testing.T) {
 	mustAWS(t, s, s.createArgs(t, "iso-a")...)
 	mustAWS(t, s, "eks", "create-cluster", "--name", "iso-b", "--role-arn", s.clusterRole(t),
 		"--resources-vpc-config", "subnetIds="+strings.Join(subnetsB, ","))
-	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
 	for _, c := range []struct{ cluster, role string }{{"iso-a", "nodes-a"}, {"iso-b", "nodes-b"}} {
 		waitAWSStatus(t, s, c.cluster, "ACTIVE")
-		arn := mustAWS(t, s, "iam", "create-role", "--role-name", c.role, "--assume-role-policy-document", trust)["Role"].(map[string]any)["Arn"].(string)
+		arn := nodeRole(t, s, c.role)
 		subnets := s.defaultSubnets(t)[:1]
 		if c.cluster == "iso-b" {
 			subnets = subnetsB[:1]

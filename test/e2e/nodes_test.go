@@ -137,6 +137,26 @@ func leftovers(dataDir string) []string {
 	return out
 }
 
+// noLeftovers waits until nothing of skiff's nodes remains on the machine.
+func noLeftovers(t testing.TB, dataDir string) {
+	t.Helper()
+	if err := eventually(30*time.Second, func() error {
+		if left := leftovers(dataDir); len(left) > 0 {
+			return fmt.Errorf("left on the machine: %v", left)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+}
+
+// nodeRole creates an IAM role EC2 instances may assume and returns its ARN.
+func nodeRole(t testing.TB, s *server, name string) string {
+	t.Helper()
+	return mustAWS(t, s, "iam", "create-role", "--role-name", name, "--assume-role-policy-document",
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)["Role"].(map[string]any)["Arn"].(string)
+}
+
 // TestNodegroups is issue 6's acceptance with the stock aws CLI and
 // kubectl: a managed node group of real kubelet + containerd nodes in three
 // zones, scaled up and down, repaired, deleted without leftovers.
@@ -162,8 +182,7 @@ func TestNodegroups(t *testing.T) {
 	if _, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", "nodes-e2e", "--kubeconfig", kc); err != nil {
 		t.Fatal(err)
 	}
-	role := mustAWS(t, s, "iam", "create-role", "--role-name", "nodes", "--assume-role-policy-document",
-		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)["Role"].(map[string]any)["Arn"].(string)
+	role := nodeRole(t, s, "nodes")
 
 	// Bad input first: clear errors.
 	for _, tc := range []struct {
@@ -312,14 +331,7 @@ func TestNodegroups(t *testing.T) {
 		t.Errorf("Node objects left: %+v", nodes)
 	}
 	deleteAll(t, s)
-	if err := eventually(30*time.Second, func() error {
-		if left := leftovers(dataDir); len(left) > 0 {
-			return fmt.Errorf("left on the machine: %v", left)
-		}
-		return nil
-	}); err != nil {
-		t.Error(err)
-	}
+	noLeftovers(t, dataDir)
 }
 
 // TestCLINodegroups drives node groups with skiff's own CLI: `create
@@ -375,14 +387,7 @@ func TestCLINodegroups(t *testing.T) {
 			t.Errorf("delete output lacks %q:\n%s", want, out)
 		}
 	}
-	if err := eventually(30*time.Second, func() error {
-		if left := leftovers(dataDir); len(left) > 0 {
-			return fmt.Errorf("left on the machine: %v", left)
-		}
-		return nil
-	}); err != nil {
-		t.Error(err)
-	}
+	noLeftovers(t, dataDir)
 }
 
 // diagnoseNodes logs each node namespace's addresses, routes and whether
@@ -417,8 +422,7 @@ func TestOrphanNodesSwept(t *testing.T) {
 	defer func() { s.stop(t) }()
 	mustAWS(t, s, s.createArgs(t, "orphans")...)
 	waitAWSStatus(t, s, "orphans", "ACTIVE")
-	role := mustAWS(t, s, "iam", "create-role", "--role-name", "nodes", "--assume-role-policy-document",
-		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)["Role"].(map[string]any)["Arn"].(string)
+	role := nodeRole(t, s, "nodes")
 	mustAWS(t, s, append([]string{"eks", "create-nodegroup", "--cluster-name", "orphans", "--nodegroup-name", "ng", "--node-role", role,
 		"--scaling-config", "minSize=1,maxSize=2,desiredSize=2", "--subnets"}, s.defaultSubnets(t)...)...)
 	waitNodegroup(t, s, "orphans", "ng", "ACTIVE", 3*time.Minute)
