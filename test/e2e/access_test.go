@@ -66,16 +66,7 @@ func refused(want string) func(string, error) error {
 // `aws eks get-token`, checked by skiff's token-review webhook and mapped
 // through access entries; access policies as RBAC; bad tokens refused.
 func TestClusterAccess(t *testing.T) {
-	dataDir, listen := t.TempDir(), freePort(t)
-	s := startServe(t, dataDir, listen)
-	defer func() { s.stop(t) }()
-	defer func() { deleteAll(t, s) }()
-	defer func() {
-		if t.Failed() {
-			data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
-			t.Logf("serve log:\n%s", tail(string(data), 40))
-		}
-	}()
+	s, dataDir := serveTest(t)
 	mustAWS(t, s, s.createArgs(t, "a")...)
 	mustAWS(t, s, s.createArgs(t, "b", "--access-config", "authenticationMode=API")...)
 	waitAWSStatus(t, s, "a", "ACTIVE")
@@ -232,8 +223,7 @@ func TestClusterAccess(t *testing.T) {
 	}
 
 	// Restart skiff: sessions recover within seconds.
-	s.stop(t)
-	s = startServe(t, dataDir, listen)
+	s.restart(t)
 	t0 := time.Now()
 	if err := eventually(20*time.Second, func() error { _, err := kubectlEnv(t, s.env, kcA, "get", "ns"); return err }); err != nil {
 		t.Fatalf("after a skiff restart: %v", err)

@@ -99,16 +99,7 @@ func credentialsEnv(t *testing.T, path string) []string {
 // own endpoint but no control-plane instance of B, nor B's nodes; B's
 // endpoint rejects A's node credentials (IAM token and client certificate).
 func TestClusterIsolation(t *testing.T) {
-	dataDir, listen := t.TempDir(), freePort(t)
-	s := startServe(t, dataDir, listen)
-	defer func() { s.stop(t) }()
-	defer func() { deleteAll(t, s) }()
-	defer func() {
-		if t.Failed() {
-			data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
-			t.Logf("serve log:\n%s", tail(string(data), 30))
-		}
-	}()
+	s, dataDir := serveTest(t)
 
 	// B lives in a VPC of its own.
 	vpc := mustAWS(t, s, "ec2", "create-vpc", "--cidr-block", "10.20.0.0/16")["Vpc"].(map[string]any)["VpcId"].(string)

@@ -161,21 +161,7 @@ func nodeRole(t testing.TB, s *server, name string) string {
 // kubectl: a managed node group of real kubelet + containerd nodes in three
 // zones, scaled up and down, repaired, deleted without leftovers.
 func TestNodegroups(t *testing.T) {
-	dataDir, listen := t.TempDir(), freePort(t)
-	s := startServe(t, dataDir, listen)
-	defer func() { s.stop(t) }()
-	defer func() { deleteAll(t, s) }()
-	defer func() {
-		if t.Failed() {
-			data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
-			t.Logf("serve log:\n%s", tail(string(data), 30))
-			logs, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "logs", "node-*kubelet.log"))
-			for _, l := range logs {
-				data, _ := os.ReadFile(l)
-				t.Logf("%s:\n%s", l, tail(string(data), 15))
-			}
-		}
-	}()
+	s, dataDir := serveTest(t)
 	mustAWS(t, s, s.createArgs(t, "nodes-e2e")...)
 	waitAWSStatus(t, s, "nodes-e2e", "ACTIVE")
 	kc := filepath.Join(dataDir, "n.kubeconfig")

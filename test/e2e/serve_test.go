@@ -54,6 +54,36 @@ func freePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// serveTest starts skiff on a fresh data dir for one test; at the end it
+// logs the tails of skiff's and the kubelets' logs if the test failed,
+// deletes every cluster and stops skiff.
+func serveTest(t *testing.T) (*server, string) {
+	dataDir := t.TempDir()
+	s := startServe(t, dataDir, freePort(t))
+	t.Cleanup(func() { s.stop(t) })
+	t.Cleanup(func() { deleteAll(t, s) })
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
+		t.Logf("serve log:\n%s", tail(string(data), 40))
+		logs, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "logs", "node-*kubelet.log"))
+		for _, l := range logs {
+			data, _ := os.ReadFile(l)
+			t.Logf("%s:\n%s", l, tail(string(data), 15))
+		}
+	})
+	return s, dataDir
+}
+
+// restart stops skiff and starts it again on the same data dir and
+// address, in place (cleanups registered with s see the new process).
+func (s *server) restart(t testing.TB) {
+	s.stop(t)
+	*s = *startServe(t, s.dataDir, strings.TrimPrefix(s.endpoint, "http://"))
+}
+
 func startServe(t testing.TB, dataDir, listen string) *server {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(dataDir, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
