@@ -19,9 +19,12 @@ skiff:
 
 bundles: $(STAMPS)
 
-# Sources of the system images skiff pushes into its registry at start.
+# Sources of the system images skiff pushes into its registry at start:
+# pause, the demo web app, and CoreDNS from its own module (images/coredns).
 images:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o _output/images/pause ./images/pause
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o _output/images/web ./images/web
+	cd images/coredns && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o ../../_output/images/coredns .
 
 $(BUNDLES)/.%.stamp: dist/%/go.mod dist/%/go.sum dist/kubernetes-1.37/main.go hack/bundle.sh
 	bash hack/bundle.sh dist/$* $(BUNDLES)

@@ -22,12 +22,18 @@ done
 echo "building $out/kube (Kubernetes $kv, etcd $ev)"
 (cd "$dist" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/kube.tmp" .)
 mv "$out/kube.tmp" "$out/kube"
+# kube-proxy alone as well: it runs in a DaemonSet's image on every node,
+# which should not carry the whole multi-call binary.
+echo "building $out/kube-proxy"
+(cd "$dist" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/kube-proxy.tmp" k8s.io/kubernetes/cmd/kube-proxy)
+mv "$out/kube-proxy.tmp" "$out/kube-proxy"
 sum=$(sha256sum "$out/kube" | cut -d' ' -f1)
 cat > "$out/manifest.json.tmp" <<JSON
 {
   "kubernetesVersion": "$kv",
   "etcdVersion": "$ev",
   "binary": "kube",
+  "proxyBinary": "kube-proxy",
   "sha256": "$sum",
   "components": ["apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "kubectl", "etcd"]
 }

@@ -2,7 +2,7 @@
 # deps.sh: installs the system packages skiff's build and tests need, on
 # Debian 12 as root. Idempotent: it runs apt only when something is missing.
 set -euo pipefail
-packages=(ca-certificates curl iproute2 procps make util-linux containerd runc containernetworking-plugins)
+packages=(ca-certificates curl iproute2 procps make util-linux containerd runc containernetworking-plugins iptables busybox-static)
 command -v aws >/dev/null 2>&1 || packages+=(awscli)
 missing=()
 for p in "${packages[@]}"; do

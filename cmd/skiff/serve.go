@@ -22,7 +22,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"skiff.dev/skiff/internal/access"
+	"skiff.dev/skiff/internal/addons"
 	"skiff.dev/skiff/internal/api/ec2"
+	"skiff.dev/skiff/internal/api/ecr"
 	"skiff.dev/skiff/internal/api/eks"
 	"skiff.dev/skiff/internal/api/query"
 	"skiff.dev/skiff/internal/api/router"
@@ -33,6 +35,7 @@ import (
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/images"
+	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/nodes"
 	"skiff.dev/skiff/internal/registry"
@@ -110,7 +113,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		return err
 	}
 	defer reg.Close()
-	if err := images.Seed(ctx, reg, imgDir); err != nil {
+	if err := images.Seed(ctx, reg, systemImages(imgDir, cat), filepath.Join(dataDir, "seeded.json")); err != nil {
 		return fmt.Errorf("seed the registry's system images: %w", err)
 	}
 	ln, err := net.Listen("tcp", listen)
@@ -125,11 +128,20 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	}
 	nets := &network.Service{Store: st, Region: region}
 	nodeRec := nodes.New(nodes.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Network: nets, Region: region,
-		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), Registry: reg.ReadOnly()})
+		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), Registry: reg.ReadOnlyFor, RegistryHost: registry.Host(ln.Addr())})
 	defer nodeRec.Close()
-	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log,
+	dnsVersion, err := images.CoreDNSVersion(imgDir)
+	if err != nil {
+		return err
+	}
+	addonCat := addons.NewCatalog(dnsVersion, cat)
+	addonMgr := &addons.Manager{Store: st, Catalog: addonCat, Log: log, Params: func(c *model.Cluster) addons.Params {
+		p, _ := netip.ParsePrefix(c.EndpointAddr)
+		return addons.Params{Endpoint: "https://" + net.JoinHostPort(p.Addr().String(), "443"), DNSIP: nodes.ClusterDNS, PodRange: nodes.PodRange.String()}
+	}}
+	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log, Addons: addonMgr,
 		Tokens: tokenVerifier(ids, ln.Addr()), Nodes: nodeRec})
-	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets}
+	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets, Addons: addonCat}
 	nets.InUse = svc.UserOf
 	svc.PrincipalExists = func(p access.Principal) bool {
 		if p.Kind == "role" {
@@ -144,6 +156,12 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		return err
 	}
 	endpoint := "http://" + ln.Addr().String()
+	regTokens, err := registry.OpenTokens(filepath.Join(dataDir, "registry-token.key"))
+	if err != nil {
+		return err
+	}
+	regHost := registry.Host(ln.Addr())
+	ecrAPI := &ecr.Handler{Store: st, Registry: reg, Tokens: regTokens, Region: region, Host: regHost, Account: router.Account, Log: log}
 	if err := writeServeInfo(dataDir, serveInfo{Endpoint: endpoint, Region: region}); err != nil {
 		return err
 	}
@@ -152,6 +170,8 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		EKS: eks.New(eks.Handler{Clusters: svc, IAM: ids, Region: region, Account: router.Account, Log: log,
 			CallerArn: func(r *http.Request) string { return router.Caller(r).Arn }}),
 		EC2:        &ec2.Handler{Network: nets, Account: router.Account, Region: region},
+		ECR:        ecrAPI,
+		Registry:   reg.Authenticated(registry.Auth{Tokens: regTokens, Host: regHost, Lookup: ecrAPI.Lookup, Log: log}),
 		Skiff:      skiffapi.New(skiffapi.Handler{Clusters: svc, Engine: eng, Account: router.Account}),
 		IAMQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "iam"},
 		STSQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "sts"},
@@ -170,7 +190,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("skiff serving", "endpoint", endpoint, "dataDir", dataDir, "versions", cat.Versions())
-	fmt.Fprintf(os.Stderr, "skiff is serving the EKS, IAM, STS and EC2 APIs on %s (data in %s)\nget credentials: eval \"$(skiff env --data-dir %s)\"\n", endpoint, dataDir, dataDir)
+	fmt.Fprintf(os.Stderr, "skiff is serving the EKS, IAM, STS, EC2 and ECR APIs and the registry (/v2/) on %s (data in %s)\nget credentials: eval \"$(skiff env --data-dir %s)\"\n", endpoint, dataDir, dataDir)
 
 	select {
 	case <-ctx.Done():
@@ -185,6 +205,18 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	srv.Shutdown(sctx)
 	<-engineDone
 	return nil
+}
+
+// systemImages says where the system images' sources are: `make images`'
+// output and each bundle's kube-proxy.
+func systemImages(dir string, cat *bundle.Catalog) images.Sources {
+	src := images.Sources{Dir: dir, KubeProxy: map[string]string{}}
+	for _, b := range cat.All() {
+		if b.ProxyBinary != "" {
+			src.KubeProxy[b.KubernetesVersion] = filepath.Join(b.Dir, b.ProxyBinary)
+		}
+	}
+	return src
 }
 
 // nodeCredentials mints a managed node's credentials: its node role

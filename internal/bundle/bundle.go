@@ -21,6 +21,7 @@ type Manifest struct {
 	KubernetesVersion string   `json:"kubernetesVersion"` // "v1.37.2"
 	EtcdVersion       string   `json:"etcdVersion"`       // "v3.7.0"
 	Binary            string   `json:"binary"`            // file name in the bundle dir
+	ProxyBinary       string   `json:"proxyBinary"`       // kube-proxy alone, for its image
 	SHA256            string   `json:"sha256"`
 	Components        []string `json:"components"`
 }

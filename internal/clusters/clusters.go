@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"skiff.dev/skiff/internal/addons"
 	"sort"
 	"strings"
 	"time"
@@ -41,6 +42,8 @@ type Service struct {
 	// PrincipalExists, if set, vetoes access entries for IAM users and
 	// roles that do not exist.
 	PrincipalExists func(p access.Principal) bool
+	// Addons is what add-ons and versions exist.
+	Addons addons.Catalog
 }
 
 // CreateRequest is a new cluster's desired state.
@@ -60,6 +63,7 @@ type CreateRequest struct {
 	Logging                                     []string // enabled log types
 	AuthenticationMode                          string   // default API_AND_CONFIG_MAP
 	BootstrapAdmin                              *bool    // default true
+	SkipSelfManagedAddons                       bool     // bootstrapSelfManagedAddons=false
 	CreatorArn                                  string
 	ClientRequestToken                          string
 }
@@ -100,22 +104,23 @@ func (s *Service) Create(req CreateRequest) (*model.Cluster, error) {
 		return nil, err
 	}
 	c := &model.Cluster{
-		Network:            net,
-		Logging:            logging,
-		AuthenticationMode: req.AuthenticationMode,
-		BootstrapAdmin:     req.BootstrapAdmin == nil || *req.BootstrapAdmin,
-		CreatorArn:         req.CreatorArn,
-		ClientRequestToken: req.ClientRequestToken,
-		Name:               req.Name,
-		Account:            req.Account,
-		ID:                 strings.ToLower(req.Name) + "-" + randomHex(3),
-		Version:            b.Minor(),
-		APIServers:         req.APIServers,
-		RoleArn:            req.RoleArn,
-		Tags:               req.Tags,
-		Zones:              append([]string(nil), model.DefaultZones...),
-		Status:             model.StatusCreating,
-		CreatedAt:          time.Now().UTC(),
+		Network:               net,
+		Logging:               logging,
+		AuthenticationMode:    req.AuthenticationMode,
+		BootstrapAdmin:        req.BootstrapAdmin == nil || *req.BootstrapAdmin,
+		SkipSelfManagedAddons: req.SkipSelfManagedAddons,
+		CreatorArn:            req.CreatorArn,
+		ClientRequestToken:    req.ClientRequestToken,
+		Name:                  req.Name,
+		Account:               req.Account,
+		ID:                    strings.ToLower(req.Name) + "-" + randomHex(3),
+		Version:               b.Minor(),
+		APIServers:            req.APIServers,
+		RoleArn:               req.RoleArn,
+		Tags:                  req.Tags,
+		Zones:                 append([]string(nil), model.DefaultZones...),
+		Status:                model.StatusCreating,
+		CreatedAt:             time.Now().UTC(),
 	}
 	ensureCreatorEntry(c)
 	switch err := s.Store.CreateCluster(c, s.SlotUsable); {

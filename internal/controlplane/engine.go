@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"net"
 	"net/netip"
 
 	"k8s.io/client-go/kubernetes"
@@ -33,6 +34,14 @@ type Config struct {
 	Tokens Tokens
 	// Nodes runs the clusters' managed node groups; nil runs none.
 	Nodes Nodes
+	// Addons installs and manages the clusters' add-ons; nil installs none.
+	Addons Addons
+}
+
+// Addons is the add-on reconciler, run by each cluster's worker after its
+// nodes (package addons).
+type Addons interface {
+	Reconcile(ctx context.Context, c *model.Cluster, admin kubernetes.Interface) error
 }
 
 // Nodes is the node-group reconciler, run by each cluster's worker once
@@ -48,6 +57,9 @@ type Nodes interface {
 	Forget(ctx context.Context, clusterID, nodeID string) error
 	// SweepVPCs removes this skiff's VPC namespaces that no cluster uses.
 	SweepVPCs(ctx context.Context, clusters []*model.Cluster) error
+	// Dial connects to one of the cluster's nodes or pods from inside its
+	// VPC (for the apiservers' egress), refusing any other address.
+	Dial(ctx context.Context, c *model.Cluster, addr string) (net.Conn, error)
 }
 
 // Engine runs one worker per stored cluster. Each worker is a

@@ -111,7 +111,18 @@ func (l Layout) EnsurePKI(c *model.Cluster) error {
 			return err
 		}
 	}
-	return nil
+	return writeIfChanged(l.EgressConfigPath(), []byte(l.egressConfig()))
+}
+
+// writeIfChanged replaces path's content atomically unless it is data.
+func writeIfChanged(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return nil
+	}
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
 }
 
 // CAPEM returns the cluster CA certificate.

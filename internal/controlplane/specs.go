@@ -117,7 +117,7 @@ func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) 
 func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.Spec {
 	ip := l.APIServerIP(i).String()
 	webhook := l.KubeconfigPath(webhookClient)
-	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), []string{webhook},
+	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), []string{webhook, l.EgressConfigPath()},
 		"--advertise-address="+ip,
 		"--bind-address="+ip,
 		"--secure-port="+strconv.Itoa(APIServerPort),
@@ -131,6 +131,11 @@ func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.
 		"--kubelet-client-certificate="+l.pki("apiserver-kubelet-client.crt"),
 		"--kubelet-client-key="+l.pki("apiserver-kubelet-client.key"),
 		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		// Kubelets serve with certificates the cluster CA signs (their
+		// CSRs approved by skiff), and are reached through skiff's egress
+		// proxy into the cluster's VPC.
+		"--kubelet-certificate-authority="+l.pki("ca.crt"),
+		"--egress-selector-config-file="+l.EgressConfigPath(),
 		"--proxy-client-cert-file="+l.pki("front-proxy-client.crt"),
 		"--proxy-client-key-file="+l.pki("front-proxy-client.key"),
 		"--requestheader-client-ca-file="+l.pki("front-proxy-ca.crt"),

@@ -48,6 +48,7 @@ type worker struct {
 
 	lb      *lb.Balancer
 	private net.Listener // the endpoint inside the VPC, for nodes
+	egress  *egress      // the apiservers' way into the VPC
 	webhook *webhook
 	prober  *prober
 	admin   kubernetes.Interface
@@ -102,6 +103,7 @@ func (w *worker) run(ctx context.Context) {
 			w.lb.Close()
 		}
 		w.webhook.Close()
+		w.egress.Close()
 		if w.private != nil {
 			w.private.Close()
 		}
@@ -421,6 +423,13 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		w.liveLB = bal
 		w.mu.Unlock()
 	}
+	if w.egress == nil {
+		eg, err := startEgress(l.EgressSocket(), w.dial, w.cfg.Log)
+		if err != nil {
+			return err
+		}
+		w.egress = eg
+	}
 	if w.webhook == nil {
 		wh, err := startWebhook(c, l, w.cfg.Store, w.cfg.Tokens, w.admin, w.cfg.Log)
 		if err != nil {
@@ -429,6 +438,18 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		w.webhook = wh
 	}
 	return nil
+}
+
+// dial is the egress proxy's way to the cluster's nodes and pods.
+func (w *worker) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if w.cfg.Nodes == nil {
+		return nil, errors.New("this skiff runs no nodes")
+	}
+	c, err := w.cfg.Store.GetCluster(w.key)
+	if err != nil {
+		return nil, err
+	}
+	return w.cfg.Nodes.Dial(ctx, c, addr)
 }
 
 // reconcileNodes serves the endpoint inside the cluster's VPC and runs
@@ -452,7 +473,15 @@ func (w *worker) reconcileNodes(ctx context.Context, c *model.Cluster) error {
 		w.private = ln
 		go w.lb.Serve(ln)
 	}
-	return w.cfg.Nodes.Reconcile(ctx, c, w.admin)
+	err := w.cfg.Nodes.Reconcile(ctx, c, w.admin)
+	if w.cfg.Addons != nil {
+		fresh, gerr := w.cfg.Store.GetCluster(c.Key())
+		if gerr != nil {
+			return errors.Join(err, gerr)
+		}
+		err = errors.Join(err, w.cfg.Addons.Reconcile(ctx, fresh, w.admin))
+	}
+	return err
 }
 
 // accessResync is how often RBAC is checked against the access entries
@@ -570,6 +599,8 @@ func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
 	}
 	w.webhook.Close()
 	w.webhook = nil
+	w.egress.Close()
+	w.egress = nil
 	if w.private != nil {
 		w.private.Close()
 		w.private = nil

@@ -27,11 +27,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// File is one file of an image: its path inside and where to read it.
+// File is one file of an image: its path inside and where to read it, or
+// a symbolic link.
 type File struct {
 	Path   string // absolute path in the image
 	Source string // file on this machine
 	Mode   int64
+	Link   string // if set, Path is a symbolic link to Link
 }
 
 // Image is a single-layer image built from files.
@@ -39,6 +41,7 @@ type Image struct {
 	Repo, Tag  string
 	Files      []File
 	Entrypoint []string
+	Cmd        []string // the default arguments (or command, without an entrypoint)
 	User       string
 }
 
@@ -52,16 +55,26 @@ func (i Image) Build() (v1.Image, error) {
 	tw := tar.NewWriter(&buf)
 	dirs := map[string]bool{}
 	for _, f := range i.Files {
-		data, err := os.ReadFile(f.Source)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", i.Ref(), err)
-		}
 		p := strings.TrimPrefix(filepath.Clean(f.Path), "/")
+		var parents []string
 		for d := filepath.Dir(p); d != "." && !dirs[d]; d = filepath.Dir(d) {
 			dirs[d] = true
+			parents = append([]string{d}, parents...)
+		}
+		for _, d := range parents {
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
 				return nil, err
 			}
+		}
+		if f.Link != "" {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: p, Linkname: f.Link, Mode: 0o777, ModTime: time.Unix(0, 0)}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		data, err := os.ReadFile(f.Source)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", i.Ref(), err)
 		}
 		mode := f.Mode
 		if mode == 0 {
@@ -94,6 +107,7 @@ func (i Image) Build() (v1.Image, error) {
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture = "linux", goruntime.GOARCH
 	cfg.Config.Entrypoint = i.Entrypoint
+	cfg.Config.Cmd = i.Cmd
 	cfg.Config.User = i.User
 	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	return mutate.ConfigFile(img, cfg)
@@ -139,33 +153,4 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp := rec.Result()
 	resp.Request = req
 	return resp, nil
-}
-
-// PauseImage is the sandbox image's reference in the registry.
-const PauseImage = "pause:3.10"
-
-// System lists skiff's system images whose sources are in dir (built by
-// `make images`).
-func System(dir string) ([]Image, error) {
-	pause := filepath.Join(dir, "pause")
-	if _, err := os.Stat(pause); err != nil {
-		return nil, fmt.Errorf("system image sources: %w (run `make images`, or pass --images)", err)
-	}
-	repo, tag, _ := strings.Cut(PauseImage, ":")
-	return []Image{{Repo: repo, Tag: tag, Files: []File{{Path: "/pause", Source: pause}},
-		Entrypoint: []string{"/pause"}, User: "65535:65535"}}, nil
-}
-
-// Seed pushes every system image found in dir.
-func Seed(ctx context.Context, h http.Handler, dir string) error {
-	imgs, err := System(dir)
-	if err != nil {
-		return err
-	}
-	for _, img := range imgs {
-		if _, err := Push(ctx, h, img); err != nil {
-			return err
-		}
-	}
-	return nil
 }

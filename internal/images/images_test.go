@@ -25,15 +25,13 @@ func TestSeedIsReproducibleAndPullable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	imgs, err := System(dir)
+	pause := Image{Repo: "pause", Tag: "3.10", Files: []File{{Path: "/pause", Source: src}, {Path: "/bin/pause", Link: "/pause"}},
+		Entrypoint: []string{"/pause"}}
+	first, err := Push(ctx, reg, pause)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := Push(ctx, reg, imgs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := Push(ctx, reg, imgs[0])
+	again, err := Push(ctx, reg, pause)
 	if err != nil || again != first {
 		t.Fatalf("second push: %v, digest %s, want %s", err, again, first)
 	}
@@ -60,7 +58,41 @@ func TestSeedIsReproducibleAndPullable(t *testing.T) {
 	}
 
 	// A missing source is a clear error.
-	if _, err := System(t.TempDir()); err == nil {
+	if _, err := System(Sources{Dir: t.TempDir()}); err == nil {
 		t.Fatal("System without sources: no error")
 	}
+}
+
+// The toolbox and kube-proxy images carry what they run: busybox with its
+// applets as links, iptables with its libraries and extensions.
+func TestHostFileImages(t *testing.T) {
+	box, version, err := toolbox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if version == "" || !hasFile(box, "/bin/sh", "/bin/busybox") || !hasFile(box, "/usr/bin/wget", "/bin/busybox") || !hasFile(box, "/bin/busybox", "") {
+		t.Fatalf("toolbox %s: %d files, no sh/wget links to busybox", version, len(box))
+	}
+	ipt, err := iptables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var libc, libm, ext bool
+	for _, f := range ipt {
+		libc = libc || filepath.Base(f.Path) == "libc.so.6"
+		libm = libm || filepath.Base(f.Path) == "libm.so.6" // libxt_statistic's, which kube-proxy's rules use
+		ext = ext || filepath.Base(f.Path) == "libxt_statistic.so"
+	}
+	if !libc || !libm || !ext || !hasFile(ipt, "/usr/sbin/iptables-restore", "xtables-nft-multi") {
+		t.Fatalf("iptables files lack libc (%v), libm (%v), extensions (%v) or iptables-restore: %+v", libc, libm, ext, ipt)
+	}
+}
+
+func hasFile(files []File, path, link string) bool {
+	for _, f := range files {
+		if f.Path == path && f.Link == link {
+			return true
+		}
+	}
+	return false
 }

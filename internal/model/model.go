@@ -75,6 +75,14 @@ type Cluster struct {
 	AccessEntries []AccessEntry `json:"accessEntries,omitempty"`
 	// Nodegroups are the cluster's managed node groups.
 	Nodegroups []Nodegroup `json:"nodegroups,omitempty"`
+	// Addons are the cluster's managed add-ons, by name.
+	Addons []Addon `json:"addons,omitempty"`
+	// SkipSelfManagedAddons is bootstrapSelfManagedAddons=false: no
+	// CoreDNS and kube-proxy are installed at creation.
+	SkipSelfManagedAddons bool `json:"skipSelfManagedAddons,omitempty"`
+	// AddonsBootstrapped: the self-managed CoreDNS and kube-proxy were
+	// installed (once; from then on they are the user's).
+	AddonsBootstrapped bool `json:"addonsBootstrapped,omitempty"`
 	// EndpointAddr is the endpoint's address inside the VPC (with the
 	// subnet's prefix length), where the cluster's nodes reach it.
 	EndpointAddr string `json:"endpointAddr,omitempty"`
@@ -164,6 +172,8 @@ type Update struct {
 	ClientRequestToken string        `json:"clientRequestToken,omitempty"`
 	// Nodegroup names the node group of a node group update.
 	Nodegroup string `json:"nodegroup,omitempty"`
+	// Addon names the add-on of an add-on update.
+	Addon string `json:"addon,omitempty"`
 }
 
 // UpdateParam is one changed setting.

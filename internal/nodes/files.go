@@ -23,9 +23,11 @@ const APIPort = 80
 // ClusterDNS is the ClusterIP CoreDNS will have.
 const ClusterDNS = "10.100.0.10"
 
-// podCIDRBase: each node gets a /26 of 100.64.0.0/10 chosen by the low 16
-// bits of its address (unique within a VPC of /16 or smaller).
-var podCIDRBase = netip.MustParseAddr("100.64.0.0")
+// PodRange holds every node's pods: each node gets a /26 of it chosen by
+// the low 16 bits of its address (unique within a VPC of /16 or smaller).
+var PodRange = netip.MustParsePrefix("100.64.0.0/10")
+
+var podCIDRBase = PodRange.Addr()
 
 // PodCIDR is the pod range of the node with address addr.
 func PodCIDR(addr netip.Addr) netip.Prefix {
@@ -60,7 +62,16 @@ func (p paths) kubeletConfig() string    { return filepath.Join(p.dir, "kubelet.
 func (p paths) cniDir() string           { return filepath.Join(p.dir, "cni", "net.d") }
 func (p paths) credentials() string      { return filepath.Join(p.dir, "aws-credentials") }
 
-func containerdConfig(p paths, nodeID string, registry string) string {
+// containerdConfig is a node's containerd configuration: the VPC's
+// registry (registry, HOST:PORT) serves the sandbox image and, as mirrors,
+// the upstream registries' names and the ECR repositories (ecrHost).
+func containerdConfig(p paths, nodeID, registry, ecrHost string) string {
+	mirrors := ""
+	for _, host := range []string{registry, "docker.io", "registry.k8s.io", "public.ecr.aws", ecrHost} {
+		if host != "" {
+			mirrors += fmt.Sprintf("  [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.%q]\n    endpoint = [\"http://%s\"]\n", host, registry)
+		}
+	}
 	return fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -89,16 +100,8 @@ state = %[2]q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[8]q
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."%[9]s"]
-    endpoint = ["http://%[9]s"]
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]
-    endpoint = ["http://%[9]s"]
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."registry.k8s.io"]
-    endpoint = ["http://%[9]s"]
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."public.ecr.aws"]
-    endpoint = ["http://%[9]s"]
-`, filepath.Join(p.dir, "containerd", "root"), filepath.Join(p.run, "state"), p.containerdSock(), p.containerdSock()+".ttrpc",
-		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+images.PauseImage, p.cniDir(), registry)
+%[9]s`, filepath.Join(p.dir, "containerd", "root"), filepath.Join(p.run, "state"), p.containerdSock(), p.containerdSock()+".ttrpc",
+		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+images.PauseImage, p.cniDir(), mirrors)
 }
 
 // Host is this machine's capacity, as the kubelet measures it.
@@ -185,13 +188,14 @@ func HostCapacity() (Host, error) {
 }
 
 // cniConfig is the node's pod network: a bridge with the node's pod range,
-// no masquerading (pod traffic never leaves the VPC).
+// the pods' default route through it (Service addresses are translated on
+// the node; anything else has no route beyond the VPC), no masquerading.
 func cniConfig(p paths, podCIDR netip.Prefix) string {
 	return fmt.Sprintf(`{
   "cniVersion": "0.4.0",
   "name": "skiff",
   "plugins": [{
-    "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+    "type": "bridge", "bridge": "cni0", "isGateway": true, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": true,
     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}
   }]
 }

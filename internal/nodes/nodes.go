@@ -71,9 +71,13 @@ type Config struct {
 	Credentials func(account, roleArn, session string) (keyID, secret, token string, err error)
 	// API is skiff's AWS API, served on each VPC's service address.
 	API http.Handler
-	// Registry is skiff's image registry, served read-only on each VPC's
-	// service address (RegistryPort) for the nodes' containerd.
-	Registry http.Handler
+	// Registry is skiff's image registry for the nodes' containerd, served
+	// on each VPC's service address (RegistryPort): read-only, the system
+	// images and the repositories of the VPC's account.
+	Registry func(account string) http.Handler
+	// RegistryHost is the registry's name in ECR repository URIs
+	// (HOST/ACCOUNT/NAME); nodes pull it from their VPC's registry.
+	RegistryHost string
 	// Host is this machine's capacity (measured when zero); nodes reserve
 	// what exceeds their instance type.
 	Host Host
@@ -133,7 +137,7 @@ func (r *Reconciler) Network(ctx context.Context, c *model.Cluster) (string, net
 		return "", netip.Prefix{}, err
 	}
 	ns := vpcnet.VPCNamespace(v.ID)
-	if err := r.serveInVPC(ns, v.ID, vpcnet.ServiceAddr(cidr)); err != nil {
+	if err := r.serveInVPC(ns, v.ID, c.Account, vpcnet.ServiceAddr(cidr)); err != nil {
 		return "", netip.Prefix{}, err
 	}
 	addr, err := netip.ParsePrefix(c.EndpointAddr)
@@ -159,17 +163,21 @@ func (r *Reconciler) Network(ctx context.Context, c *model.Cluster) (string, net
 // serveInVPC serves skiff's API and registry on the VPC's service
 // address, once per VPC and skiff run. Requests carry the VPC in their
 // context.
-func (r *Reconciler) serveInVPC(ns, vpc string, addr netip.Addr) error {
+func (r *Reconciler) serveInVPC(ns, vpc, account string, addr netip.Addr) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.vpcs[vpc] != nil {
 		return nil
 	}
 	var srvs []*http.Server
+	var registry http.Handler
+	if r.cfg.Registry != nil {
+		registry = r.cfg.Registry(account)
+	}
 	for _, s := range []struct {
 		port int
 		h    http.Handler
-	}{{APIPort, r.cfg.API}, {RegistryPort, r.cfg.Registry}} {
+	}{{APIPort, r.cfg.API}, {RegistryPort, registry}} {
 		if s.h == nil {
 			continue
 		}
@@ -460,7 +468,8 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	built := r.sandboxes[n.ID]
 	r.mu.Unlock()
 	if _, err := os.Stat(vpcnet.NamespacePath(vpcnet.NodeNamespace(n.ID))); !built || err != nil {
-		if err := vpcnet.AttachNode(ctx, vpcnet.Attachment{VPC: vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}, NodeID: n.ID, Addr: addr}); err != nil {
+		if err := vpcnet.AttachNode(ctx, vpcnet.Attachment{VPC: vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}, NodeID: n.ID, Addr: addr,
+			PodCIDR: PodCIDR(addr.Addr()), Pods: PodRange}); err != nil {
 			return nil, err
 		}
 		if err := ensureCgroups(n.ID); err != nil {
@@ -477,7 +486,7 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	}
 	registry := net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(RegistryPort))
 	files := map[string]string{
-		p.containerdConfig():                           containerdConfig(p, n.ID, registry),
+		p.containerdConfig():                           containerdConfig(p, n.ID, registry, r.cfg.RegistryHost),
 		p.kubeletConfig():                              kubeletConfig(p, n.ID, addr.Addr(), model.InstanceTypes[g.InstanceTypes[0]], r.cfg.Host),
 		filepath.Join(p.cniDir(), "10-skiff.conflist"): cniConfig(p, PodCIDR(addr.Addr())),
 		// No resolver: nothing on a node may ask the host's or an outside one.
@@ -529,7 +538,10 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	}
 	return []runtime.Spec{
 		spec(Containerd, nil, "containerd", "--config", p.containerdConfig()),
+		// The whole client environment is set: skiff's own (inherited)
+		// must not point a node at the host.
 		spec(Kubelet, []string{"AWS_SHARED_CREDENTIALS_FILE=" + p.credentials(), "AWS_ENDPOINT_URL=" + svc, "AWS_REGION=" + r.cfg.Region,
+			"SKIFF_ENDPOINT=" + svc, "AWS_ENDPOINT_URL_EKS=" + svc, "AWS_ENDPOINT_URL_STS=" + svc, "AWS_PROFILE=", "AWS_CONFIG_FILE=/dev/null",
 			"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN="},
 			r.cfg.SkiffBin, "node", "bootstrap", "--cluster", c.Name, "--dir", p.dir, "--kubelet", b.Path(),
 			"--node-name", n.Name, "--node-ip", addr.Addr().String(), "--config", p.kubeletConfig(),
@@ -715,4 +727,29 @@ func (r *Reconciler) event(c *model.Cluster, instance, typ, reason string) {
 	ev := model.Event{Time: time.Now(), Cluster: c.ID, Instance: instance, Type: typ, Reason: reason}
 	r.cfg.Log.Info("event", "cluster", c.Name, "instance", instance, "type", typ, "reason", reason)
 	r.cfg.Store.AddEvent(ev)
+}
+
+// Dial connects to addr (host:port) from inside cluster c's VPC, for the
+// apiservers' egress: addr must be one of c's nodes or a pod address.
+func (r *Reconciler) Dial(ctx context.Context, c *model.Cluster, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("egress to %q: %w", addr, err)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil, fmt.Errorf("egress to %q: an IP address is required", addr)
+	}
+	ok := PodRange.Contains(ip)
+	for _, g := range c.Nodegroups {
+		for _, n := range g.Nodes {
+			if p, err := netip.ParsePrefix(n.Addr); err == nil && p.Addr() == ip {
+				ok = true
+			}
+		}
+	}
+	if !ok {
+		return nil, fmt.Errorf("egress to %s: not a node or pod of cluster %s", addr, c.Name)
+	}
+	return vpcnet.DialIn(ctx, vpcnet.VPCNamespace(c.Network.VpcID), addr)
 }

@@ -6,6 +6,13 @@
 // skiff serves it in every VPC that has nodes (read-only: nodes pull, they
 // never push) and pushes its system images (pause, …) in-process. No
 // component ever pulls from outside this machine.
+//
+// Naming: system images live at the root (pause, coredns/…); an account's
+// ECR repository NAME lives at ACCOUNT/NAME (the 12-digit account ID as
+// first component). On skiff's API listener the registry is served with
+// ECR's authentication (Authenticated: HTTP Basic, user AWS, a token from
+// GetAuthorizationToken); the ECR API reads and deletes images directly in
+// the storage (Images, DeleteImage, …), with no HTTP round trip.
 package registry
 
 import (
@@ -18,15 +25,22 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the storage driver
+	"github.com/distribution/distribution/v3/registry/storage"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/sirupsen/logrus"
 )
 
 // Registry is a running registry; it is an http.Handler with full access.
 type Registry struct {
 	app *handlers.App
+	// driver and ns reach the same storage as app, for the ECR API (no
+	// cache is configured, so both see every change at once).
+	driver storagedriver.StorageDriver
+	ns     distribution.Namespace
 }
 
 // New opens the registry stored in dir (created if missing); its own log
@@ -50,13 +64,25 @@ func New(ctx context.Context, dir string, logw io.Writer) (reg *Registry, err er
 		},
 	}
 	cfg.HTTP.Secret = hex.EncodeToString(secret)
+	drv := filesystem.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: 100})
+	ns, err := storage.NewRegistry(ctx, drv, storage.EnableDelete)
+	if err != nil {
+		return nil, fmt.Errorf("open registry storage in %s: %w", dir, err)
+	}
+	// Deleted images and repositories leave their blobs behind; sweep them
+	// now, while no upload can be in progress (an empty registry has none).
+	if _, err := drv.Stat(ctx, storageRoot); err == nil {
+		if err := storage.MarkAndSweep(ctx, drv, ns, storage.GCOpts{Quiet: true}); err != nil {
+			fmt.Fprintf(logw, "registry garbage collection in %s: %v\n", dir, err)
+		}
+	}
 	// NewApp panics on a bad configuration or storage.
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("open registry in %s: %v", dir, p)
 		}
 	}()
-	return &Registry{app: handlers.NewApp(ctx, cfg)}, nil
+	return &Registry{app: handlers.NewApp(ctx, cfg), driver: drv, ns: ns}, nil
 }
 
 // ServeHTTP serves the OCI distribution API with full access.

@@ -42,7 +42,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s (is another skiff using this data dir?): %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketClusters, bucketEvents, bucketIAM, bucketNetwork} {
+		for _, b := range [][]byte{bucketClusters, bucketEvents, bucketIAM, bucketNetwork, bucketECR} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -3,8 +3,10 @@
 // address (.1) of each of its subnets and the VPC's service address
 // (base + 2, where skiff serves its AWS API and the clusters' private
 // endpoints). Each node is a namespace of its own ("skiff-n-…") with one
-// veth on the bridge, an address of its subnet and a route to the VPC's
-// range via its gateway, and no other route.
+// veth on the bridge, an address of its subnet and routes to the VPC's
+// range and to the pod range via its gateway, and no other route; the VPC
+// namespace routes each node's pod range to the node (as a VPC route
+// table with routes to instances), so pods on different nodes talk.
 //
 // Nothing here touches the host's own namespace: VPC ranges may overlap
 // (every account has 172.31.0.0/16), no VPC has a link to the host or its
@@ -167,6 +169,10 @@ type Attachment struct {
 	VPC    VPC
 	NodeID string
 	Addr   netip.Prefix // the node's address with its subnet's length
+	// PodCIDR is the node's pod range: the VPC's router sends it to the
+	// node. Pods is the range of every node's pods, which the node sends
+	// to the VPC's router (so pods on different nodes talk, routed).
+	PodCIDR, Pods netip.Prefix
 }
 
 // vethName is the VPC-side name of a node's veth (15 characters at most).
@@ -194,13 +200,19 @@ func AttachNode(ctx context.Context, a Attachment) error {
 		}
 	}
 	gw := Gateway(a.Addr.Masked())
-	for _, s := range [][]string{
+	steps := [][]string{
 		{"-n", vns, "link", "set", veth, "master", bridge, "up"},
 		{"-n", nns, "link", "set", "lo", "up"},
 		{"-n", nns, "addr", "add", a.Addr.String(), "dev", "eth0"},
 		{"-n", nns, "link", "set", "eth0", "up"},
 		{"-n", nns, "route", "replace", a.VPC.CIDR.Masked().String(), "via", gw.String(), "dev", "eth0"},
-	} {
+	}
+	if a.PodCIDR.IsValid() {
+		steps = append(steps,
+			[]string{"-n", nns, "route", "replace", a.Pods.Masked().String(), "via", gw.String(), "dev", "eth0"},
+			[]string{"-n", vns, "route", "replace", a.PodCIDR.Masked().String(), "via", a.Addr.Addr().String(), "dev", bridge})
+	}
+	for _, s := range steps {
 		if err := ipOK(ctx, s...); err != nil {
 			return fmt.Errorf("attach node %s: %w", a.NodeID, err)
 		}
@@ -208,9 +220,61 @@ func AttachNode(ctx context.Context, a Attachment) error {
 	return nil
 }
 
-// DetachNode removes a node's namespace (its veth goes with it).
+// DetachNode removes a node's namespace (its veth goes with it) and the
+// routes to its pods in its VPC's namespace.
 func DetachNode(ctx context.Context, nodeID string) error {
-	return deleteNS(ctx, NodeNamespace(nodeID))
+	nns := NodeNamespace(nodeID)
+	if !exists(nns) {
+		return nil
+	}
+	if addr := nodeAddr(ctx, nns); addr != "" {
+		vpcs, _, err := Namespaces()
+		if err != nil {
+			return err
+		}
+		for _, vpc := range vpcs {
+			vns := VPCNamespace(vpc)
+			if ip(ctx, "-n", vns, "link", "show", vethName(nodeID)) != nil {
+				continue
+			}
+			if err := dropRoutesVia(ctx, vns, addr); err != nil {
+				return fmt.Errorf("detach node %s: %w", nodeID, err)
+			}
+		}
+	}
+	return deleteNS(ctx, nns)
+}
+
+// nodeAddr is the address of a node namespace's eth0 ("" if none).
+func nodeAddr(ctx context.Context, nns string) string {
+	out, err := exec.CommandContext(ctx, "ip", "-n", nns, "-4", "-o", "addr", "show", "dev", "eth0").Output()
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(out))
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "inet" {
+			a, _, _ := strings.Cut(f[i+1], "/")
+			return a
+		}
+	}
+	return ""
+}
+
+// dropRoutesVia deletes the routes of namespace ns whose next hop is addr.
+func dropRoutesVia(ctx context.Context, ns, addr string) error {
+	out, err := exec.CommandContext(ctx, "ip", "-n", ns, "-4", "route", "show", "via", addr).Output()
+	if err != nil {
+		return fmt.Errorf("list routes via %s: %w", addr, err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			if err := ip(ctx, "-n", ns, "route", "del", f[0], "via", addr); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Namespaces lists skiff's VPC and node namespaces on this host, by ID

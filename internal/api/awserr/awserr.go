@@ -1,5 +1,6 @@
 // Package awserr writes AWS-shaped responses and errors: the JSON form of
-// the restJson1 protocols (EKS) with x-amzn-ErrorType and a request ID.
+// the restJson1 protocols (EKS) with x-amzn-ErrorType and a request ID, and
+// of the JSON 1.1 protocol (ECR) with __type.
 package awserr
 
 import (
@@ -50,6 +51,30 @@ func write(w http.ResponseWriter, status int, v any) {
 	if w.Header().Get("x-amzn-RequestId") == "" {
 		w.Header().Set("x-amzn-RequestId", RequestID())
 	}
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// JSON11ContentType is the content type of the JSON 1.1 protocol (ECR).
+const JSON11ContentType = "application/x-amz-json-1.1"
+
+// WriteJSON11 writes e as a JSON 1.1 protocol error (ECR's):
+// {"__type": CODE, "message": …}, which is what the SDKs read.
+func WriteJSON11(w http.ResponseWriter, e *Error) {
+	body := map[string]string{"__type": e.Code, "message": e.Message}
+	for k, v := range e.Fields {
+		body[k] = v
+	}
+	w.Header().Set("x-amzn-ErrorType", e.Code)
+	write11(w, e.Status, body)
+}
+
+// WriteJSON11OK writes v as a 200 JSON 1.1 response.
+func WriteJSON11OK(w http.ResponseWriter, v any) { write11(w, http.StatusOK, v) }
+
+func write11(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", JSON11ContentType)
+	w.Header().Set("x-amzn-RequestId", RequestID())
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }

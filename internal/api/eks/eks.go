@@ -57,6 +57,7 @@ func New(h Handler) *Handler {
 	h.mux.HandleFunc("GET /tags/{arn...}", h.listTags)
 	h.accessRoutes()
 	h.nodegroupRoutes()
+	h.addonRoutes()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "UnknownOperationException",
 			fmt.Sprintf("%s %s is not an EKS operation skiff implements; see 'aws eks help' for the operations", r.Method, r.URL.Path)))
@@ -111,7 +112,8 @@ type createClusterRequest struct {
 		ServiceIpv4Cidr string `json:"serviceIpv4Cidr"`
 		IPFamily        string `json:"ipFamily"`
 	} `json:"kubernetesNetworkConfig"`
-	EncryptionConfig []json.RawMessage `json:"encryptionConfig"`
+	EncryptionConfig           []json.RawMessage `json:"encryptionConfig"`
+	BootstrapSelfManagedAddons *bool             `json:"bootstrapSelfManagedAddons"`
 }
 
 // decode reads a JSON request body into v, answering a bad one itself.
@@ -164,6 +166,7 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 		RoleArn: *req.RoleArn, Tags: req.Tags, ClientRequestToken: req.ClientRequestToken,
 		SubnetIDs: vpc.SubnetIDs, SecurityGroupIDs: vpc.SecurityGroupIDs, EndpointPublicAccess: vpc.EndpointPublicAccess,
 		EndpointPrivateAccess: vpc.EndpointPrivateAccess, PublicAccessCidrs: vpc.PublicAccessCidrs}
+	creq.SkipSelfManagedAddons = req.BootstrapSelfManagedAddons != nil && !*req.BootstrapSelfManagedAddons
 	if h.CallerArn != nil {
 		creq.CreatorArn = h.CallerArn(r)
 	}

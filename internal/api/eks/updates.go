@@ -109,16 +109,12 @@ func (h *Handler) updateClusterVersion(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) describeUpdate(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if q := r.URL.Query(); q.Get("addonName") != "" {
-		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "ResourceNotFoundException", "skiff has no add-on updates yet"))
-		return
-	}
 	u, err := h.Clusters.Update(h.Account(r), name, r.PathValue("id"))
 	if err != nil {
 		h.fail(w, err, name)
 		return
 	}
-	if u.Nodegroup != r.URL.Query().Get("nodegroupName") {
+	if q := r.URL.Query(); u.Nodegroup != q.Get("nodegroupName") || u.Addon != q.Get("addonName") {
 		h.fail(w, fmt.Errorf("%w: No update found for ID: %s", clusters.ErrNotFound, r.PathValue("id")), name)
 		return
 	}
@@ -133,11 +129,10 @@ func (h *Handler) listUpdates(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ids := []string{}
-	if q := r.URL.Query(); q.Get("addonName") == "" {
-		for _, u := range c.Updates {
-			if u.Nodegroup == q.Get("nodegroupName") {
-				ids = append(ids, u.ID)
-			}
+	q := r.URL.Query()
+	for _, u := range c.Updates {
+		if u.Nodegroup == q.Get("nodegroupName") && u.Addon == q.Get("addonName") {
+			ids = append(ids, u.ID)
 		}
 	}
 	writePage(w, r, "updateIds", ids)

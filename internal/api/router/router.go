@@ -1,8 +1,10 @@
 // Package router is skiff's one endpoint. It verifies every request's SigV4
 // signature against the identity store, resolves the caller, and routes by
 // the service in the signature's credential scope: eks (restJson1, and
-// skiff's own /skiff/v1 API), iam and sts (query protocol). Failures get
-// the error each service's real endpoint returns.
+// skiff's own /skiff/v1 API), iam and sts (query protocol), ec2, ecr (JSON
+// 1.1). Failures get the error each service's real endpoint returns. The
+// registry's /v2/ API (its own authentication, unbounded uploads) is
+// routed before any of that.
 package router
 
 import (
@@ -39,12 +41,16 @@ func Account(r *http.Request) string { return Caller(r).Account }
 
 // Router routes verified requests.
 type Router struct {
-	IAM        *iam.Service
-	EKS        http.Handler // restJson1
-	Skiff      http.Handler // /skiff/v1/
-	IAMQuery   http.Handler
-	STSQuery   http.Handler
-	EC2        http.Handler
+	IAM      *iam.Service
+	EKS      http.Handler // restJson1
+	Skiff    http.Handler // /skiff/v1/
+	IAMQuery http.Handler
+	STSQuery http.Handler
+	EC2      http.Handler
+	ECR      http.Handler // JSON 1.1
+	// Registry serves the OCI distribution API at /v2/ with its own
+	// authentication (ECR's Basic tokens), before SigV4 and the body limit.
+	Registry   http.Handler
 	LocalToken string // authenticates /skiff/v1/local/ (see LocalEnv)
 	Region     string
 	Endpoint   string
@@ -57,6 +63,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.local(w, r)
 		return
 	}
+	if rt.Registry != nil && (r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/")) {
+		rt.Registry.ServeHTTP(w, r)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil || len(body) > maxBody {
 		awserr.WriteJSON(w, awserr.New(http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", "the request body exceeds 1 MiB"))
@@ -66,6 +76,8 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, service, _ := sigv4.Scope(r)
 	style := styleJSON
 	switch {
+	case service == "ecr":
+		style = styleJSON11
 	case service == "ec2":
 		style = styleEC2
 	case service == "iam" || service == "sts" ||
@@ -94,9 +106,11 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.STSQuery.ServeHTTP(w, r)
 	case service == "ec2":
 		rt.EC2.ServeHTTP(w, r)
+	case service == "ecr" && rt.ECR != nil:
+		rt.ECR.ServeHTTP(w, r)
 	default:
 		awserr.WriteJSON(w, awserr.New(http.StatusBadRequest, "UnknownServiceException",
-			"skiff serves the eks, iam, sts and ec2 services; this request was signed for "+service))
+			"skiff serves the eks, iam, sts, ec2 and ecr services (and the registry at /v2/); this request was signed for "+service))
 	}
 }
 
@@ -105,6 +119,7 @@ const (
 	styleJSON  = iota // EKS
 	styleQuery        // IAM, STS
 	styleEC2
+	styleJSON11 // ECR
 )
 
 // deny answers a request whose signature did not verify, with the codes
@@ -135,6 +150,8 @@ func (rt *Router) deny(w http.ResponseWriter, err error, style int) {
 			status = http.StatusUnauthorized // EC2 answers auth failures with 401
 		}
 		ec2.WriteError(w, awserr.New(status, c.ec2, msg))
+	case styleJSON11:
+		awserr.WriteJSON11(w, awserr.New(status, c.json, msg))
 	default:
 		awserr.WriteJSON(w, awserr.New(status, c.json, msg))
 	}

@@ -1,0 +1,315 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"skiff.dev/skiff/internal/images"
+)
+
+// webManifest runs IMAGE 3 times, one replica per zone, behind a Service.
+const webManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}
+      containers:
+      - {name: web, image: IMAGE, ports: [{containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+`
+
+type podInfo struct {
+	Name, Node, IP, Phase string
+}
+
+func pods(t *testing.T, s *server, kc string, args ...string) []podInfo {
+	t.Helper()
+	out, err := kubectlEnv(t, s.env, kc, append([]string{"get", "pods", "-o", "json"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string }
+			Spec     struct{ NodeName string }
+			Status   struct{ PodIP, Phase string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	var ps []podInfo
+	for _, it := range list.Items {
+		ps = append(ps, podInfo{Name: it.Metadata.Name, Node: it.Spec.NodeName, IP: it.Status.PodIP, Phase: it.Status.Phase})
+	}
+	return ps
+}
+
+// rollout waits for a workload, with the cluster's state on failure.
+func rollout(t *testing.T, s *server, kc string, args ...string) {
+	t.Helper()
+	if out, err := kubectlEnv(t, s.env, kc, append([]string{"rollout", "status", "--timeout=120s"}, args...)...); err != nil {
+		all, _ := kubectlEnv(t, s.env, kc, "get", "pods", "-A", "-o", "wide")
+		ev, _ := kubectlEnv(t, s.env, kc, "get", "events", "-A")
+		t.Errorf("rollout %v: %v %s\n%s\n%s", args, err, out, all, tail(ev, 30))
+		diagnoseNodes(t)
+		t.FailNow()
+	}
+}
+
+// toolbox starts a busybox pod on node and waits for it.
+func toolbox(t *testing.T, s *server, kc, pod, node string) {
+	t.Helper()
+	if _, err := kubectlEnv(t, s.env, kc, "run", pod, "--image=busybox", "--restart=Never",
+		"--overrides", fmt.Sprintf(`{"spec":{"nodeName":%q}}`, node), "--", "sleep", "3600"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "wait", "--for=condition=Ready", "pod/"+pod, "--timeout=90s"); err != nil {
+		desc, _ := kubectlEnv(t, s.env, kc, "describe", "pod", pod)
+		t.Fatalf("%v %s\n%s", err, out, desc)
+	}
+}
+
+// TestWorkloads is issue 7's acceptance with the stock aws CLI and
+// kubectl: an image pushed to an ECR repository runs as a Deployment of 3
+// replicas on 3 nodes in 3 zones; its ClusterIP Service answers a pod on
+// another node by DNS name (CoreDNS and kube-proxy are installed as on
+// EKS); kubectl logs, exec and port-forward reach the kubelets; the EKS
+// add-on API manages CoreDNS; the registry content outlives the cluster.
+func TestWorkloads(t *testing.T) {
+	s, dataDir := serveTest(t)
+	ctx := t.Context()
+
+	// An ECR repository, and the demo web app pushed to it with the
+	// password of `aws ecr get-login-password`.
+	uri := mustAWS(t, s, "ecr", "create-repository", "--repository-name", "demo/web")["repository"].(map[string]any)["repositoryUri"].(string)
+	pw, err := awsCLI(t, s, "ecr", "get-login-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, err := images.Image{Repo: "demo/web", Tag: "v1", Files: []images.File{{Path: "/web", Source: filepath.Join(imagesDir(t), "web")}},
+		Entrypoint: []string{"/web"}, User: "65534:65534"}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(uri+":v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, web, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: "AWS", Password: strings.TrimSpace(pw)})); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+
+	// A cluster with 3 nodes in 3 zones.
+	mustAWS(t, s, s.createArgs(t, "wl")...)
+	waitAWSStatus(t, s, "wl", "ACTIVE")
+	kc := filepath.Join(dataDir, "wl.kubeconfig")
+	if _, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", "wl", "--kubeconfig", kc); err != nil {
+		t.Fatal(err)
+	}
+	mustAWS(t, s, append([]string{"eks", "create-nodegroup", "--cluster-name", "wl", "--nodegroup-name", "ng", "--node-role", nodeRole(t, s, "wl-nodes"),
+		"--scaling-config", "minSize=3,maxSize=3,desiredSize=3", "--subnets"}, s.defaultSubnets(t)...)...)
+	waitNodegroup(t, s, "wl", "ng", "ACTIVE", 3*time.Minute)
+	zoneOf := map[string]string{}
+	for _, n := range readyNodes(t, s, kc, 3) {
+		zoneOf[n.Name] = n.Zone
+	}
+
+	// The add-ons EKS installs: CoreDNS (2 replicas) and kube-proxy on
+	// every node, self-managed (no managed add-ons listed).
+	rollout(t, s, kc, "-n", "kube-system", "deployment/coredns")
+	rollout(t, s, kc, "-n", "kube-system", "daemonset/kube-proxy")
+	if dns := pods(t, s, kc, "-n", "kube-system", "-l", "k8s-app=kube-dns"); len(dns) != 2 {
+		t.Errorf("CoreDNS pods: %+v, want 2", dns)
+	}
+	if got := mustAWS(t, s, "eks", "list-addons", "--cluster-name", "wl")["addons"].([]any); len(got) != 0 {
+		t.Errorf("list-addons = %v, want none (self-managed)", got)
+	}
+
+	// The ECR image as a Deployment: 3 replicas on 3 nodes in 3 zones.
+	manifest := filepath.Join(dataDir, "web.yaml")
+	os.WriteFile(manifest, []byte(strings.ReplaceAll(webManifest, "IMAGE", uri+":v1")), 0o600)
+	if _, err := kubectlEnv(t, s.env, kc, "apply", "-f", manifest); err != nil {
+		t.Fatal(err)
+	}
+	rollout(t, s, kc, "deployment/web")
+	webPods := pods(t, s, kc, "-l", "app=web")
+	nodesUsed, zones := map[string]bool{}, map[string]bool{}
+	for _, p := range webPods {
+		nodesUsed[p.Node], zones[zoneOf[p.Node]] = true, true
+	}
+	if len(webPods) != 3 || len(nodesUsed) != 3 || len(zones) != 3 {
+		t.Fatalf("web pods %+v: want 3 on 3 nodes in 3 zones", webPods)
+	}
+
+	// A pod on one node reaches the Service by its DNS name; the answers
+	// come from the replicas on the other nodes too.
+	toolbox(t, s, kc, "box", webPods[0].Node)
+	out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "nslookup", "kubernetes.default.svc.cluster.local")
+	if err != nil || !strings.Contains(out, "10.100.0.1") {
+		t.Errorf("nslookup kubernetes.default: %v\n%s", err, out)
+	}
+	answered := map[string]bool{}
+	err = eventually(60*time.Second, func() error {
+		out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "timeout", "5", "wget", "-qO-", "http://web.default.svc.cluster.local")
+		if err == nil {
+			answered[strings.TrimSpace(strings.TrimPrefix(out, "hello from "))] = true
+		}
+		if len(answered) < 3 {
+			return fmt.Errorf("replicas that answered: %v (last: %v %s)", answered, err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	// CoreDNS never forwards: an outside name does not resolve.
+	if out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "nslookup", "example.com"); err == nil && strings.Contains(out, "Address: ") && !strings.Contains(out, "10.100.0.10") {
+		t.Errorf("example.com resolved inside the cluster:\n%s", out)
+	}
+	// No route off the machine from a pod: its node forwards nothing but
+	// the VPC's and the pods' ranges (checked as a route lookup; nothing
+	// is sent).
+	for _, sb := range nodeSandboxes(t, dataDir) {
+		out, err := exec.Command("ip", "-n", sb.NS, "route", "get", "192.0.2.1", "from", webPods[0].IP, "iif", "cni0").CombinedOutput()
+		if err == nil {
+			t.Errorf("node %s forwards pod traffic off the VPC: %s", sb.ID, out)
+		}
+	}
+
+	// kubectl logs, exec and port-forward: the apiservers reach the
+	// kubelets (serving certificates signed by the cluster CA) in the VPC.
+	if out, err := kubectlEnv(t, s.env, kc, "logs", webPods[1].Name); err != nil || !strings.Contains(out, "listening on :8080") {
+		t.Errorf("kubectl logs: %v %s", err, out)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "cat", "/etc/hostname"); err != nil || strings.TrimSpace(out) != "box" {
+		t.Errorf("kubectl exec cat /etc/hostname: %v %q", err, out)
+	}
+	port := strings.Split(freePort(t), ":")[1]
+	bin, pre := kubectlCommand(t)
+	pf := exec.Command(bin, append(pre, "--kubeconfig", kc, "port-forward", "pod/"+webPods[2].Name, port+":8080")...)
+	pf.Env = append(os.Environ(), s.env...)
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	err = eventually(20*time.Second, func() error {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(body), webPods[2].Name) {
+			return fmt.Errorf("port-forward answered %q, want %s", body, webPods[2].Name)
+		}
+		return nil
+	})
+	pf.Process.Kill()
+	pf.Wait()
+	if err != nil {
+		t.Errorf("kubectl port-forward: %v", err)
+	}
+
+	// The EKS add-on API: CoreDNS becomes a managed add-on with 3 replicas.
+	for _, tc := range []struct {
+		code string
+		args []string
+	}{
+		{"InvalidParameterException", []string{"create-addon", "--cluster-name", "wl", "--addon-name", "vpc-cni"}},
+		{"InvalidParameterException", []string{"create-addon", "--cluster-name", "wl", "--addon-name", "coredns", "--configuration-values", `{"replicas":3}`}},
+		{"InvalidParameterException", []string{"create-addon", "--cluster-name", "wl", "--addon-name", "kube-proxy", "--addon-version", "v1.0.0-eksbuild.1"}},
+		{"ResourceNotFoundException", []string{"describe-addon", "--cluster-name", "wl", "--addon-name", "coredns"}},
+	} {
+		out, err := awsCLI(t, s, append([]string{"eks"}, tc.args...)...)
+		wantAWSError(t, out, err, tc.code)
+	}
+	versions := mustAWS(t, s, "eks", "describe-addon-versions", "--kubernetes-version", "1.37")["addons"].([]any)
+	if len(versions) != 2 {
+		t.Errorf("describe-addon-versions: %v", versions)
+	}
+	a := mustAWS(t, s, "eks", "create-addon", "--cluster-name", "wl", "--addon-name", "coredns", "--configuration-values", `{"replicaCount":3}`)["addon"].(map[string]any)
+	if a["status"] != "CREATING" || !strings.HasSuffix(a["addonVersion"].(string), "-eksbuild.1") {
+		t.Errorf("create-addon: %v", a)
+	}
+	if _, err := awsCLI(t, s, "eks", "wait", "addon-active", "--cluster-name", "wl", "--addon-name", "coredns"); err != nil {
+		t.Fatalf("wait addon-active: %v", err)
+	}
+	if dns := pods(t, s, kc, "-n", "kube-system", "-l", "k8s-app=kube-dns", "--field-selector=status.phase=Running"); len(dns) != 3 {
+		t.Errorf("CoreDNS pods after replicaCount 3: %+v", dns)
+	}
+	u := mustAWS(t, s, "eks", "update-addon", "--cluster-name", "wl", "--addon-name", "coredns", "--configuration-values", `{"replicaCount":2}`)["update"].(map[string]any)
+	if u["type"] != "AddonUpdate" || u["status"] != "InProgress" {
+		t.Errorf("update-addon: %v", u)
+	}
+	err = eventually(2*time.Minute, func() error {
+		u := mustAWS(t, s, "eks", "describe-update", "--name", "wl", "--addon-name", "coredns", "--update-id", u["id"].(string))["update"].(map[string]any)
+		if u["status"] != "Successful" {
+			return fmt.Errorf("update %v", u)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	mustAWS(t, s, "eks", "delete-addon", "--cluster-name", "wl", "--addon-name", "coredns", "--preserve")
+	if _, err := awsCLI(t, s, "eks", "wait", "addon-deleted", "--cluster-name", "wl", "--addon-name", "coredns"); err != nil {
+		t.Errorf("wait addon-deleted: %v", err)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "-n", "kube-system", "get", "deployment", "coredns"); err != nil {
+		t.Errorf("delete-addon --preserve removed CoreDNS: %v %s", err, out)
+	}
+
+	// Deleting the cluster leaves the account's registry content.
+	mustAWS(t, s, "eks", "delete-nodegroup", "--cluster-name", "wl", "--nodegroup-name", "ng")
+	waitNodegroupGone(t, s, "wl", "ng")
+	mustAWS(t, s, "eks", "delete-cluster", "--name", "wl")
+	if _, err := awsCLI(t, s, "eks", "wait", "cluster-deleted", "--name", "wl"); err != nil {
+		t.Fatal(err)
+	}
+	if imgs := mustAWS(t, s, "ecr", "list-images", "--repository-name", "demo/web")["imageIds"].([]any); len(imgs) != 1 {
+		t.Errorf("list-images after the cluster's deletion: %v", imgs)
+	}
+	noLeftovers(t, dataDir)
+}
+
+// waitNodegroupGone waits until describe-nodegroup says the group is gone.
+func waitNodegroupGone(t *testing.T, s *server, cluster, name string) {
+	t.Helper()
+	if _, err := awsCLI(t, s, "eks", "wait", "nodegroup-deleted", "--cluster-name", cluster, "--nodegroup-name", name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// imagesDir is where `make images` put the system images' sources.
+func imagesDir(t testing.TB) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join(bundlesDir(t), "..", "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
