@@ -194,6 +194,13 @@ func kubernetesEndpoints(ctx context.Context, admin kubernetes.Interface, endpoi
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To[int32](port), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
+	// The slice is what kube-proxy and CoreDNS read; Endpoints (deprecated,
+	// for older clients) is written along with it, so a correct slice means
+	// nothing to do.
+	curSlice, err := admin.DiscoveryV1().EndpointSlices("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err == nil && len(curSlice.Endpoints) == 1 && slices.Equal(curSlice.Endpoints[0].Addresses, []string{ip}) {
+		return nil
+	}
 	cur, err := admin.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
 	switch {
 	case err != nil:
@@ -206,7 +213,7 @@ func kubernetesEndpoints(ctx context.Context, admin kubernetes.Interface, endpoi
 			return fmt.Errorf("kubernetes endpoints: %w", err)
 		}
 	}
-	curSlice, err := admin.DiscoveryV1().EndpointSlices("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	curSlice, err = admin.DiscoveryV1().EndpointSlices("default").Get(ctx, "kubernetes", metav1.GetOptions{})
 	switch {
 	case err != nil:
 		if _, err := admin.DiscoveryV1().EndpointSlices("default").Create(ctx, slice, metav1.CreateOptions{}); err != nil {

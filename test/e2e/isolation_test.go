@@ -210,4 +210,42 @@ func TestClusterIsolation(t *testing.T) {
 		t.Errorf("B's endpoint with A's node certificate: %v %s", err, out)
 	}
 	t.Logf("B's endpoint with A's node certificate: %s", strings.TrimSpace(out))
+
+	// Pods: one in A cannot reach B's pods, node or endpoint (it reaches
+	// A's own pod, so the check can fail). Pod ranges overlap between
+	// VPCs, so a connection to B's pod address is judged by who answers.
+	for _, c := range []struct{ kc, node string }{{kcA, nodeA.Name}, {kcB, nodeB.Name}} {
+		if _, err := kubectlEnv(t, s.env, c.kc, "run", "web", "--image=skiff/web:1.0", "--port=8080",
+			"--overrides", fmt.Sprintf(`{"spec":{"nodeName":%q}}`, c.node)); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectlEnv(t, s.env, c.kc, "wait", "--for=condition=Ready", "pod/web", "--timeout=90s"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	toolbox(t, s, kcA, "box", nodeA.Name)
+	webA, webB := pods(t, s, kcA, "--field-selector=metadata.name=web")[0], pods(t, s, kcB, "--field-selector=metadata.name=web")[0]
+	get := func(url string) string {
+		out, _ := kubectlEnv(t, s.env, kcA, "exec", "box", "--", "timeout", "5", "wget", "-qO-", url)
+		return out
+	}
+	if out := get("http://" + webA.IP + ":8080"); !strings.Contains(out, "hello from web") {
+		t.Fatalf("A's pod cannot reach A's pod %s (the check could not fail): %s", webA.IP, out)
+	}
+	kubeconfigB, err := os.ReadFile(filepath.Join(b.Dir, "kubelet.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	epB, _ := url.Parse(string(regexp.MustCompile(`server: (\S+)`).FindSubmatch(kubeconfigB)[1]))
+	if !strings.HasPrefix(epB.Hostname(), "10.20.") {
+		t.Fatalf("B's endpoint in its VPC: %s", epB)
+	}
+	for _, target := range []string{"http://" + webB.IP + ":8080", "http://" + nodeB.IP + ":10250", "http://" + nodeB.IP + ":8080",
+		"http://" + epB.Hostname() + ":443"} {
+		out := get(target)
+		// Any HTTP answer ("server returned error", a body) means connected.
+		if strings.Contains(out, "server returned") || strings.Contains(out, "hello from") && !strings.Contains(out, webA.Name) {
+			t.Errorf("A's pod reached %s of cluster B: %s", target, out)
+		}
+	}
 }

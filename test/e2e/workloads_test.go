@@ -287,9 +287,7 @@ func TestWorkloads(t *testing.T) {
 	mustAWS(t, s, "eks", "delete-nodegroup", "--cluster-name", "wl", "--nodegroup-name", "ng")
 	waitNodegroupGone(t, s, "wl", "ng")
 	mustAWS(t, s, "eks", "delete-cluster", "--name", "wl")
-	if _, err := awsCLI(t, s, "eks", "wait", "cluster-deleted", "--name", "wl"); err != nil {
-		t.Fatal(err)
-	}
+	waitGone(t, s, "describe-cluster", "--name", "wl")
 	if imgs := mustAWS(t, s, "ecr", "list-images", "--repository-name", "demo/web")["imageIds"].([]any); len(imgs) != 1 {
 		t.Errorf("list-images after the cluster's deletion: %v", imgs)
 	}
@@ -299,7 +297,21 @@ func TestWorkloads(t *testing.T) {
 // waitNodegroupGone waits until describe-nodegroup says the group is gone.
 func waitNodegroupGone(t *testing.T, s *server, cluster, name string) {
 	t.Helper()
-	if _, err := awsCLI(t, s, "eks", "wait", "nodegroup-deleted", "--cluster-name", cluster, "--nodegroup-name", name); err != nil {
+	waitGone(t, s, "describe-nodegroup", "--cluster-name", cluster, "--nodegroup-name", name)
+}
+
+// waitGone polls an EKS describe call (faster than the CLI's waiters,
+// which poll every 30 s) until it answers ResourceNotFoundException.
+func waitGone(t *testing.T, s *server, args ...string) {
+	t.Helper()
+	err := eventually(3*time.Minute, func() error {
+		out, err := awsCLI(t, s, append([]string{"eks"}, args...)...)
+		if err != nil && strings.Contains(out, "ResourceNotFoundException") {
+			return nil
+		}
+		return fmt.Errorf("aws eks %v: %v %s", args, err, tail(out, 5))
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
