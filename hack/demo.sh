@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh: a tour of skiff. Starts `skiff serve` on a scratch data dir,
 # creates an HA cluster with the stock aws CLI, uses it with kubectl, kills an
-# apiserver to show the self-healing, and deletes everything again.
+# apiserver to show the self-healing, adds nodes, runs a Service across them,
+# and deletes everything again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$(mktemp -d /tmp/skiff-demo.XXXX)
@@ -33,6 +34,18 @@ pkill -9 -f "kube apiserver .*--advertise-address=127.1.1.21" || true
 kubectl --kubeconfig "$data/demo.kubeconfig" get --raw /readyz; echo
 sleep 3
 bin/skiff events demo
-echo "== delete"
-aws eks delete-cluster --name demo --query cluster.status
-bin/skiff delete cluster demo 2>/dev/null || true
+echo "== three nodes, one per zone; CoreDNS and kube-proxy come with the first node group"
+bin/skiff create nodegroup ng --cluster demo --nodes 3
+k="kubectl --kubeconfig $data/demo.kubeconfig"
+$k -n kube-system rollout status deployment/coredns --timeout=120s
+echo "== the demo web app (from skiff's registry) behind a Service, asked by name from a pod on another node"
+$k create deployment web --image=skiff/web:1.0 --replicas=3 --port=8080
+$k expose deployment web --port=80 --target-port=8080
+$k rollout status deployment/web --timeout=120s
+$k get pods -o wide
+$k run box --image=busybox --restart=Never -- sleep 3600
+$k wait --for=condition=Ready pod/box --timeout=90s
+for _ in 1 2 3; do $k exec box -- wget -qO- http://web.default.svc.cluster.local; done
+$k logs deployment/web | head -3
+echo "== delete (node groups are drained and deleted first)"
+bin/skiff delete cluster demo

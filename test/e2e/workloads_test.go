@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -232,6 +233,28 @@ func TestWorkloads(t *testing.T) {
 	pf.Wait()
 	if err != nil {
 		t.Errorf("kubectl port-forward: %v", err)
+	}
+
+	// kubectl attach and the apiserver's proxy to a pod
+	// and to a Service.
+	if _, err := kubectlEnv(t, s.env, kc, "run", "talk", "--image=busybox", "--restart=Never", "--", "sh", "-c", "while true; do echo tick; sleep 1; done"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "wait", "--for=condition=Ready", "pod/talk", "--timeout=60s"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	actx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	attach := exec.CommandContext(actx, bin, append(pre, "--kubeconfig", kc, "attach", "talk")...)
+	attach.Env = append(os.Environ(), s.env...)
+	aout, _ := attach.CombinedOutput() // ended by the timeout
+	cancel()
+	if !strings.Contains(string(aout), "tick") {
+		t.Errorf("kubectl attach: %s", aout)
+	}
+	for _, path := range []string{"/api/v1/namespaces/default/pods/" + webPods[1].Name + ":8080/proxy/", "/api/v1/namespaces/default/services/web:80/proxy/"} {
+		if out, err := kubectlEnv(t, s.env, kc, "get", "--raw", path); err != nil || !strings.Contains(out, "hello from web-") {
+			t.Errorf("kubectl get --raw %s: %v %s", path, err, out)
+		}
 	}
 
 	// The EKS add-on API: CoreDNS becomes a managed add-on with 3 replicas.
