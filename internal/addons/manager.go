@@ -47,8 +47,8 @@ const reapply = time.Minute
 const degradedAfter = 3 * time.Minute
 
 // Reconcile brings cluster c's add-ons to their desired state. It runs
-// once the cluster has its endpoint inside its VPC (its first node group):
-// the add-ons' pods need nodes, and kube-proxy needs that endpoint.
+// once the cluster has its endpoint inside its VPC (taken at creation),
+// which kube-proxy's kubeconfig names.
 func (m *Manager) Reconcile(ctx context.Context, c *model.Cluster, admin kubernetes.Interface) error {
 	if c.EndpointAddr == "" {
 		return nil

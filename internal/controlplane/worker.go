@@ -148,6 +148,15 @@ func (w *worker) reconcile(ctx context.Context) error {
 	if err != nil {
 		return w.setStatus(c, model.StatusFailed, err.Error())
 	}
+	// The endpoint's address inside the VPC is taken before the PKI is
+	// made, so the apiservers' certificate names it from the start (as
+	// EKS places its interfaces at creation): a first node group then
+	// costs no certificate change and apiserver restarts.
+	if w.cfg.Nodes != nil && c.EndpointAddr == "" && c.Network.VpcID != "" {
+		if _, _, err := w.cfg.Nodes.Network(ctx, c); err != nil {
+			w.cfg.Log.Warn("realize the cluster's VPC; retried with its first node group", "cluster", c.Name, "err", err)
+		}
+	}
 	l := w.layout(c)
 	if err := w.ensureAccess(c, l); err != nil {
 		return err
