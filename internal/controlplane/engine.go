@@ -230,7 +230,9 @@ func (e *Engine) sweep(ctx context.Context, ids, busy map[string]bool) error {
 	for _, d := range dirs {
 		if !ids[d.Name()] && !busy[d.Name()] {
 			e.cfg.Log.Warn("removing orphan cluster directory", "cluster", d.Name())
-			os.RemoveAll(filepath.Join(e.cfg.DataDir, "clusters", d.Name()))
+			dir := filepath.Join(e.cfg.DataDir, "clusters", d.Name())
+			os.Remove(Layout{Dir: dir}.EgressSocket())
+			os.RemoveAll(dir)
 		}
 	}
 	return nil

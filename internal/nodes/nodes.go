@@ -660,9 +660,11 @@ func (r *Reconciler) Teardown(ctx context.Context, c *model.Cluster) error {
 		if err != nil {
 			return errors.Join(append(errs, err)...)
 		}
+		// Clusters being deleted do not count: two deleted at once would
+		// each leave the namespace to the other.
 		used := false
 		for _, o := range all {
-			used = used || o.ID != c.ID && o.Network.VpcID == c.Network.VpcID
+			used = used || o.ID != c.ID && o.Network.VpcID == c.Network.VpcID && o.Status != model.StatusDeleting
 		}
 		if !used {
 			r.stopServing(c.Network.VpcID)

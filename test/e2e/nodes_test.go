@@ -111,7 +111,7 @@ func readyNodes(t *testing.T, s *server, kubeconfig string, n int) []kubeNode {
 	return nodes
 }
 
-// leftovers lists what of skiff's nodes remains on the machine.
+// leftovers lists what of skiff's clusters and nodes remains on the machine.
 func leftovers(dataDir string) []string {
 	var out []string
 	if entries, _ := os.ReadDir("/run/netns"); entries != nil {
@@ -124,6 +124,9 @@ func leftovers(dataDir string) []string {
 	}
 	if entries, _ := os.ReadDir("/run/skiff-nodes"); len(entries) > 0 {
 		out = append(out, fmt.Sprintf("%d entries in /run/skiff-nodes", len(entries)))
+	}
+	if entries, _ := os.ReadDir("/run/skiff-egress"); len(entries) > 0 {
+		out = append(out, fmt.Sprintf("%d egress sockets in /run/skiff-egress", len(entries)))
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/memory/skiff"); err == nil {
 		out = append(out, "cgroup /skiff")

@@ -56,11 +56,13 @@ func freePort(t testing.TB) string {
 
 // serveTest starts skiff on a fresh data dir for one test; at the end it
 // logs the tails of skiff's and the kubelets' logs if the test failed,
-// deletes every cluster and stops skiff.
+// deletes every cluster, checks that nothing of them is left on the
+// machine (namespaces, sockets, …) and stops skiff.
 func serveTest(t *testing.T) (*server, string) {
 	dataDir := t.TempDir()
 	s := startServe(t, dataDir, freePort(t))
 	t.Cleanup(func() { s.stop(t) })
+	t.Cleanup(func() { noLeftovers(t, dataDir) })
 	t.Cleanup(func() { deleteAll(t, s) })
 	t.Cleanup(func() {
 		if !t.Failed() {
