@@ -30,7 +30,30 @@ type Manager struct {
 	Log     *slog.Logger
 
 	mu      sync.Mutex
-	applied map[string]applied // cluster ID/add-on → last apply
+	applied map[string]applied   // cluster ID/add-on → last apply
+	checked map[string]time.Time // what was last found as wanted, when
+}
+
+// recheck is how often what was found as wanted (the "kubernetes"
+// endpoints, an ACTIVE add-on's health) is looked at again: the worker
+// passes twice a second, the API need not be asked that often.
+const recheck = 15 * time.Second
+
+// due reports whether key was not found as wanted within recheck.
+func (m *Manager) due(key string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return time.Since(m.checked[key]) > recheck
+}
+
+// ok records that key was found as wanted now.
+func (m *Manager) ok(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.checked == nil {
+		m.checked = map[string]time.Time{}
+	}
+	m.checked[key] = time.Now()
 }
 
 type applied struct {
@@ -54,8 +77,11 @@ func (m *Manager) Reconcile(ctx context.Context, c *model.Cluster, admin kuberne
 		return nil
 	}
 	p := m.Params(c)
-	if err := kubernetesEndpoints(ctx, admin, c.EndpointAddr); err != nil {
-		return err
+	if key := "endpoints/" + c.ID + "/" + c.EndpointAddr; m.due(key) {
+		if err := kubernetesEndpoints(ctx, admin, c.EndpointAddr); err != nil {
+			return err
+		}
+		m.ok(key)
 	}
 	if !c.SkipSelfManagedAddons && !c.AddonsBootstrapped {
 		for _, name := range m.Catalog.Names() {
@@ -125,9 +151,15 @@ func (m *Manager) reconcile(ctx context.Context, c *model.Cluster, a model.Addon
 		m.applied[id] = applied{key: key, at: time.Now()}
 		m.mu.Unlock()
 	}
+	if a.Status == model.AddonActive && !m.due("health/"+id) {
+		return nil
+	}
 	healthy, why, err := Health(ctx, admin, a.Name)
 	if err != nil {
 		return err
+	}
+	if healthy {
+		m.ok("health/" + id)
 	}
 	status, issues := a.Status, []model.Issue(nil)
 	switch {
@@ -168,6 +200,7 @@ func (m *Manager) reconcile(ctx context.Context, c *model.Cluster, a model.Addon
 func (m *Manager) forget(id string) {
 	m.mu.Lock()
 	delete(m.applied, id)
+	delete(m.checked, "health/"+id)
 	m.mu.Unlock()
 }
 

@@ -20,14 +20,7 @@ func BenchmarkWorkload(b *testing.B) {
 	for range b.N {
 		dataDir := b.TempDir()
 		s := startServe(b, dataDir, freePort(b))
-		mustAWS(b, s, s.createArgs(b, "bench-wl")...)
-		waitAWSStatus(b, s, "bench-wl", "ACTIVE")
-		kc := filepath.Join(dataDir, "kubeconfig")
-		if _, err := awsCLI(b, s, "eks", "update-kubeconfig", "--name", "bench-wl", "--kubeconfig", kc); err != nil {
-			b.Fatal(err)
-		}
-		mustAWS(b, s, append([]string{"eks", "create-nodegroup", "--cluster-name", "bench-wl", "--nodegroup-name", "ng", "--node-role", nodeRole(b, s, "bench-nodes"),
-			"--scaling-config", "minSize=3,maxSize=3,desiredSize=3", "--subnets"}, s.defaultSubnets(b)...)...)
+		kc := clusterWithNodes(b, s, "bench-wl")
 		var node string
 		if err := eventually(3*time.Minute, func() error {
 			out, err := kubectlEnv(b, s.env, kc, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=5s")

@@ -126,14 +126,7 @@ func TestWorkloads(t *testing.T) {
 	}
 
 	// A cluster with 3 nodes in 3 zones.
-	mustAWS(t, s, s.createArgs(t, "wl")...)
-	waitAWSStatus(t, s, "wl", "ACTIVE")
-	kc := filepath.Join(dataDir, "wl.kubeconfig")
-	if _, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", "wl", "--kubeconfig", kc); err != nil {
-		t.Fatal(err)
-	}
-	mustAWS(t, s, append([]string{"eks", "create-nodegroup", "--cluster-name", "wl", "--nodegroup-name", "ng", "--node-role", nodeRole(t, s, "wl-nodes"),
-		"--scaling-config", "minSize=3,maxSize=3,desiredSize=3", "--subnets"}, s.defaultSubnets(t)...)...)
+	kc := clusterWithNodes(t, s, "wl")
 	waitNodegroup(t, s, "wl", "ng", "ACTIVE", 3*time.Minute)
 	zoneOf := map[string]string{}
 	for _, n := range readyNodes(t, s, kc, 3) {
@@ -315,6 +308,22 @@ func TestWorkloads(t *testing.T) {
 		t.Errorf("list-images after the cluster's deletion: %v", imgs)
 	}
 	noLeftovers(t, dataDir)
+}
+
+// clusterWithNodes creates cluster name in the default VPC with node group
+// "ng" of 3 nodes (one per zone), and returns its kubeconfig's path; the
+// nodes may still be joining.
+func clusterWithNodes(t testing.TB, s *server, name string) string {
+	t.Helper()
+	mustAWS(t, s, s.createArgs(t, name)...)
+	waitAWSStatus(t, s, name, "ACTIVE")
+	kc := filepath.Join(s.dataDir, name+".kubeconfig")
+	if _, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", name, "--kubeconfig", kc); err != nil {
+		t.Fatal(err)
+	}
+	mustAWS(t, s, append([]string{"eks", "create-nodegroup", "--cluster-name", name, "--nodegroup-name", "ng", "--node-role", nodeRole(t, s, name+"-nodes"),
+		"--scaling-config", "minSize=3,maxSize=3,desiredSize=3", "--subnets"}, s.defaultSubnets(t)...)...)
+	return kc
 }
 
 // waitNodegroupGone waits until describe-nodegroup says the group is gone.
