@@ -219,11 +219,16 @@ func TestHAControlPlane(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dataDir, "member")); err != nil {
 			t.Fatalf("etcd-b data dir: %v", err)
 		}
-		syscall.Kill(victim.PID, syscall.SIGTERM)
+		// The disk is lost under the running member, which then dies. (The
+		// other order, stop then remove, raced with the engine restarting
+		// the member on its old data in between.)
+		if err := os.RemoveAll(dataDir); err != nil {
+			t.Fatal(err)
+		}
+		syscall.Kill(victim.PID, syscall.SIGKILL)
 		for syscall.Kill(victim.PID, 0) == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
-		os.RemoveAll(dataDir)
 		e.waitHealthy(t, c, 90*time.Second)
 		after, _ := e.svc.Get("", c.Name)
 		if after.Etcd.Generations["etcd-b"] != gen+1 {
