@@ -40,14 +40,14 @@ func WriteJSON(w http.ResponseWriter, e *Error) {
 		body[k] = v
 	}
 	w.Header().Set("x-amzn-ErrorType", e.Code)
-	write(w, e.Status, body)
+	write(w, e.Status, "application/json", body)
 }
 
 // WriteOK writes v as a 200 JSON response.
-func WriteOK(w http.ResponseWriter, v any) { write(w, http.StatusOK, v) }
+func WriteOK(w http.ResponseWriter, v any) { write(w, http.StatusOK, "application/json", v) }
 
-func write(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+func write(w http.ResponseWriter, status int, contentType string, v any) {
+	w.Header().Set("Content-Type", contentType)
 	if w.Header().Get("x-amzn-RequestId") == "" {
 		w.Header().Set("x-amzn-RequestId", RequestID())
 	}
@@ -66,15 +66,8 @@ func WriteJSON11(w http.ResponseWriter, e *Error) {
 		body[k] = v
 	}
 	w.Header().Set("x-amzn-ErrorType", e.Code)
-	write11(w, e.Status, body)
+	write(w, e.Status, JSON11ContentType, body)
 }
 
 // WriteJSON11OK writes v as a 200 JSON 1.1 response.
-func WriteJSON11OK(w http.ResponseWriter, v any) { write11(w, http.StatusOK, v) }
-
-func write11(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", JSON11ContentType)
-	w.Header().Set("x-amzn-RequestId", RequestID())
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
+func WriteJSON11OK(w http.ResponseWriter, v any) { write(w, http.StatusOK, JSON11ContentType, v) }
