@@ -6,9 +6,13 @@ BUNDLES := _output/bundles
 DISTS   := $(wildcard dist/kubernetes-*)
 # One stamp per bundle module; a bundle is rebuilt only when its module changes.
 STAMPS  := $(patsubst dist/%,$(BUNDLES)/.%.stamp,$(DISTS))
+# Upstream's conformance suite per release (e2e.test, ginkgo, test images'
+# programs); CI needs only the newest release's.
+CONFORMANCE_STAMPS := $(patsubst dist/%,$(BUNDLES)/.conformance-%.stamp,$(DISTS))
+CONFORMANCE_LATEST := $(lastword $(sort $(CONFORMANCE_STAMPS)))
 DATA    ?= .data
 
-.PHONY: all build skiff bundles images deps test unit e2e run demo bench fmt clean
+.PHONY: all build skiff bundles images deps test unit e2e run demo bench fmt clean conformance conformance-build conformance-busybox
 
 all: build
 
@@ -30,13 +34,31 @@ $(BUNDLES)/.%.stamp: dist/%/go.mod dist/%/go.sum dist/kubernetes-1.37/main.go ha
 	bash hack/bundle.sh dist/$* $(BUNDLES)
 	@touch $@
 
+# What running upstream's conformance suite needs, per release (see
+# docs/conformance.md): e2e.test, ginkgo and the test images' programs.
+conformance-build: $(CONFORMANCE_STAMPS) conformance-busybox
+
+$(BUNDLES)/.conformance-%.stamp: dist/%/go.mod dist/%/go.sum dist/%/conformance_test.go hack/conformance-build.sh
+	bash hack/conformance-build.sh dist/$* $(BUNDLES)
+	@touch $@
+
+# The busybox of the test images (behaves as upstream's busybox image).
+conformance-busybox:
+	@bash hack/busybox.sh _output/conformance
+
+# Every [Conformance] test of every release against fresh skiff clusters
+# (hours); the report lands in _output/conformance/report.
+conformance: deps build conformance-build
+	SKIFF_CONFORMANCE=full SKIFF_CONFORMANCE_REPORT=$(CURDIR)/_output/conformance/report \
+		$(GO) test -count=1 -timeout 20h -run '^TestConformance$$' -v ./test/e2e/
+
 # System packages the tests and nodes need (idempotent; apt only if something is missing).
 deps:
 	@bash hack/deps.sh
 
 # The whole suite: unit tests and end-to-end tests against the real bundles
 # and the stock kubectl / aws clients.
-test: deps build
+test: deps build $(CONFORMANCE_LATEST) conformance-busybox
 	$(GO) test -count=1 -timeout 80m ./...
 
 unit:

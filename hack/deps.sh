@@ -3,6 +3,10 @@
 # Debian 12 as root. Idempotent: it runs apt only when something is missing.
 set -euo pipefail
 packages=(ca-certificates curl iproute2 procps make util-linux containerd runc containernetworking-plugins iptables busybox-static)
+# The conformance test images (test/conformance) copy programs from these:
+# dig/nslookup, nc, socat, iperf, bash and nginx, as upstream's images carry
+# them; gcc, libc6-dev and bzip2 build their busybox (hack/busybox.sh).
+packages+=(bind9-dnsutils netcat-openbsd socat iperf bash nginx-light gcc libc6-dev bzip2)
 command -v aws >/dev/null 2>&1 || packages+=(awscli)
 missing=()
 for p in "${packages[@]}"; do
@@ -11,6 +15,12 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # nginx-light is there for its binary only: its service must not start
+  # on this machine (port 80). Masking the unit first makes the package's
+  # postinst skip starting it.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]] && [ -d /run/systemd/system ]; then
+    systemctl mask --quiet nginx.service
+  fi
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}"
 fi

@@ -31,6 +31,12 @@ const (
 // ServiceCIDR is the cluster's Service IP range (EKS' default).
 const ServiceCIDR = "10.100.0.0/16"
 
+// ServiceAccountIssuer is the issuer of the cluster's service-account
+// tokens: the "kubernetes" Service's name, which pods resolve and whose
+// certificate they trust (the cluster CA in every service account's
+// ca.crt), so OIDC discovery works from inside the cluster.
+const ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
+
 // ServiceIP is the ClusterIP of the "kubernetes" Service.
 const ServiceIP = "10.100.0.1"
 

@@ -136,6 +136,11 @@ func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.
 		// proxy into the cluster's VPC.
 		"--kubelet-certificate-authority="+l.pki("ca.crt"),
 		"--egress-selector-config-file="+l.EgressConfigPath(),
+		// Webhooks and aggregated APIs served by a Service are called at
+		// one of its endpoints (a pod address, which the egress proxy
+		// dials in the VPC), not at its ClusterIP: only nodes translate
+		// ClusterIPs, and the apiservers are not on a node.
+		"--enable-aggregator-routing=true",
 		"--proxy-client-cert-file="+l.pki("front-proxy-client.crt"),
 		"--proxy-client-key-file="+l.pki("front-proxy-client.key"),
 		"--requestheader-client-ca-file="+l.pki("front-proxy-ca.crt"),
@@ -143,7 +148,11 @@ func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.
 		"--requestheader-username-headers=X-Remote-User",
 		"--requestheader-group-headers=X-Remote-Group",
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		// Pods discover the issuer in the cluster (OIDC discovery with the
+		// in-cluster CA): the JWKS must be named on that same host, not on
+		// the apiserver's own loopback address, the default.
+		"--service-account-issuer="+ServiceAccountIssuer,
+		"--service-account-jwks-uri="+ServiceAccountIssuer+"/openid/v1/jwks",
 		"--service-account-key-file="+l.pki("sa.pub"),
 		"--service-account-signing-key-file="+l.pki("sa.key"),
 		"--service-cluster-ip-range="+ServiceCIDR,

@@ -53,6 +53,19 @@ func TestSpecs(t *testing.T) {
 	if got := arg(specs[3], "--etcd-servers"); got != "https://127.1.7.11:2379,https://127.1.7.12:2379,https://127.1.7.13:2379" {
 		t.Errorf("etcd servers %s", got)
 	}
+	// Conformance: pods discover the service-account issuer in the cluster
+	// (its JWKS on the same host), and the apiservers call Services'
+	// webhooks and aggregated APIs at their endpoints (pods the egress
+	// proxy reaches), not at ClusterIPs.
+	for flag, want := range map[string]string{
+		"--service-account-issuer":    "https://kubernetes.default.svc.cluster.local",
+		"--service-account-jwks-uri":  "https://kubernetes.default.svc.cluster.local/openid/v1/jwks",
+		"--enable-aggregator-routing": "true",
+	} {
+		if got := arg(specs[3], flag); got != want {
+			t.Errorf("apiserver %s=%q, want %q", flag, got, want)
+		}
+	}
 	if got := arg(specs[0], "--initial-cluster-state"); got != "new" {
 		t.Errorf("first generation state %s", got)
 	}

@@ -27,13 +27,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// File is one file of an image: its path inside and where to read it, or
-// a symbolic link.
+// File is one file of an image: its path inside and where to read it (or
+// its content), a symbolic link, or a directory.
 type File struct {
 	Path   string // absolute path in the image
 	Source string // file on this machine
-	Mode   int64
+	Data   []byte // the content, if Source is empty (generated files: /etc/passwd …)
+	Mode   int64  // permission bits, with setuid/setgid/sticky (04755, 01777); 0: 0755
 	Link   string // if set, Path is a symbolic link to Link
+	Dir    bool   // if set, Path is a directory (with Mode); parents are made anyway
 }
 
 // Image is a single-layer image built from files.
@@ -43,6 +45,7 @@ type Image struct {
 	Entrypoint []string
 	Cmd        []string // the default arguments (or command, without an entrypoint)
 	User       string
+	StopSignal string // e.g. SIGQUIT; empty: the runtime's default (SIGTERM)
 }
 
 // Ref is the image's reference inside the registry (REPO:TAG).
@@ -53,18 +56,41 @@ func (i Image) Ref() string { return i.Repo + ":" + i.Tag }
 func (i Image) Build() (v1.Image, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	// Directories are written once, before what they hold, with the mode
+	// a Dir entry gives them (0755 otherwise).
+	dirMode := map[string]int64{}
+	for _, f := range i.Files {
+		if f.Dir {
+			dirMode[strings.TrimPrefix(filepath.Clean(f.Path), "/")] = f.Mode
+		}
+	}
 	dirs := map[string]bool{}
+	writeDir := func(d string) error {
+		dirs[d] = true
+		mode := dirMode[d]
+		if mode == 0 {
+			mode = 0o755
+		}
+		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: mode, ModTime: time.Unix(0, 0)})
+	}
 	for _, f := range i.Files {
 		p := strings.TrimPrefix(filepath.Clean(f.Path), "/")
 		var parents []string
 		for d := filepath.Dir(p); d != "." && !dirs[d]; d = filepath.Dir(d) {
-			dirs[d] = true
 			parents = append([]string{d}, parents...)
 		}
 		for _, d := range parents {
-			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
+			if err := writeDir(d); err != nil {
 				return nil, err
 			}
+		}
+		if f.Dir {
+			if p != "." && !dirs[p] {
+				if err := writeDir(p); err != nil {
+					return nil, err
+				}
+			}
+			continue
 		}
 		if f.Link != "" {
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: p, Linkname: f.Link, Mode: 0o777, ModTime: time.Unix(0, 0)}); err != nil {
@@ -72,9 +98,15 @@ func (i Image) Build() (v1.Image, error) {
 			}
 			continue
 		}
-		data, err := os.ReadFile(f.Source)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", i.Ref(), err)
+		data := f.Data
+		if f.Source == "" && data == nil {
+			return nil, fmt.Errorf("image %s: %s has neither a source nor data", i.Ref(), f.Path)
+		}
+		if f.Source != "" {
+			var err error
+			if data, err = os.ReadFile(f.Source); err != nil {
+				return nil, fmt.Errorf("image %s: %w", i.Ref(), err)
+			}
 		}
 		mode := f.Mode
 		if mode == 0 {
@@ -109,6 +141,7 @@ func (i Image) Build() (v1.Image, error) {
 	cfg.Config.Entrypoint = i.Entrypoint
 	cfg.Config.Cmd = i.Cmd
 	cfg.Config.User = i.User
+	cfg.Config.StopSignal = i.StopSignal
 	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	return mutate.ConfigFile(img, cfg)
 }

@@ -1,11 +1,14 @@
 package images
 
 import (
+	"archive/tar"
 	"context"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/crane"
@@ -66,7 +69,7 @@ func TestSeedIsReproducibleAndPullable(t *testing.T) {
 // The toolbox and kube-proxy images carry what they run: busybox with its
 // applets as links, iptables with its libraries and extensions.
 func TestHostFileImages(t *testing.T) {
-	box, version, err := toolbox()
+	box, version, err := BusyboxFiles(busybox)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,4 +98,67 @@ func hasFile(files []File, path, link string) bool {
 		}
 	}
 	return false
+}
+
+// Generated files, directories with their modes (sticky /tmp, setuid
+// programs) and the stop signal land in the image as given.
+func TestBuildDataDirsModes(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "nnp")
+	if err := os.WriteFile(src, []byte("nnp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Image{Repo: "x", Tag: "1", StopSignal: "SIGQUIT", Files: []File{
+		{Path: "/tmp/a/b", Data: []byte("hi"), Mode: 0o644},
+		{Path: "/tmp", Dir: true, Mode: 0o1777},
+		{Path: "/usr/local/bin/nnp", Source: src, Mode: 0o4755},
+		{Path: "/uploads", Dir: true},
+	}}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil || cfg.Config.StopSignal != "SIGQUIT" {
+		t.Fatalf("stop signal %q (%v)", cfg.Config.StopSignal, err)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers %d (%v)", len(layers), err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, seen := got[h.Name]; seen {
+			t.Errorf("%s twice in the layer", h.Name)
+		}
+		data, _ := io.ReadAll(tr)
+		got[h.Name] = fmt.Sprintf("%c %o %s", h.Typeflag, h.Mode, data)
+	}
+	want := map[string]string{
+		"tmp/":              "5 1777 ",
+		"tmp/a/":            "5 755 ",
+		"tmp/a/b":           "0 644 hi",
+		"usr/":              "5 755 ",
+		"usr/local/":        "5 755 ",
+		"usr/local/bin/":    "5 755 ",
+		"usr/local/bin/nnp": "0 4755 nnp",
+		"uploads/":          "5 755 ",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("layer:\n%q\nwant\n%q", got, want)
+	}
+	if _, err := (Image{Repo: "x", Tag: "1", Files: []File{{Path: "/empty"}}}).Build(); err == nil {
+		t.Fatal("a file without source or data built")
+	}
 }

@@ -75,9 +75,9 @@ func System(src Sources) ([]Image, error) {
 	repo, tag, _ = strings.Cut(WebImage, ":")
 	out = append(out, Image{Repo: repo, Tag: tag, Files: []File{{Path: "/web", Source: filepath.Join(src.Dir, "web")}},
 		Entrypoint: []string{"/web"}, User: "65534:65534"})
-	box, version, err := toolbox()
+	box, version, err := BusyboxFiles(busybox)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("toolbox image: %w (install busybox-static: make deps)", err)
 	}
 	for _, t := range []string{version, "latest"} {
 		out = append(out, Image{Repo: ToolboxRepo, Tag: t, Files: box, Cmd: []string{"sh"}})
@@ -101,19 +101,21 @@ func System(src Sources) ([]Image, error) {
 // busybox is Debian's busybox-static.
 const busybox = "/bin/busybox"
 
-// toolbox is the files of the toolbox image: busybox and a link per
-// applet; version is busybox's.
-func toolbox() ([]File, string, error) {
-	out, err := exec.Command(busybox, "--list-full").Output()
+// BusyboxFiles is the files of a busybox userland from the (static)
+// busybox binary bin: /bin/busybox and a link to it per applet, where the
+// applet installs itself (`busybox --list-full`: /bin/sh, /usr/bin/wget …);
+// version is busybox's. The toolbox image is Debian's busybox-static so.
+func BusyboxFiles(bin string) (files []File, version string, err error) {
+	out, err := exec.Command(bin, "--list-full").Output()
 	if err != nil {
-		return nil, "", fmt.Errorf("toolbox image: %s: %w (install busybox-static: make deps)", busybox, err)
+		return nil, "", fmt.Errorf("%s --list-full: %w", bin, err)
 	}
-	head, _ := exec.Command(busybox).Output()
+	head, _ := exec.Command(bin).Output()
 	m := regexp.MustCompile(`BusyBox v([0-9.]+)`).FindSubmatch(head)
 	if m == nil {
-		return nil, "", fmt.Errorf("toolbox image: cannot tell %s's version", busybox)
+		return nil, "", fmt.Errorf("cannot tell %s's busybox version", bin)
 	}
-	files := []File{{Path: "/bin/busybox", Source: busybox}}
+	files = []File{{Path: "/bin/busybox", Source: bin}}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		p := "/" + strings.TrimSpace(sc.Text())
@@ -129,7 +131,7 @@ func toolbox() ([]File, string, error) {
 // extensions, which kube-proxy runs.
 func iptables() ([]File, error) {
 	const multi = "/usr/sbin/xtables-nft-multi"
-	libs, err := sharedLibs(multi)
+	libs, err := SharedLibs(multi)
 	if err != nil {
 		return nil, fmt.Errorf("kube-proxy image: %w (install iptables: make deps)", err)
 	}
@@ -138,7 +140,7 @@ func iptables() ([]File, error) {
 	for _, e := range exts {
 		files = append(files, File{Path: e, Source: e, Mode: 0o644})
 		// Extensions load libraries of their own (statistic: libm).
-		more, err := sharedLibs(e)
+		more, err := SharedLibs(e)
 		if err != nil {
 			return nil, fmt.Errorf("kube-proxy image: %w", err)
 		}
@@ -157,8 +159,9 @@ func iptables() ([]File, error) {
 	return files, nil
 }
 
-// sharedLibs lists the shared libraries bin loads (ldd), with the loader.
-func sharedLibs(bin string) ([]string, error) {
+// SharedLibs lists the shared libraries bin loads (ldd), with the loader,
+// at the paths ldd resolves them to.
+func SharedLibs(bin string) ([]string, error) {
 	out, err := exec.Command("ldd", bin).Output()
 	if err != nil {
 		return nil, fmt.Errorf("ldd %s: %w", bin, err)
@@ -213,9 +216,20 @@ func Seed(ctx context.Context, h http.Handler, src Sources, cache string) error 
 func (i Image) sourceKey() (string, error) {
 	h := sha256.New()
 	fmt.Fprintln(h, i.Entrypoint, i.Cmd, i.User)
+	if i.StopSignal != "" { // only then: keys recorded before it existed stay valid
+		fmt.Fprintln(h, "stop", i.StopSignal)
+	}
 	for _, f := range i.Files {
 		fmt.Fprintln(h, f.Path, f.Link, f.Mode)
 		if f.Link != "" {
+			continue
+		}
+		if f.Dir {
+			fmt.Fprintln(h, "dir")
+			continue
+		}
+		if f.Source == "" {
+			fmt.Fprintf(h, "%x\n", sha256.Sum256(f.Data))
 			continue
 		}
 		st, err := os.Stat(f.Source)

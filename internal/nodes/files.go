@@ -189,7 +189,9 @@ func HostCapacity() (Host, error) {
 
 // cniConfig is the node's pod network: a bridge with the node's pod range,
 // the pods' default route through it (Service addresses are translated on
-// the node; anything else has no route beyond the VPC), no masquerading.
+// the node; anything else has no route beyond the VPC), no masquerading;
+// portmap serves the pods' hostPorts on the node's address, as the VPC CNI
+// does on EKS.
 func cniConfig(p paths, podCIDR netip.Prefix) string {
 	return fmt.Sprintf(`{
   "cniVersion": "0.4.0",
@@ -197,6 +199,8 @@ func cniConfig(p paths, podCIDR netip.Prefix) string {
   "plugins": [{
     "type": "bridge", "bridge": "cni0", "isGateway": true, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": true,
     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}
+  }, {
+    "type": "portmap", "capabilities": {"portMappings": true}, "snat": true
   }]
 }
 `, podCIDR.String(), filepath.Join(p.dir, "cni", "ipam"))

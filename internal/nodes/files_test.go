@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -38,5 +39,28 @@ func TestHostCapacity(t *testing.T) {
 	h, err := HostCapacity()
 	if err != nil || h.MilliCPU < 1000 || h.KiB < 256<<10 {
 		t.Fatalf("HostCapacity = %+v, %v", h, err)
+	}
+}
+
+// TestCNIConfig: the pod network is a bridge with the node's range and no
+// masquerading, chained with portmap for hostPorts (a [Conformance] test).
+func TestCNIConfig(t *testing.T) {
+	var conf struct {
+		Plugins []struct {
+			Type         string          `json:"type"`
+			IPMasq       bool            `json:"ipMasq"`
+			Capabilities map[string]bool `json:"capabilities"`
+		} `json:"plugins"`
+	}
+	raw := cniConfig(paths{dir: "/d"}, netip.MustParsePrefix("100.64.1.0/26"))
+	if err := json.Unmarshal([]byte(raw), &conf); err != nil {
+		t.Fatalf("%v:\n%s", err, raw)
+	}
+	if len(conf.Plugins) != 2 || conf.Plugins[0].Type != "bridge" || conf.Plugins[0].IPMasq ||
+		conf.Plugins[1].Type != "portmap" || !conf.Plugins[1].Capabilities["portMappings"] {
+		t.Errorf("plugins %+v", conf.Plugins)
+	}
+	if !strings.Contains(raw, `"subnet": "100.64.1.0/26"`) {
+		t.Errorf("pod range missing:\n%s", raw)
 	}
 }

@@ -312,10 +312,10 @@ func TestWorkloads(t *testing.T) {
 
 // clusterWithNodes creates cluster name in the default VPC with node group
 // "ng" of 3 nodes (one per zone), and returns its kubeconfig's path; the
-// nodes may still be joining.
-func clusterWithNodes(t testing.TB, s *server, name string) string {
+// nodes may still be joining. extra are more create-cluster arguments.
+func clusterWithNodes(t testing.TB, s *server, name string, extra ...string) string {
 	t.Helper()
-	mustAWS(t, s, s.createArgs(t, name)...)
+	mustAWS(t, s, s.createArgs(t, name, extra...)...)
 	waitAWSStatus(t, s, name, "ACTIVE")
 	kc := filepath.Join(s.dataDir, name+".kubeconfig")
 	if _, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", name, "--kubeconfig", kc); err != nil {
