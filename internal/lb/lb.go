@@ -2,9 +2,15 @@
 // stable endpoint in front of a cluster's apiservers. TLS passes through, so
 // clients see the apiservers' own serving certificate.
 //
-// A backend joins the pool after one passing check and leaves it after one
-// failing check or one failed dial; leaving closes the connections it
-// holds, so clients of a hung backend reconnect at once.
+// A backend joins the pool after one passing check. It leaves the pool
+//   - at once when it answers that it is not ready (ErrNotReady): it is
+//     alive and serves or drains the connections it holds itself, so they
+//     stay open;
+//   - after Fall checks in a row without an answer (a hung or dead
+//     backend), or at once when a dial to it fails: then its connections
+//     are closed too, so that their clients reconnect at once. One slow
+//     check alone (a busy machine) does not count: leaving would cut every
+//     watch and request the backend was serving well.
 //
 // When no backend is healthy the balancer panics, as Envoy does: it tries
 // every backend that accepts a connection. All apiservers of a cluster
@@ -36,8 +42,13 @@ type Config struct {
 	Check    Check
 	Interval time.Duration // between checks of one backend; default 200ms
 	Timeout  time.Duration // of one check; default 500ms
+	Fall     int           // checks in a row without an answer before a backend leaves; default 3
 	Log      *slog.Logger
 }
+
+// ErrNotReady is what a Check wraps when the backend answered that it is
+// not ready (an apiserver's /readyz with a status other than 200).
+var ErrNotReady = errors.New("not ready")
 
 // Balancer forwards connections from its listeners to healthy backends.
 type Balancer struct {
@@ -55,6 +66,7 @@ type Balancer struct {
 type backend struct {
 	addr    string
 	healthy bool
+	misses  int // checks in a row without an answer
 	conns   map[net.Conn]struct{}
 	cancel  context.CancelFunc
 }
@@ -66,6 +78,9 @@ func New(cfg Config) *Balancer {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 500 * time.Millisecond
+	}
+	if cfg.Fall == 0 {
+		cfg.Fall = 3
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -193,20 +208,38 @@ func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
 	}
 }
 
+// setHealth records the result of one check.
 func (b *Balancer) setHealth(be *backend, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	healthy := err == nil
-	if be.healthy == healthy {
-		return
+	switch {
+	case err == nil:
+		be.misses = 0
+		if !be.healthy {
+			be.healthy = true
+			b.cfg.Log.Info("backend joined the pool", "lb", b.cfg.Name, "backend", be.addr)
+		}
+	case errors.Is(err, ErrNotReady):
+		be.misses = 0
+		b.leaveLocked(be, err, false)
+	default:
+		be.misses++
+		if be.misses == b.cfg.Fall {
+			b.leaveLocked(be, fmt.Errorf("%d checks in a row: %w", be.misses, err), true)
+		}
 	}
-	be.healthy = healthy
-	if healthy {
-		b.cfg.Log.Info("backend joined the pool", "lb", b.cfg.Name, "backend", be.addr)
-		return
+}
+
+// leaveLocked takes be out of the pool; closing its connections when it
+// is unreachable.
+func (b *Balancer) leaveLocked(be *backend, reason error, unreachable bool) {
+	if be.healthy {
+		be.healthy = false
+		b.cfg.Log.Info("backend left the pool", "lb", b.cfg.Name, "backend", be.addr, "reason", reason)
 	}
-	b.cfg.Log.Info("backend left the pool", "lb", b.cfg.Name, "backend", be.addr, "reason", err)
-	b.closeConnsLocked(be)
+	if unreachable {
+		b.closeConnsLocked(be)
+	}
 }
 
 func (b *Balancer) closeConnsLocked(be *backend) {
@@ -250,7 +283,9 @@ func (b *Balancer) forward(client net.Conn) {
 	for _, be := range b.pick() {
 		server, err := net.DialTimeout("tcp", be.addr, time.Second)
 		if err != nil {
-			b.setHealth(be, fmt.Errorf("dial: %w", err))
+			b.mu.Lock()
+			b.leaveLocked(be, fmt.Errorf("dial: %w", err), true)
+			b.mu.Unlock()
 			continue
 		}
 		b.mu.Lock()

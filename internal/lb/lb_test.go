@@ -147,3 +147,72 @@ func TestBalancer(t *testing.T) {
 		t.Fatalf("no backends, got %q", got)
 	}
 }
+
+// TestBalancerKeepsBusyBackends: a backend whose checks time out now and
+// then (a busy machine) stays in the pool with its connections; one that
+// answers "not ready" leaves at once but its connections stay open (it
+// drains them itself); only Fall misses in a row cut them.
+func TestBalancerKeepsBusyBackends(t *testing.T) {
+	a := echoServer(t, "a")
+	var mode atomic.Value // "ok", "slow" (every other check misses), "notready", "hung"
+	mode.Store("ok")
+	var n atomic.Int64
+	check := func(ctx context.Context, addr string) error {
+		switch mode.Load() {
+		case "slow":
+			if n.Add(1)%2 == 0 {
+				return context.DeadlineExceeded
+			}
+		case "notready":
+			return fmt.Errorf("%w: 500", ErrNotReady)
+		case "hung":
+			return context.DeadlineExceeded
+		}
+		return nil
+	}
+	lb := New(Config{Name: "test", Check: check, Interval: 10 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer lb.Close()
+	if err := lb.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	addr := lb.listeners[0].Addr().String()
+	lb.SetBackends([]string{a.Addr().String()})
+	waitFor(t, "a healthy", func() bool { return len(lb.Healthy()) == 1 })
+
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	r := bufio.NewReader(held)
+	open := func() bool {
+		held.SetDeadline(time.Now().Add(time.Second))
+		fmt.Fprintln(held, "hi")
+		got, err := r.ReadString('\n')
+		return err == nil && got == "a\n"
+	}
+	if !open() {
+		t.Fatal("held connection does not work")
+	}
+
+	mode.Store("slow")
+	time.Sleep(300 * time.Millisecond) // ~30 checks, half of them missed, never 3 in a row
+	if len(lb.Healthy()) != 1 || !open() {
+		t.Fatalf("a busy backend left the pool (healthy %v) or lost its connection", lb.Healthy())
+	}
+
+	mode.Store("notready")
+	waitFor(t, "a to leave", func() bool { return len(lb.Healthy()) == 0 })
+	if !open() {
+		t.Fatal("a backend that answered not ready had its connection cut")
+	}
+
+	mode.Store("ok")
+	waitFor(t, "a back", func() bool { return len(lb.Healthy()) == 1 })
+	mode.Store("hung")
+	waitFor(t, "a to leave", func() bool { return len(lb.Healthy()) == 0 })
+	held.SetDeadline(time.Now().Add(time.Second))
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Fatal("the connection to a hung backend stayed open")
+	}
+}
