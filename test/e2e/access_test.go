@@ -51,10 +51,17 @@ func eventually(d time.Duration, check func() error) error {
 	}
 }
 
+// unauthorizedGeneric is client-go's message for a 401 whose body it did not
+// decode as a Status (for example the aggregated-discovery request kubectl
+// makes first when it has no discovery cache for the server).
+const unauthorizedGeneric = "the server has asked for the client to provide credentials"
+
 // refused is nil if kubectl failed with want ("Unauthorized" or "Forbidden").
+// For "Unauthorized", client-go's generic 401 message counts too: both are
+// HTTP 401 from the apiserver.
 func refused(want string) func(string, error) error {
 	return func(out string, err error) error {
-		if err != nil && strings.Contains(out, want) {
+		if err != nil && (strings.Contains(out, want) || want == "Unauthorized" && strings.Contains(out, unauthorizedGeneric)) {
 			return nil
 		}
 		return fmt.Errorf("want %s, got err=%v: %s", want, err, out)

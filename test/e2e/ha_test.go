@@ -304,7 +304,7 @@ func TestTwoClusters(t *testing.T) {
 	}
 	clientcmd.WriteToFile(*cfg, crossed)
 	out, err := kubectl(t, crossed, "get", "ns")
-	if err == nil || !strings.Contains(out, "Unauthorized") {
+	if refused("Unauthorized")(out, err) != nil {
 		t.Errorf("A's admin on B's endpoint: err=%v out=%s", err, out)
 	}
 

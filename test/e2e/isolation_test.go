@@ -206,7 +206,7 @@ func TestClusterIsolation(t *testing.T) {
 		t.Fatalf("A's node certificate does not work on A (the check could not fail): %v", err)
 	}
 	out, err = kubectlEnv(t, nil, "/dev/null", append(certFlags("iso-b"), "get", "node", nodeB.Name)...)
-	if err == nil || !strings.Contains(out, "Unauthorized") && !strings.Contains(out, "Forbidden") {
+	if refused("Unauthorized")(out, err) != nil && refused("Forbidden")(out, err) != nil {
 		t.Errorf("B's endpoint with A's node certificate: %v %s", err, out)
 	}
 	t.Logf("B's endpoint with A's node certificate: %s", strings.TrimSpace(out))
