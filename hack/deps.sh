@@ -24,6 +24,33 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}"
 fi
+# Nodes run Debian's containerd 2.x: bookworm's 1.6.20 (and trixie's 1.7)
+# cannot mount image volumes (KEP-4639, a [Conformance] test since 1.35;
+# containerd >= 2.1 can). It comes from Debian forky (testing) through a
+# private apt configuration (the machine's sources are left alone); its
+# Depends (runc, libc6 >= 2.34) are bookworm's. forky's runc needs glibc 2.38,
+# so runc stays bookworm's. docs/conformance.md has the evidence.
+containerd_min=2.1
+have=$(dpkg-query -W -f='${Version}' containerd 2>/dev/null || :)
+if ! dpkg --compare-versions "${have:-0}" ge "$containerd_min~"; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+  echo "deb http://deb.debian.org/debian forky main" >"$work/sources.list"
+  apt=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
+  echo "deps.sh: fetching Debian forky's containerd (>= $containerd_min; this machine has ${have:-none})"
+  apt-get "${apt[@]}" -qq update
+  (cd "$work" && apt-get "${apt[@]}" -qq download containerd)
+  deb=$(ls "$work"/containerd_*.deb)
+  v=$(dpkg-deb -f "$deb" Version)
+  dpkg --compare-versions "$v" ge "$containerd_min~" && dpkg --compare-versions "$v" lt 3~ || {
+    echo "deps.sh: forky's containerd is $v, not 2.x >= $containerd_min" >&2
+    exit 1
+  }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb"
+  containerd --version
+fi
 command -v go >/dev/null 2>&1 || { echo "deps.sh: Go is required (see README)" >&2; exit 1; }
 # The e2e tests use the machine's kubectl; without one they use the bundle's
 # own (the same upstream kubectl), so nothing to install here.

@@ -62,17 +62,24 @@ func (p paths) kubeletConfig() string    { return filepath.Join(p.dir, "kubelet.
 func (p paths) cniDir() string           { return filepath.Join(p.dir, "cni", "net.d") }
 func (p paths) credentials() string      { return filepath.Join(p.dir, "aws-credentials") }
 
-// containerdConfig is a node's containerd configuration: the VPC's
-// registry (registry, HOST:PORT) serves the sandbox image and, as mirrors,
-// the upstream registries' names and the ECR repositories (ecrHost).
-func containerdConfig(p paths, nodeID, registry, ecrHost string) string {
-	mirrors := ""
-	for _, host := range []string{registry, "docker.io", "registry.k8s.io", "public.ecr.aws", ecrHost} {
-		if host != "" {
-			mirrors += fmt.Sprintf("  [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.%q]\n    endpoint = [\"http://%s\"]\n", host, registry)
-		}
-	}
-	return fmt.Sprintf(`version = 2
+func (p paths) registryHosts() string { return filepath.Join(p.dir, "containerd", "certs.d") }
+
+// mirroredHosts are the registries a node's containerd sends to the VPC's
+// registry (besides its own name and the account's ECR host).
+var mirroredHosts = []string{"docker.io", "registry.k8s.io", "public.ecr.aws"}
+
+// containerdFiles are a node's containerd configuration (path → content):
+// the VPC's registry (registry, HOST:PORT) serves the sandbox image and
+// stands in for the upstream registries and the ECR repositories (ecrHost),
+// one hosts.toml each (containerd's registry host configuration, read by
+// 1.6 and 2.x alike). Each names the VPC's registry as its server, so no
+// pull falls back to the real upstream host: nothing leaves the machine.
+//
+// The configuration is containerd's version 2 format, which containerd 2.x
+// migrates on load; the nodes run Debian's containerd 2.x (hack/deps.sh),
+// whose CRI plugin mounts image volumes.
+func containerdFiles(p paths, nodeID, registry, ecrHost string) map[string]string {
+	files := map[string]string{p.containerdConfig(): fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
 
@@ -100,8 +107,17 @@ state = %[2]q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[8]q
-%[9]s`, filepath.Join(p.dir, "containerd", "root"), filepath.Join(p.run, "state"), p.containerdSock(), p.containerdSock()+".ttrpc",
-		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+images.PauseImage, p.cniDir(), mirrors)
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %[9]q
+`, filepath.Join(p.dir, "containerd", "root"), filepath.Join(p.run, "state"), p.containerdSock(), p.containerdSock()+".ttrpc",
+		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+images.PauseImage, p.cniDir(), p.registryHosts())}
+	for _, host := range append([]string{registry, ecrHost}, mirroredHosts...) {
+		if host != "" {
+			files[filepath.Join(p.registryHosts(), host, "hosts.toml")] = fmt.Sprintf(
+				"server = %[1]q\n\n[host.%[1]q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+registry)
+		}
+	}
+	return files
 }
 
 // Host is this machine's capacity, as the kubelet measures it.

@@ -64,3 +64,33 @@ func TestCNIConfig(t *testing.T) {
 		t.Errorf("pod range missing:\n%s", raw)
 	}
 }
+
+// TestContainerdFiles: every registry a pod may name, ECR's included, is
+// served by the VPC's registry and by nothing else (no fallback to the
+// upstream host), through hosts.toml files the configuration points at.
+func TestContainerdFiles(t *testing.T) {
+	p := paths{dir: "/d", run: "/r"}
+	files := containerdFiles(p, "i-1", "172.31.0.2:5000", "127.0.0.1:4566")
+	cfg := files["/d/containerd.toml"]
+	for _, want := range []string{`config_path = "/d/containerd/certs.d"`, `sandbox_image = "172.31.0.2:5000/`, `address = "/r/containerd.sock"`} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("containerd.toml lacks %q:\n%s", want, cfg)
+		}
+	}
+	if strings.Contains(cfg, "mirrors") {
+		t.Errorf("containerd.toml still has registry mirrors (deprecated in containerd 2):\n%s", cfg)
+	}
+	for _, host := range []string{"172.31.0.2:5000", "127.0.0.1:4566", "docker.io", "registry.k8s.io", "public.ecr.aws"} {
+		got, ok := files["/d/containerd/certs.d/"+host+"/hosts.toml"]
+		want := "server = \"http://172.31.0.2:5000\"\n\n[host.\"http://172.31.0.2:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+		if !ok || got != want {
+			t.Errorf("hosts.toml for %s = %q, want %q", host, got, want)
+		}
+	}
+	if len(files) != 6 {
+		t.Errorf("%d files, want containerd.toml and 5 hosts.toml", len(files))
+	}
+	if _, ok := containerdFiles(p, "i-1", "172.31.0.2:5000", "")["/d/containerd/certs.d/hosts.toml"]; ok {
+		t.Error("an empty ECR host gets a hosts.toml")
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -486,15 +487,18 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	}
 	registry := net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(RegistryPort))
 	files := map[string]string{
-		p.containerdConfig():                           containerdConfig(p, n.ID, registry, r.cfg.RegistryHost),
-		p.kubeletConfig():                              kubeletConfig(p, n.ID, addr.Addr(), model.InstanceTypes[g.InstanceTypes[0]], r.cfg.Host),
+		p.kubeletConfig(): kubeletConfig(p, n.ID, addr.Addr(), model.InstanceTypes[g.InstanceTypes[0]], r.cfg.Host),
 		filepath.Join(p.cniDir(), "10-skiff.conflist"): cniConfig(p, PodCIDR(addr.Addr())),
 		// No resolver: nothing on a node may ask the host's or an outside one.
 		filepath.Join(p.dir, "resolv.conf"): "# skiff nodes have no upstream resolver\noptions ndots:5\n",
 	}
+	maps.Copy(files, containerdFiles(p, n.ID, registry, r.cfg.RegistryHost))
 	for path, content := range files {
 		if old, err := os.ReadFile(path); err == nil && string(old) == content {
 			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
 		}
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			return nil, err

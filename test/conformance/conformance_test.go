@@ -280,7 +280,9 @@ func TestImageContents(t *testing.T) {
 			"/uploads": dir(0o755), "/tmp": dir(0o1777), "/localhost.crt": reg("crt"), "/localhost.key": reg("key"),
 			"/coredns": reg("fake coredns"), "/lib/x86_64-linux-gnu/libc.so.6": file, loader: file,
 		},
-		{"/kitten.jpg": reg("jpeg of kitten"), "/data.json": reg(`{"image": "kitten"}`), "/agnhost": reg("fake agnhost"), "/usr/bin/dig": file},
+		// ImageVolume [Conformance] reads data.json and etc/os-release ("Alpine Linux") through an image volume of kitten.
+		{"/kitten.jpg": reg("jpeg of kitten"), "/data.json": reg(`{"image": "kitten"}`), "/agnhost": reg("fake agnhost"), "/usr/bin/dig": file,
+			"/etc/os-release": reg(agnhostOSRelease)},
 		{"/bin/busybox": file, "/bin/sh": link("busybox"), "/bin/env": link("busybox"), "/bin/wget": link("busybox"),
 			"/usr/bin/env": link("../../bin/env"), "/tmp": dir(0o1777), "/etc/passwd": file},
 		{"/bin/sh": link("/bin/busybox"), "/tmp": dir(0o1777)},
@@ -324,6 +326,10 @@ func TestImageContents(t *testing.T) {
 	}
 	if !bytes.Contains(agn["/etc/group"].data, []byte("\ngroup-defined-in-image:x:50000:user-defined-in-image\n")) {
 		t.Errorf("agnhost /etc/group lacks group-defined-in-image:\n%s", agn["/etc/group"].data)
+	}
+	// What upstream's ImageVolume test expects of kitten's etc/os-release.
+	if kit := layers["e2e-test-images/kitten"]["/etc/os-release"].data; !bytes.Contains(kit, []byte("Alpine Linux")) {
+		t.Errorf("kitten /etc/os-release does not name upstream's base (Alpine Linux):\n%s", kit)
 	}
 	ngx := layers["e2e-test-images/nginx"]
 	for p, want := range map[string]string{"/etc/nginx/conf.d/default.conf": "listen       80;", "/usr/share/nginx/html/index.html": "Welcome to nginx!",

@@ -89,6 +89,7 @@ func (b *builder) agnhostFiles() ([]images.File, error) {
 			alpinePasswd+"user-defined-in-image:x:1000:1000:Linux User,,,:/home/user-defined-in-image:/bin/sh\n",
 			alpineGroup+"user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n")...)
 		files = append(files, images.File{Path: "/home/user-defined-in-image", Dir: true})
+		files = append(files, images.File{Path: "/etc/os-release", Data: []byte(agnhostOSRelease), Mode: 0o644})
 		// porter's certificate (ADD porter/localhost.crt localhost.crt), if
 		// the module's sources are at hand.
 		if mod, err := b.module(); err == nil {
@@ -565,4 +566,17 @@ the error log for details.</p>
 <p><em>Faithfully yours, nginx.</em></p>
 </body>
 </html>
+`
+
+// agnhostOSRelease names what the agnhost family (agnhost, kitten,
+// nautilus) is: upstream's is FROM alpine:3.21, so its /etc/os-release is
+// Alpine's, and the ImageVolume [Conformance] test reads it through an image
+// volume of kitten (expecting "Alpine Linux"). Ours is built here from
+// Debian's programs and the k8s.io/kubernetes module, and says so.
+const agnhostOSRelease = `NAME="skiff e2e test image (upstream: Alpine Linux)"
+ID=skiff-e2e
+ID_LIKE=alpine
+VERSION_ID=3.21
+PRETTY_NAME="skiff's build of an upstream e2e test image, whose base is Alpine Linux v3.21"
+HOME_URL="https://github.com/kubernetes/kubernetes/tree/master/test/images"
 `

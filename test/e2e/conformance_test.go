@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -40,6 +41,7 @@ var ciConformance = []string{
 	`Kubectl client Kubectl describe should check if kubectl describe prints relevant information for rc and pods`,
 	`Kubectl logs logs should be able to retrieve and filter logs`,
 	`Proxy version v1 A set of valid responses are returned for both pod and service Proxy`,
+	`ImageVolume should succeed with pod and pull policy of Always`,
 }
 
 // TestConformance runs upstream's conformance suite (its own e2e.test,
@@ -50,7 +52,9 @@ var ciConformance = []string{
 // version; SKIFF_CONFORMANCE=full runs every [Conformance] test (first the
 // parallel ones, then [Serial]) on every version in SKIFF_CONFORMANCE_VERSIONS
 // (default: all bundles). SKIFF_CONFORMANCE_FOCUS=REGEX runs only the
-// [Conformance] tests it matches (a re-run of failures). Reports go to
+// [Conformance] tests it matches (a re-run of failures);
+// SKIFF_CONFORMANCE_PARTS=serial,parallel-1,… runs only those parts of the
+// full run. Reports go to
 // SKIFF_CONFORMANCE_REPORT (default: the test's temp dir): JUnit per part
 // and summary.txt.
 func TestConformance(t *testing.T) {
@@ -115,6 +119,14 @@ func runConformance(t *testing.T, b bundle.Bundle, full bool) {
 			// In the spec texts [Serial] comes after [Conformance].
 			{name: "serial", focus: `\[Conformance\].*\[Serial\]`, procs: 1},
 		}
+		// SKIFF_CONFORMANCE_PARTS=serial,parallel-2 runs just those.
+		if only := os.Getenv("SKIFF_CONFORMANCE_PARTS"); only != "" {
+			names := strings.Split(only, ",")
+			parts = slices.DeleteFunc(parts, func(p conformancePart) bool { return !slices.Contains(names, p.name) })
+			if len(parts) == 0 {
+				t.Fatalf("SKIFF_CONFORMANCE_PARTS=%s names none of parallel-1, parallel-2, parallel-3, serial", only)
+			}
+		}
 	} else {
 		parts = []conformancePart{{name: "ci", focus: `(` + strings.Join(ciConformance, "|") + `).*\[Conformance\]`, skip: `\[Serial\]`, procs: 2}}
 	}
@@ -124,7 +136,16 @@ func runConformance(t *testing.T, b bundle.Bundle, full bool) {
 		all = append(all, cases...)
 	}
 	sum := summarize(all, time.Since(start))
-	summary := fmt.Sprintf("Kubernetes %s on skiff (3 nodes, %s): %s\n", b.KubernetesVersion, map[bool]string{true: "full [Conformance]", false: "CI subset"}[full], sum.line)
+	kind := "CI subset"
+	switch {
+	case os.Getenv("SKIFF_CONFORMANCE_FOCUS") != "":
+		kind = "focus " + os.Getenv("SKIFF_CONFORMANCE_FOCUS")
+	case full && os.Getenv("SKIFF_CONFORMANCE_PARTS") != "":
+		kind = "[Conformance] parts " + os.Getenv("SKIFF_CONFORMANCE_PARTS")
+	case full:
+		kind = "full [Conformance]"
+	}
+	summary := fmt.Sprintf("Kubernetes %s on skiff (3 nodes, %s): %s\n", b.KubernetesVersion, kind, sum.line)
 	for _, f := range sum.failed {
 		summary += "FAILED " + f.Name + "\n"
 	}
