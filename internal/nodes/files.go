@@ -77,11 +77,15 @@ var mirroredHosts = []string{"docker.io", "registry.k8s.io", "public.ecr.aws"}
 //
 // The configuration is containerd's version 2 format, which containerd 2.x
 // migrates on load; the nodes run Debian's containerd 2.x (hack/deps.sh),
-// whose CRI plugin mounts image volumes.
+// whose CRI plugin mounts image volumes. Nothing of it is shared with the
+// host or another node: NRI (on by default in 2.x, a socket at the fixed
+// /var/run/nri/nri.sock) is off, and its temporary mounts' directories are
+// the node's.
 func containerdFiles(p paths, nodeID, registry, ecrHost string) map[string]string {
 	files := map[string]string{p.containerdConfig(): fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
+temp = %[10]q
 
 [grpc]
   address = %[3]q
@@ -96,6 +100,8 @@ state = %[2]q
 
 [plugins."io.containerd.internal.v1.opt"]
   path = %[6]q
+[plugins."io.containerd.nri.v1.nri"]
+  disable = true
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = %[7]q
   restrict_oom_score_adj = true
@@ -110,7 +116,8 @@ state = %[2]q
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = %[9]q
 `, filepath.Join(p.dir, "containerd", "root"), filepath.Join(p.run, "state"), p.containerdSock(), p.containerdSock()+".ttrpc",
-		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+images.PauseImage, p.cniDir(), p.registryHosts())}
+		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+images.PauseImage, p.cniDir(), p.registryHosts(),
+		filepath.Join(p.dir, "containerd", "tmp"))}
 	for _, host := range append([]string{registry, ecrHost}, mirroredHosts...) {
 		if host != "" {
 			files[filepath.Join(p.registryHosts(), host, "hosts.toml")] = fmt.Sprintf(

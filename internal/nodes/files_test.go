@@ -72,7 +72,8 @@ func TestContainerdFiles(t *testing.T) {
 	p := paths{dir: "/d", run: "/r"}
 	files := containerdFiles(p, "i-1", "172.31.0.2:5000", "127.0.0.1:4566")
 	cfg := files["/d/containerd.toml"]
-	for _, want := range []string{`config_path = "/d/containerd/certs.d"`, `sandbox_image = "172.31.0.2:5000/`, `address = "/r/containerd.sock"`} {
+	for _, want := range []string{`config_path = "/d/containerd/certs.d"`, `sandbox_image = "172.31.0.2:5000/`, `address = "/r/containerd.sock"`,
+		"[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n", `temp = "/d/containerd/tmp"`} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("containerd.toml lacks %q:\n%s", want, cfg)
 		}
