@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -189,13 +190,31 @@ func (r *Reconciler) serveInVPC(ns, vpc, account string, addr netip.Addr) error 
 			}
 			return fmt.Errorf("serve on port %d in VPC %s: %w", s.port, vpc, err)
 		}
-		srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second,
-			BaseContext: func(net.Listener) context.Context { return vpcnet.WithVPC(context.Background(), vpc) }}
-		go srv.Serve(ln)
-		srvs = append(srvs, srv)
+		srvs = append(srvs, serveVPC(ln, s.h, vpc, defaultVPCLimits))
 	}
 	r.vpcs[vpc] = srvs
 	return nil
+}
+
+// vpcLimits bound what the clients in a VPC (nodes, and pods: anything
+// in the VPC can reach the service address) may hold of a listener there.
+type vpcLimits struct {
+	Header, Read, Idle time.Duration // to send the headers, the whole request; idle keep-alive
+	Conns              int           // connections served at once; more wait to be accepted
+}
+
+// defaultVPCLimits: a request is small (API calls, registry GETs: nothing
+// is pushed here), so 30 s is ample to send one; replies (image layers)
+// have no deadline. Nodes pull with a few connections each.
+var defaultVPCLimits = vpcLimits{Header: 10 * time.Second, Read: 30 * time.Second, Idle: 90 * time.Second, Conns: 256}
+
+// serveVPC serves h on ln to a VPC, within l; requests carry the VPC in
+// their context.
+func serveVPC(ln net.Listener, h http.Handler, vpc string, l vpcLimits) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: l.Header, ReadTimeout: l.Read, IdleTimeout: l.Idle,
+		BaseContext: func(net.Listener) context.Context { return vpcnet.WithVPC(context.Background(), vpc) }}
+	go srv.Serve(netutil.LimitListener(ln, l.Conns))
+	return srv
 }
 
 // stopServing closes a VPC's listeners.
