@@ -216,7 +216,11 @@ func Resolve(c *model.Cluster, caller Caller, awsAuth *AWSAuth) (u *User, ok boo
 					groups = append(groups, EntryGroup(e.PrincipalArn))
 				}
 			}
-			return caller.user(expand(e.Username, caller), groups), true
+			name, ok := expand(e.Username, caller, c)
+			if !ok {
+				return nil, false
+			}
+			return caller.user(name, groups), true
 		}
 	}
 	if mode != ModeAPI && awsAuth != nil {
@@ -225,7 +229,11 @@ func Resolve(c *model.Cluster, caller Caller, awsAuth *AWSAuth) (u *User, ok boo
 			if name == "" {
 				name = caller.Arn
 			}
-			return caller.user(expand(name, caller), slices.Clone(m.Groups)), true
+			name, ok := expand(name, caller, c)
+			if !ok {
+				return nil, false
+			}
+			return caller.user(name, slices.Clone(m.Groups)), true
 		}
 	}
 	// Without access entries (CONFIG_MAP), EKS gives the creator
@@ -272,18 +280,50 @@ func (c Caller) user(name string, groups []string) *User {
 	return &User{Username: name, UID: "aws-iam-authenticator:" + c.Account + ":" + c.UserID, Groups: groups, Extra: extra}
 }
 
-// expand fills a username template as aws-iam-authenticator does.
-// {{EC2PrivateDNSName}} is the session name: a skiff node assumes its node
-// role with its node name as session name.
-func expand(tmpl string, c Caller) string {
+// expand fills a username template as aws-iam-authenticator does. ok is
+// false when the template names an instance ({{EC2PrivateDNSName}}) and
+// the caller is none of cluster cl's.
+func expand(tmpl string, c Caller, cl *model.Cluster) (name string, ok bool) {
 	if !strings.Contains(tmpl, "{{") {
-		return tmpl
+		return tmpl, true
+	}
+	dns := ""
+	if strings.Contains(tmpl, "{{EC2PrivateDNSName}}") {
+		if dns, ok = instanceName(cl, c); !ok {
+			return "", false
+		}
 	}
 	return strings.NewReplacer(
 		"{{AccountID}}", c.Account,
 		"{{AccessKeyID}}", c.AccessKeyID,
 		"{{SessionNameRaw}}", c.Session,
 		"{{SessionName}}", strings.ReplaceAll(c.Session, "@", "-"),
-		"{{EC2PrivateDNSName}}", c.Session,
-	).Replace(tmpl)
+		"{{EC2PrivateDNSName}}", dns,
+	).Replace(tmpl), true
+}
+
+// instanceName is the private DNS name (the Kubernetes node name) of the
+// instance whose credentials the caller used, from skiff's record of the
+// cluster's nodes, never from the caller: as on EKS, where the session
+// name of instance credentials is the instance ID and aws-iam-authenticator
+// asks EC2 for its PrivateDnsName. The caller must be a session of the
+// instance's node role named after the instance, signed with the very key
+// skiff minted for it: the role assumed again under another instance's ID
+// is nobody.
+func instanceName(cl *model.Cluster, c Caller) (string, bool) {
+	if cl == nil || c.Kind != "role" || c.AccessKeyID == "" {
+		return "", false
+	}
+	for _, g := range cl.Nodegroups {
+		role, err := ParsePrincipalArn(g.NodeRole)
+		if err != nil || !c.matches(role) {
+			continue
+		}
+		for _, n := range g.Nodes {
+			if n.ID == c.Session && n.AccessKeyID == c.AccessKeyID && n.Name != "" {
+				return n.Name, true
+			}
+		}
+	}
+	return "", false
 }

@@ -12,13 +12,23 @@ const acct = "111122223333"
 var (
 	alice   = Caller{Account: acct, Arn: "arn:aws:iam::" + acct + ":user/alice", UserID: "AIDAALICE", AccessKeyID: "AKIAALICE", Kind: "user", Name: "alice"}
 	deploy  = Caller{Account: acct, Arn: "arn:aws:sts::" + acct + ":assumed-role/deploy/ci@x", UserID: "AROADEPLOY:ci@x", AccessKeyID: "ASIADEPLOY", Kind: "role", Name: "deploy", Session: "ci@x"}
-	node    = Caller{Account: acct, Arn: "arn:aws:sts::" + acct + ":assumed-role/nodes/ng-1-a", UserID: "AROANODES:ng-1-a", Kind: "role", Name: "nodes", Session: "ng-1-a"}
+	node    = Caller{Account: acct, Arn: "arn:aws:sts::" + acct + ":assumed-role/nodes/i-0a1", UserID: "AROANODES:i-0a1", AccessKeyID: "ASIANODE1", Kind: "role", Name: "nodes", Session: "i-0a1"}
 	mallory = Caller{Account: "999988887777", Arn: "arn:aws:iam::999988887777:user/alice", UserID: "AIDAM", Kind: "user", Name: "alice"}
 )
 
 func cluster(mode string, entries ...model.AccessEntry) *model.Cluster {
 	return &model.Cluster{Name: "web", Account: acct, AuthenticationMode: mode, AccessEntries: entries,
 		BootstrapAdmin: true, CreatorArn: "arn:aws:iam::" + acct + ":user/admin"}
+}
+
+// withNodes gives c a node group of role nodes with instances i-0a1
+// (key ASIANODE1) and i-0b2 (key ASIANODE2).
+func withNodes(c *model.Cluster) *model.Cluster {
+	c.Nodegroups = []model.Nodegroup{{Name: "ng", NodeRole: "arn:aws:iam::" + acct + ":role/nodes", Nodes: []model.Node{
+		{ID: "i-0a1", Name: "ip-172-31-0-4.ec2.internal", AccessKeyID: "ASIANODE1"},
+		{ID: "i-0b2", Name: "ip-172-31-16-4.ec2.internal", AccessKeyID: "ASIANODE2"},
+	}}}
+	return c
 }
 
 func TestResolve(t *testing.T) {
@@ -41,7 +51,19 @@ func TestResolve(t *testing.T) {
 	}{
 		{"user entry with a policy gets its group", cluster("API", aliceEntry), alice, nil, alice.Arn, []string{EntryGroup(alice.Arn)}},
 		{"role session through the role's entry (path ignored)", cluster("API", deployEntry), deploy, nil, "deploy:ci-x", []string{"deployers"}},
-		{"node entry", cluster("API", nodeEntry), node, nil, "system:node:ng-1-a", []string{"system:nodes", "system:bootstrappers"}},
+		{"node entry: the instance's name from skiff's record", withNodes(cluster("API", nodeEntry)), node, nil, "system:node:ip-172-31-0-4.ec2.internal", []string{"system:nodes", "system:bootstrappers"}},
+		// The node role assumed again with another instance's ID as
+		// session name (a pod that read its node's credentials): refused.
+		{"node role, another instance's session name, its own key", withNodes(cluster("API", nodeEntry)),
+			Caller{Account: acct, Arn: "arn:aws:sts::" + acct + ":assumed-role/nodes/i-0b2", AccessKeyID: "ASIASTOLEN", Kind: "role", Name: "nodes", Session: "i-0b2"}, nil, "", nil},
+		{"node role, a session named like a node", withNodes(cluster("API", nodeEntry)),
+			Caller{Account: acct, Arn: "arn:aws:sts::" + acct + ":assumed-role/nodes/ip-172-31-16-4.ec2.internal", AccessKeyID: "ASIANODE1", Kind: "role", Name: "nodes", Session: "ip-172-31-16-4.ec2.internal"}, nil, "", nil},
+		{"node role, no such instance", cluster("API", nodeEntry), node, nil, "", nil},
+		{"instance key of another role", withNodes(cluster("API", nodeEntry, model.AccessEntry{PrincipalArn: "arn:aws:iam::" + acct + ":role/other", Type: "EC2_LINUX", Username: "system:node:{{EC2PrivateDNSName}}"})),
+			Caller{Account: acct, Arn: "arn:aws:sts::" + acct + ":assumed-role/other/i-0a1", AccessKeyID: "ASIANODE1", Kind: "role", Name: "other", Session: "i-0a1"}, nil, "", nil},
+		{"aws-auth mapRoles node template", withNodes(cluster("API_AND_CONFIG_MAP")), node,
+			&AWSAuth{Roles: []Mapping{{RoleArn: "arn:aws:iam::" + acct + ":role/nodes", Username: "system:node:{{EC2PrivateDNSName}}", Groups: []string{"system:nodes"}}}},
+			"system:node:ip-172-31-0-4.ec2.internal", []string{"system:nodes"}},
 		{"no entry", cluster("API", deployEntry), alice, nil, "", nil},
 		{"same name, other account", cluster("API", aliceEntry), mallory, nil, "", nil},
 		{"API mode ignores aws-auth", cluster("API"), alice, awsAuth, "", nil},

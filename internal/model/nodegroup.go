@@ -61,6 +61,10 @@ type Node struct {
 	Created  time.Time `json:"created"`
 	Draining bool      `json:"draining,omitempty"` // chosen for removal
 	Ready    bool      `json:"ready,omitempty"`    // observed: its Node is Ready
+	// AccessKeyID is the key of the node role session skiff minted for
+	// the instance (its instance profile's credentials, session name ID):
+	// only tokens signed with it are this node.
+	AccessKeyID string `json:"accessKeyId,omitempty"`
 }
 
 // Nodegroup returns the node group called name, or nil.

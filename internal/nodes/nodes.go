@@ -523,12 +523,30 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 			return nil, err
 		}
 	}
-	if _, err := os.Stat(p.credentials()); err != nil {
-		// Minted once: the kubelet needs them only until it has its certificate.
-		id, secret, token, err := r.cfg.Credentials(c.Account, g.NodeRole, n.Name)
+	if key := credentialsKey(p.credentials()); key == "" || key != n.AccessKeyID {
+		// The instance's credentials, minted once (the kubelet needs them
+		// only until it has its certificate): the node role, session name
+		// the instance ID, as EC2 does for an instance profile. The key is
+		// recorded before the file is written: the token webhook knows the
+		// node by it, and a file whose key the store lacks is minted again.
+		id, secret, token, err := r.cfg.Credentials(c.Account, g.NodeRole, n.ID)
 		if err != nil {
 			return nil, fmt.Errorf("assume node role %s: %w", g.NodeRole, err)
 		}
+		if _, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+			for i := range c.Nodegroups {
+				for j := range c.Nodegroups[i].Nodes {
+					if x := &c.Nodegroups[i].Nodes[j]; x.ID == n.ID {
+						x.AccessKeyID = id
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("node %s is no longer in the store", n.ID)
+		}); err != nil {
+			return nil, fmt.Errorf("record node %s's credentials: %w", n.Name, err)
+		}
+		n.AccessKeyID = id
 		creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n", id, secret, token)
 		if err := os.WriteFile(p.credentials(), []byte(creds), 0o600); err != nil {
 			return nil, err
@@ -777,4 +795,18 @@ func (r *Reconciler) Dial(ctx context.Context, c *model.Cluster, addr string) (n
 		return nil, fmt.Errorf("egress to %s: not a node or pod of cluster %s", addr, c.Name)
 	}
 	return vpcnet.DialIn(ctx, vpcnet.VPCNamespace(c.Network.VpcID), addr)
+}
+
+// credentialsKey is the access key ID in a node's credentials file, or "".
+func credentialsKey(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == "aws_access_key_id" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

@@ -188,6 +188,30 @@ func TestClusterIsolation(t *testing.T) {
 	if err := refused("Unauthorized")(out, err); err != nil {
 		t.Errorf("B's endpoint with A's node IAM credentials: %v", err)
 	}
+
+	// A node's identity is skiff's record of the instance: its own
+	// credentials are system:node:NAME (the check can pass) …
+	if who, err := kubectlEnv(t, nodeEnv, kcA, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || who != "system:node:"+nodeA.Name {
+		t.Errorf("A's node credentials on A are %q (%v), want system:node:%s", who, err, nodeA.Name)
+	}
+	// … but the node role assumed by someone else, with the instance's ID
+	// or its node name as session name, is nobody: no token, no CSR.
+	roleA := mustAWS(t, s, "iam", "get-role", "--role-name", "nodes-a")["Role"].(map[string]any)["Arn"].(string)
+	csr := filepath.Join(dataDir, "stolen-csr.json")
+	os.WriteFile(csr, []byte(`{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{"name":"stolen"},`+
+		`"spec":{"request":"`+base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"))+`",`+
+		`"signerName":"kubernetes.io/kube-apiserver-client-kubelet","usages":["client auth"]}}`), 0o600)
+	for _, session := range []string{a.ID, nodeA.Name} {
+		creds := mustAWS(t, s, "sts", "assume-role", "--role-arn", roleA, "--role-session-name", session)["Credentials"].(map[string]any)
+		stolen := append(append([]string{}, s.env...), "AWS_ACCESS_KEY_ID="+creds["AccessKeyId"].(string),
+			"AWS_SECRET_ACCESS_KEY="+creds["SecretAccessKey"].(string), "AWS_SESSION_TOKEN="+creds["SessionToken"].(string))
+		if err := refused("Unauthorized")(kubectlEnv(t, stolen, kcA, "get", "--raw", "/api")); err != nil {
+			t.Errorf("A's node role assumed with session name %s: %v", session, err)
+		}
+		if err := refused("Unauthorized")(kubectlEnv(t, stolen, kcA, "create", "-f", csr)); err != nil {
+			t.Errorf("a CSR with A's node role assumed with session name %s: %v", session, err)
+		}
+	}
 	// … and its kubelet client certificate (issued by A's CA).
 	certA := filepath.Join(a.Dir, "pki", "kubelet-client-current.pem")
 	if _, err := os.Stat(certA); err != nil {
