@@ -61,12 +61,9 @@ fi
 tarball=$work/busybox_$version.orig.tar.bz2
 if ! echo "$sha256  $tarball" | sha256sum -c --status 2>/dev/null; then
   apt_dir=$work/apt
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-  echo "deb-src http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
-  apt=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
   echo "busybox.sh: fetching busybox $version source (Debian trixie's source package)"
-  apt-get "${apt[@]}" -qq update
+  source hack/apt-private.sh
+  apt_private "$apt_dir" "deb-src http://deb.debian.org/debian trixie main"
   (cd "$work" && apt-get "${apt[@]}" -qq source --download-only busybox)
   rm -rf "$apt_dir" # the index is only needed for this download
   echo "$sha256  $tarball" | sha256sum -c --status || {

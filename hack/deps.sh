@@ -35,12 +35,9 @@ have=$(dpkg-query -W -f='${Version}' containerd 2>/dev/null || :)
 if ! dpkg --compare-versions "${have:-0}" ge "$containerd_min~"; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
-  echo "deb http://deb.debian.org/debian forky main" >"$work/sources.list"
-  apt=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-    -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
   echo "deps.sh: fetching Debian forky's containerd (>= $containerd_min; this machine has ${have:-none})"
-  apt-get "${apt[@]}" -qq update
+  source "$(dirname "$0")/apt-private.sh"
+  apt_private "$work" "deb http://deb.debian.org/debian forky main"
   (cd "$work" && apt-get "${apt[@]}" -qq download containerd)
   deb=$(ls "$work"/containerd_*.deb)
   v=$(dpkg-deb -f "$deb" Version)
