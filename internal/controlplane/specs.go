@@ -37,6 +37,9 @@ func (l Layout) spec(c *model.Cluster, b bundle.Bundle, role runtime.Role, name,
 		Version: b.KubernetesVersion,
 		Command: append([]string{b.Path(), string(role)}, args...),
 		Files:   append([]string{l.PKIDir()}, files...),
+		// Each instance is a host of its own, as on EKS: the apiservers'
+		// identity leases (named from the hostname) must not collide.
+		Hostname: name,
 	}
 }
 

@@ -47,6 +47,15 @@ func TestSpecs(t *testing.T) {
 			t.Errorf("%d: command %v", i, s.Command[:2])
 		}
 	}
+	// Each instance is a host of its own: the apiservers' identity leases
+	// are named from the hostname.
+	hosts := map[string]bool{}
+	for _, s := range specs {
+		if s.Hostname == "" || hosts[s.Hostname] {
+			t.Errorf("%s: hostname %q empty or taken", s.ID, s.Hostname)
+		}
+		hosts[s.Hostname] = true
+	}
 	if z := []string{specs[3].Zone, specs[4].Zone, specs[5].Zone}; !slices.Equal(z, []string{"a", "b", "c"}) {
 		t.Errorf("apiserver zones %v", z)
 	}

@@ -42,6 +42,10 @@ type Spec struct {
 	// Files are the host paths (files or directories) the instance reads or
 	// writes; a remote runtime must ship or mount them.
 	Files []string `json:"files,omitempty"`
+	// Hostname, if set, is the name the instance sees as its host's, as
+	// on a machine of its own (a UTS namespace here): kube-apiserver
+	// derives its identity lease from it, so two on one host must differ.
+	Hostname string `json:"hostname,omitempty"`
 }
 
 // Hash identifies the spec's content; a running instance whose hash differs

@@ -100,6 +100,22 @@ func TestHAControlPlane(t *testing.T) {
 	kc := e.adminKubeconfig(c)
 	cs := adminClient(t, kc)
 
+	// Each apiserver is a host of its own: one identity lease each (the
+	// name is a hash of the hostname; one shared name had them fight).
+	if err := eventually(30*time.Second, func() error {
+		leases, err := cs.CoordinationV1().Leases("kube-system").List(context.Background(),
+			metav1.ListOptions{LabelSelector: "apiserver.kubernetes.io/identity=kube-apiserver"})
+		if err != nil {
+			return err
+		}
+		if len(leases.Items) != c.APIServers {
+			return fmt.Errorf("%d apiserver identity leases for %d apiservers", len(leases.Items), c.APIServers)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+
 	t.Run("chaos", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var ok, failed atomic.Int64

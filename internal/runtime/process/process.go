@@ -85,10 +85,16 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 	fmt.Fprintf(logFile, "---- skiff: starting %s (%s) at %s\n", spec.ID, spec.Hash(), time.Now().Format(time.RFC3339Nano))
 
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if spec.Hostname != "" {
+		// A UTS namespace of its own, named before the command runs (the
+		// shell execs it: same process, same environment).
+		cmd = exec.Command("/bin/sh", append([]string{"-c", `hostname "$0" && exec "$@"`, spec.Hostname}, spec.Command...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWUTS}
+	}
 	cmd.Env = append(append(os.Environ(), spec.Env...),
 		envRoot+"="+r.root, envInstance+"="+spec.ID, envHash+"="+spec.Hash())
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", spec.ID, err)
 	}

@@ -117,3 +117,47 @@ func TestStopEscalates(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHostname: an instance with a Hostname sees that name as its host's,
+// in a UTS namespace of its own (the host keeps its name), and is found,
+// adopted and stopped like any other (the wrapper shell execs it).
+func TestHostname(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := runtime.Spec{ID: "c1/apiserver-0", Cluster: "c1", Hostname: "apiserver-0",
+		Command: []string{"sh", "-c", "echo name=$(cat /proc/sys/kernel/hostname); exec sleep 60"}}
+	other := runtime.Spec{ID: "c1/plain", Cluster: "c1", Command: []string{"sh", "-c", "echo name=$(cat /proc/sys/kernel/hostname); exec sleep 60"}}
+	for _, s := range []runtime.Spec{spec, other} {
+		if err := r.Start(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Stop(ctx, s.ID, time.Second) })
+	}
+	for id, want := range map[string]string{spec.ID: "name=apiserver-0\n", other.ID: "name=" + host + "\n"} {
+		var log string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !strings.Contains(log, "name="); time.Sleep(20 * time.Millisecond) {
+			data, _ := os.ReadFile(r.LogPath(id))
+			log = string(data)
+		}
+		if !strings.HasSuffix(log, want) {
+			t.Errorf("%s's log %q, want it to end with %q", id, log, want)
+		}
+	}
+	if now, _ := os.Hostname(); now != host {
+		t.Errorf("the host's name changed to %q", now)
+	}
+	st, ok := status(t, New(r.root, r.logDir, r.log), spec.ID)
+	if !ok || !st.Running {
+		t.Fatalf("a restarted runtime does not find the instance: %+v %v", st, ok)
+	}
+	if err := r.Stop(ctx, spec.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := status(t, r, spec.ID); ok && st.Running {
+		t.Errorf("still running after Stop: %+v", st)
+	}
+}
