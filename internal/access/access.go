@@ -314,15 +314,13 @@ func instanceName(cl *model.Cluster, c Caller) (string, bool) {
 	if cl == nil || c.Kind != "role" || c.AccessKeyID == "" {
 		return "", false
 	}
-	for _, g := range cl.Nodegroups {
-		role, err := ParsePrincipalArn(g.NodeRole)
-		if err != nil || !c.matches(role) {
+	for i := range cl.Nodegroups {
+		g := &cl.Nodegroups[i]
+		if role, err := ParsePrincipalArn(g.NodeRole); err != nil || !c.matches(role) {
 			continue
 		}
-		for _, n := range g.Nodes {
-			if n.ID == c.Session && n.AccessKeyID == c.AccessKeyID && n.Name != "" {
-				return n.Name, true
-			}
+		if n := g.Node(c.Session); n != nil && n.AccessKeyID == c.AccessKeyID && n.Name != "" {
+			return n.Name, true
 		}
 	}
 	return "", false

@@ -67,6 +67,16 @@ type Node struct {
 	AccessKeyID string `json:"accessKeyId,omitempty"`
 }
 
+// Node returns the group's node (instance) with that ID, or nil.
+func (g *Nodegroup) Node(id string) *Node {
+	for i := range g.Nodes {
+		if g.Nodes[i].ID == id {
+			return &g.Nodes[i]
+		}
+	}
+	return nil
+}
+
 // Nodegroup returns the node group called name, or nil.
 func (c *Cluster) Nodegroup(name string) *Nodegroup {
 	for i := range c.Nodegroups {

@@ -534,12 +534,10 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 			return nil, fmt.Errorf("assume node role %s: %w", g.NodeRole, err)
 		}
 		if _, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
-			for i := range c.Nodegroups {
-				for j := range c.Nodegroups[i].Nodes {
-					if x := &c.Nodegroups[i].Nodes[j]; x.ID == n.ID {
-						x.AccessKeyID = id
-						return nil
-					}
+			if g := c.Nodegroup(g.Name); g != nil {
+				if x := g.Node(n.ID); x != nil {
+					x.AccessKeyID = id
+					return nil
 				}
 			}
 			return fmt.Errorf("node %s is no longer in the store", n.ID)
