@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"skiff.dev/skiff/internal/nodes/sandbox"
 )
 
 func newNodeCmd() *cobra.Command {
@@ -45,8 +48,60 @@ the cluster's endpoint are reachable.`,
 	for _, req := range []string{"cluster", "kubelet", "node-name", "node-ip", "config"} {
 		boot.MarkFlagRequired(req)
 	}
-	node.AddCommand(boot)
+	node.AddCommand(boot, newNodeInitCmd(), newNodeEnterCmd())
 	return node
+}
+
+// newNodeInitCmd is a node sandbox's first process (skiff's node
+// reconciler starts it in the node's namespaces).
+func newNodeInitCmd() *cobra.Command {
+	var l sandbox.Layout
+	var binds []string
+	cmd := &cobra.Command{
+		Use:    "init --image DIR --var DIR --config DIR --cgroup PATH",
+		Short:  "Build a node's file system inside its namespaces and exec its init (run by skiff)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l.Binds = map[string]string{}
+			for _, b := range binds {
+				in, host, ok := strings.Cut(b, "=")
+				if !ok {
+					return fmt.Errorf("--bind %q: want PATH-IN-NODE=HOST-FILE", b)
+				}
+				l.Binds[in] = host
+			}
+			return sandbox.Init(l)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&l.Image, "image", "", "the node image (its root, read-only)")
+	f.StringVar(&l.Var, "var", "", "the node's /var")
+	f.StringVar(&l.Config, "config", "", "the node's configuration (/etc/skiff, read-only)")
+	f.StringVar(&l.Cgroup, "cgroup", "", "the node's cgroup, delegated to its root")
+	f.StringVar(&l.Hostname, "hostname", "", "the node's host name")
+	f.StringArrayVar(&binds, "bind", nil, "PATH-IN-NODE=HOST-FILE, mounted read-only (repeatable)")
+	for _, req := range []string{"image", "var", "config", "cgroup"} {
+		cmd.MarkFlagRequired(req)
+	}
+	return cmd
+}
+
+// newNodeEnterCmd runs a command inside a node sandbox.
+func newNodeEnterCmd() *cobra.Command {
+	var dir, cgroup string
+	cmd := &cobra.Command{
+		Use:    "enter --dir RUNDIR --cgroup PATH -- COMMAND…",
+		Short:  "Run a command inside a node sandbox, as its root (run by skiff)",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(1),
+		RunE:   func(cmd *cobra.Command, args []string) error { return sandbox.Enter(dir, cgroup, args) },
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the node's run directory (its namespaces are pinned in DIR/ns)")
+	cmd.Flags().StringVar(&cgroup, "cgroup", "", "the node's cgroup")
+	cmd.MarkFlagRequired("dir")
+	cmd.MarkFlagRequired("cgroup")
+	return cmd
 }
 
 type bootstrapOptions struct {
@@ -56,6 +111,9 @@ type bootstrapOptions struct {
 func bootstrap(ctx context.Context, o bootstrapOptions) error {
 	kubeconfig := filepath.Join(o.dir, "kubelet.kubeconfig")
 	boot := filepath.Join(o.dir, "bootstrap.kubeconfig")
+	if err := os.MkdirAll(o.dir, 0o700); err != nil {
+		return err
+	}
 	if _, err := os.Stat(kubeconfig); err != nil {
 		c := newClient(defaultEndpoint())
 		cl, err := c.describe(o.cluster)

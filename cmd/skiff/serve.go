@@ -58,6 +58,7 @@ func newServeCmd() *cobra.Command {
 		imgDir  = defaultImages()
 		region  = "us-east-1"
 		verbose bool
+		sandbox = nodes.SandboxUserNS
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -74,7 +75,10 @@ control-plane instances keep running while skiff restarts and are adopted again.
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, log, dataDir, listen, bundles, imgDir, region)
+			if sandbox != nodes.SandboxUserNS && sandbox != nodes.SandboxHost {
+				return fmt.Errorf("--node-sandbox %q: want %s or %s", sandbox, nodes.SandboxUserNS, nodes.SandboxHost)
+			}
+			return serve(ctx, log, dataDir, listen, bundles, imgDir, region, sandbox)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", dataDir, "where skiff keeps its state (env SKIFF_DATA_DIR)")
@@ -83,10 +87,12 @@ control-plane instances keep running while skiff restarts and are adopted again.
 	cmd.Flags().StringVar(&imgDir, "images", imgDir, "directory of the system images' sources, built by `make images` (env SKIFF_IMAGES)")
 	cmd.Flags().StringVar(&region, "region", region, "the region skiff presents itself as")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	cmd.Flags().StringVar(&sandbox, "node-sandbox", sandbox, "how worker nodes are isolated: "+nodes.SandboxUserNS+
+		" (each a system container in its own user namespace) or "+nodes.SandboxHost+" (host root; no boundary against a privileged pod)")
 	return cmd
 }
 
-func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgDir, region string) error {
+func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgDir, region, sandbox string) error {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
@@ -116,6 +122,18 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	if err := images.Seed(ctx, reg, systemImages(imgDir, cat), filepath.Join(dataDir, "seeded.json")); err != nil {
 		return fmt.Errorf("seed the registry's system images: %w", err)
 	}
+	// Before listening: a client that reaches the listener expects the
+	// serve info soon after.
+	nodeImage := ""
+	if sandbox == nodes.SandboxUserNS {
+		files, err := images.NodeFiles(filepath.Join(imgDir, "pause"))
+		if err != nil {
+			return err
+		}
+		if nodeImage, err = images.Unpack(files, filepath.Join(dataDir, "node-image")); err != nil {
+			return fmt.Errorf("node image: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another skiff running? pick another --listen): %w", listen, err)
@@ -128,7 +146,8 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	}
 	nets := &network.Service{Store: st, Region: region}
 	nodeRec := nodes.New(nodes.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Network: nets, Region: region,
-		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), Registry: reg.ReadOnlyFor, RegistryHost: registry.Host(ln.Addr())})
+		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), Registry: reg.ReadOnlyFor, RegistryHost: registry.Host(ln.Addr()),
+		Sandbox: sandbox, NodeImage: nodeImage})
 	defer nodeRec.Close()
 	dnsVersion, err := images.CoreDNSVersion(imgDir)
 	if err != nil {

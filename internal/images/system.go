@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -160,8 +161,22 @@ func iptables() ([]File, error) {
 }
 
 // SharedLibs lists the shared libraries bin loads (ldd), with the loader,
-// at the paths ldd resolves them to.
+// at the paths ldd resolves them to. Answers are kept for the process's
+// life (ldd is slow, and the system and node images ask alike).
 func SharedLibs(bin string) ([]string, error) {
+	if libs, ok := lddCache.Load(bin); ok {
+		return slices.Clone(libs.([]string)), nil
+	}
+	libs, err := sharedLibs(bin)
+	if err == nil {
+		lddCache.Store(bin, libs)
+	}
+	return slices.Clone(libs), err
+}
+
+var lddCache sync.Map // binary path → []string
+
+func sharedLibs(bin string) ([]string, error) {
 	out, err := exec.Command("ldd", bin).Output()
 	if err != nil {
 		return nil, fmt.Errorf("ldd %s: %w", bin, err)

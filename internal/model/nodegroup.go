@@ -65,6 +65,9 @@ type Node struct {
 	// the instance (its instance profile's credentials, session name ID):
 	// only tokens signed with it are this node.
 	AccessKeyID string `json:"accessKeyId,omitempty"`
+	// IDBase is the first host user/group ID of the node's range: root
+	// in the node is this ID on the host (0: not yet allocated).
+	IDBase uint32 `json:"idBase,omitempty"`
 }
 
 // Node returns the group's node (instance) with that ID, or nil.

@@ -50,19 +50,71 @@ func NodeName(addr netip.Addr, region string) string {
 	return "ip-" + strings.ReplaceAll(addr.String(), ".", "-") + "." + domain
 }
 
-// paths of one node.
+// paths of one node. A node in a system container (userns) sees its
+// files at fixed paths of its own root (/etc/skiff: its configuration,
+// read-only; /var, /run: its own); the methods return the paths the
+// node's programs see, and host maps them to this machine's.
 type paths struct {
-	dir string // DATA/clusters/ID/nodes/NODEID
-	run string // RunDir/NODEID
+	dir    string // DATA/clusters/ID/nodes/NODEID
+	run    string // RunDir/NODEID
+	userns bool
 }
 
-func (p paths) containerdConfig() string { return filepath.Join(p.dir, "containerd.toml") }
-func (p paths) containerdSock() string   { return filepath.Join(p.run, "containerd.sock") }
-func (p paths) kubeletConfig() string    { return filepath.Join(p.dir, "kubelet.yaml") }
-func (p paths) cniDir() string           { return filepath.Join(p.dir, "cni", "net.d") }
-func (p paths) credentials() string      { return filepath.Join(p.dir, "aws-credentials") }
+// etc is where the node's programs find its configuration.
+func (p paths) etc() string {
+	if p.userns {
+		return "/etc/skiff"
+	}
+	return p.dir
+}
 
-func (p paths) registryHosts() string { return filepath.Join(p.dir, "containerd", "certs.d") }
+// state is the node's own state directory: the kubelet's CA and
+// kubeconfigs, containerd's images, pods' logs.
+func (p paths) state(legacy, inNode string) string {
+	if p.userns {
+		return inNode
+	}
+	return filepath.Join(p.dir, legacy)
+}
+
+func (p paths) containerdConfig() string { return filepath.Join(p.etc(), "containerd.toml") }
+func (p paths) kubeletConfig() string    { return filepath.Join(p.etc(), "kubelet.yaml") }
+func (p paths) cniDir() string           { return filepath.Join(p.etc(), "cni", "net.d") }
+func (p paths) credentials() string      { return filepath.Join(p.etc(), "aws-credentials") }
+func (p paths) registryHosts() string    { return filepath.Join(p.etc(), "containerd", "certs.d") }
+func (p paths) containerdSock() string {
+	if p.userns {
+		return "/run/containerd/containerd.sock"
+	}
+	return filepath.Join(p.run, "containerd.sock")
+}
+
+// config and vardir hold a system container's /etc/skiff and /var.
+func (p paths) config() string { return filepath.Join(p.dir, "config") }
+func (p paths) vardir() string { return filepath.Join(p.dir, "var") }
+
+// host is where on this machine the file the node sees at path is.
+func (p paths) host(path string) string {
+	if !p.userns {
+		return path
+	}
+	if rest, ok := strings.CutPrefix(path, "/etc/skiff/"); ok {
+		return filepath.Join(p.config(), rest)
+	}
+	if rest, ok := strings.CutPrefix(path, "/var/"); ok {
+		return filepath.Join(p.vardir(), rest)
+	}
+	return "" // not a path the host holds
+}
+
+// cgroup is the node's cgroup as its programs see it (the root of its
+// cgroup namespace in a system container).
+func (p paths) cgroup(nodeID string) string {
+	if p.userns {
+		return "/"
+	}
+	return nodeCgroup(nodeID)
+}
 
 // mirroredHosts are the registries a node's containerd sends to the VPC's
 // registry (besides its own name and the account's ECR host).
@@ -105,6 +157,7 @@ temp = %[10]q
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = %[7]q
   restrict_oom_score_adj = true
+  disable_apparmor = %[11]t
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -115,9 +168,9 @@ temp = %[10]q
     conf_dir = %[8]q
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = %[9]q
-`, filepath.Join(p.dir, "containerd", "root"), filepath.Join(p.run, "state"), p.containerdSock(), p.containerdSock()+".ttrpc",
-		nodeCgroup(nodeID)+"/containerd", filepath.Join(p.dir, "containerd", "opt"), registry+"/"+images.PauseImage, p.cniDir(), p.registryHosts(),
-		filepath.Join(p.dir, "containerd", "tmp"))}
+`, p.state("containerd/root", "/var/lib/containerd"), p.stateRun(), p.containerdSock(), p.containerdSock()+".ttrpc",
+		filepath.Join(p.cgroup(nodeID), "containerd"), p.state("containerd/opt", "/var/lib/containerd/opt"), registry+"/"+images.PauseImage,
+		p.cniDir(), p.registryHosts(), p.state("containerd/tmp", "/var/lib/containerd/tmp"), p.userns)}
 	for _, host := range append([]string{registry, ecrHost}, mirroredHosts...) {
 		if host != "" {
 			files[filepath.Join(p.registryHosts(), host, "hosts.toml")] = fmt.Sprintf(
@@ -126,6 +179,18 @@ temp = %[10]q
 	}
 	return files
 }
+
+// stateRun is containerd's state directory (sockets of its shims).
+func (p paths) stateRun() string {
+	if p.userns {
+		return "/run/containerd/state"
+	}
+	return filepath.Join(p.run, "state")
+}
+
+// bootstrapDir is where `skiff node bootstrap` writes the cluster's CA
+// and the kubelet's kubeconfigs.
+func (p paths) bootstrapDir() string { return p.state("", "/var/lib/skiff-node") }
 
 // Host is this machine's capacity, as the kubelet measures it.
 type Host struct {
@@ -158,6 +223,12 @@ func reservations(it model.InstanceType, h Host) (sysCPU, sysKiB, kubeCPU, kubeM
 
 func kubeletConfig(p paths, nodeID string, addr netip.Addr, it model.InstanceType, h Host) string {
 	sysCPU, sysKiB, kubeCPU, kubeMiB := reservations(it, h)
+	gates := ""
+	if p.userns {
+		// Alpha in 1.36 (beta in 1.37): the kubelet tolerates what a user
+		// namespace refuses it (/dev/kmsg, kernel tunables).
+		gates = "featureGates: {KubeletInUserNamespace: true}\n"
+	}
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
@@ -188,8 +259,8 @@ kubeReserved: {cpu: "%[11]dm", memory: "%[12]dMi"}
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-`, nodeCgroup(nodeID), p.containerdSock(), addr, filepath.Join(p.dir, "ca.crt"), ClusterDNS,
-		filepath.Join(p.dir, "resolv.conf"), filepath.Join(p.dir, "pod-logs"), it.MaxPods, sysCPU, sysKiB, kubeCPU, kubeMiB)
+%[13]s`, p.cgroup(nodeID), p.containerdSock(), addr, filepath.Join(p.bootstrapDir(), "ca.crt"), ClusterDNS,
+		filepath.Join(p.etc(), "resolv.conf"), p.state("pod-logs", "/var/log/pods"), it.MaxPods, sysCPU, sysKiB, kubeCPU, kubeMiB, gates)
 }
 
 // HostCapacity measures this machine: CPUs and MemTotal.
@@ -226,5 +297,5 @@ func cniConfig(p paths, podCIDR netip.Prefix) string {
     "type": "portmap", "capabilities": {"portMappings": true}, "snat": true
   }]
 }
-`, podCIDR.String(), filepath.Join(p.dir, "cni", "ipam"))
+`, podCIDR.String(), p.state("cni/ipam", "/var/lib/cni/ipam"))
 }

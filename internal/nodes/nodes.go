@@ -38,6 +38,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"skiff.dev/skiff/internal/bundle"
+	"skiff.dev/skiff/internal/images"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/runtime"
@@ -83,7 +84,12 @@ type Config struct {
 	// Host is this machine's capacity (measured when zero); nodes reserve
 	// what exceeds their instance type.
 	Host Host
-	Log  *slog.Logger
+	// Sandbox is how nodes are isolated: SandboxUserNS (the default) or
+	// SandboxHost. NodeImage is the root of a system container (built by
+	// images.NodeFiles), for SandboxUserNS.
+	Sandbox   string
+	NodeImage string
+	Log       *slog.Logger
 }
 
 // Reconciler runs the nodes of every cluster.
@@ -106,6 +112,9 @@ type crash struct {
 func New(cfg Config) *Reconciler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.Sandbox == "" {
+		cfg.Sandbox = SandboxUserNS
 	}
 	if cfg.Host.KiB == 0 {
 		h, err := HostCapacity()
@@ -241,7 +250,8 @@ func (r *Reconciler) Close() {
 }
 
 func (r *Reconciler) nodeDir(c *model.Cluster, n *model.Node) paths {
-	return paths{dir: filepath.Join(r.cfg.DataDir, "clusters", c.ID, "nodes", n.ID), run: filepath.Join(RunDir, n.ID)}
+	return paths{dir: filepath.Join(r.cfg.DataDir, "clusters", c.ID, "nodes", n.ID), run: filepath.Join(RunDir, n.ID),
+		userns: r.cfg.Sandbox == SandboxUserNS}
 }
 
 func instanceID(c *model.Cluster, n *model.Node, role runtime.Role) string {
@@ -418,11 +428,18 @@ func (r *Reconciler) ensureNode(ctx context.Context, c *model.Cluster, g *model.
 		return err
 	}
 	p := r.nodeDir(c, n)
-	specs, err := r.prepare(ctx, c, g, n, b, p)
+	specs, settle, err := r.prepare(ctx, c, g, n, b, p)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
 	for _, s := range specs {
+		if s.Role != Sandbox && settle != nil {
+			// The node's programs start once its system container is up.
+			if err := settle(); err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			settle = nil
+		}
 		st, ok := observed[s.ID]
 		switch {
 		case ok && st.Running && st.Hash == s.Hash():
@@ -472,36 +489,47 @@ func (r *Reconciler) ensureNode(ctx context.Context, c *model.Cluster, g *model.
 }
 
 // prepare writes a node's files, sandbox and credentials and returns its
-// instance specs (containerd, then the kubelet through bootstrap).
-func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, b bundle.Bundle, p paths) ([]runtime.Spec, error) {
+// instance specs (in a system container: its first process; then
+// containerd, then the kubelet through bootstrap) and, for a system
+// container, what must run once its first process is (settle).
+func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, b bundle.Bundle, p paths) (specs []runtime.Spec, settle func() error, err error) {
 	addr, err := netip.ParsePrefix(n.Addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cidr, _, err := r.cfg.Network.Realization(c.Account, c.Network.VpcID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// The sandbox is built once per node and skiff run (a few `ip` calls);
-	// a namespace that disappeared is built again.
-	r.mu.Lock()
-	built := r.sandboxes[n.ID]
-	r.mu.Unlock()
-	if _, err := os.Stat(vpcnet.NamespacePath(vpcnet.NodeNamespace(n.ID))); !built || err != nil {
-		if err := vpcnet.AttachNode(ctx, vpcnet.Attachment{VPC: vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}, NodeID: n.ID, Addr: addr,
-			PodCIDR: PodCIDR(addr.Addr()), Pods: PodRange}); err != nil {
-			return nil, err
+	att := vpcnet.Attachment{VPC: vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}, NodeID: n.ID, Addr: addr, PodCIDR: PodCIDR(addr.Addr()), Pods: PodRange}
+	if p.userns {
+		box, err := r.prepareSandbox(ctx, c, g, n, b.Path(), p)
+		if err != nil {
+			return nil, nil, err
 		}
-		if err := ensureCgroups(n.ID); err != nil {
-			return nil, err
-		}
+		specs = append(specs, box)
+		settle = func() error { return r.settle(ctx, box.ID, p, att) }
+	} else {
+		// The sandbox is built once per node and skiff run (a few `ip`
+		// calls); a namespace that disappeared is built again.
 		r.mu.Lock()
-		r.sandboxes[n.ID] = true
+		built := r.sandboxes[n.ID]
 		r.mu.Unlock()
-	}
-	for _, d := range []string{p.dir, p.run, p.cniDir(), filepath.Join(p.dir, "pod-logs")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, err
+		if _, err := os.Stat(vpcnet.NamespacePath(vpcnet.NodeNamespace(n.ID))); !built || err != nil {
+			if err := vpcnet.AttachNode(ctx, att); err != nil {
+				return nil, nil, err
+			}
+			if err := ensureCgroups(n.ID); err != nil {
+				return nil, nil, err
+			}
+			r.mu.Lock()
+			r.sandboxes[n.ID] = true
+			r.mu.Unlock()
+		}
+		for _, d := range []string{p.dir, p.run, p.cniDir(), filepath.Join(p.dir, "pod-logs")} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	registry := net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(RegistryPort))
@@ -509,21 +537,18 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 		p.kubeletConfig(): kubeletConfig(p, n.ID, addr.Addr(), model.InstanceTypes[g.InstanceTypes[0]], r.cfg.Host),
 		filepath.Join(p.cniDir(), "10-skiff.conflist"): cniConfig(p, PodCIDR(addr.Addr())),
 		// No resolver: nothing on a node may ask the host's or an outside one.
-		filepath.Join(p.dir, "resolv.conf"): "# skiff nodes have no upstream resolver\noptions ndots:5\n",
+		filepath.Join(p.etc(), "resolv.conf"): "# skiff nodes have no upstream resolver\noptions ndots:5\n",
 	}
 	maps.Copy(files, containerdFiles(p, n.ID, registry, r.cfg.RegistryHost))
+	if p.userns {
+		files[filepath.Join(p.etc(), "machine-id")] = machineID(n.ID)
+	}
 	for path, content := range files {
-		if old, err := os.ReadFile(path); err == nil && string(old) == content {
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			return nil, err
+		if err := r.writeNodeFile(p, n, p.host(path), []byte(content)); err != nil {
+			return nil, nil, err
 		}
 	}
-	if key := credentialsKey(p.credentials()); key == "" || key != n.AccessKeyID {
+	if key := credentialsKey(p.host(p.credentials())); key == "" || key != n.AccessKeyID {
 		// The instance's credentials, minted once (the kubelet needs them
 		// only until it has its certificate): the node role, session name
 		// the instance ID, as EC2 does for an instance profile. The key is
@@ -531,7 +556,7 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 		// node by it, and a file whose key the store lacks is minted again.
 		id, secret, token, err := r.cfg.Credentials(c.Account, g.NodeRole, n.ID)
 		if err != nil {
-			return nil, fmt.Errorf("assume node role %s: %w", g.NodeRole, err)
+			return nil, nil, fmt.Errorf("assume node role %s: %w", g.NodeRole, err)
 		}
 		if _, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
 			if g := c.Nodegroup(g.Name); g != nil {
@@ -542,20 +567,23 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 			}
 			return fmt.Errorf("node %s is no longer in the store", n.ID)
 		}); err != nil {
-			return nil, fmt.Errorf("record node %s's credentials: %w", n.Name, err)
+			return nil, nil, fmt.Errorf("record node %s's credentials: %w", n.Name, err)
 		}
 		n.AccessKeyID = id
 		creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n", id, secret, token)
-		if err := os.WriteFile(p.credentials(), []byte(creds), 0o600); err != nil {
-			return nil, err
+		if err := r.writeNodeFile(p, n, p.host(p.credentials()), []byte(creds)); err != nil {
+			return nil, nil, err
 		}
 	}
-	// Checked every pass (a statfs): containerd and the kubelet must never
-	// start in the host's mount namespace.
-	if err := ensureMountNS(ctx, p); err != nil {
-		return nil, err
+	enter := r.enter(p, n.ID)
+	if !p.userns {
+		// Checked every pass (a statfs): containerd and the kubelet must
+		// never start in the host's mount namespace.
+		if err := ensureMountNS(ctx, p); err != nil {
+			return nil, nil, err
+		}
+		enter = []string{"nsenter", "--net=" + vpcnet.NamespacePath(vpcnet.NodeNamespace(n.ID)), "--mount=" + p.mountNS(), "--"}
 	}
-	netns := "--net=" + vpcnet.NamespacePath(vpcnet.NodeNamespace(n.ID))
 	labels := map[string]string{NodegroupLabel: g.Name, ZoneLabel: r.cfg.Region + n.Zone, RegionLabel: r.cfg.Region,
 		InstanceLabel: g.InstanceTypes[0], "eks.amazonaws.com/capacityType": "ON_DEMAND", "eks.amazonaws.com/nodegroup-image": "skiff"}
 	for k, v := range g.Labels {
@@ -573,20 +601,73 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	svc := "http://" + net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(APIPort))
 	spec := func(role runtime.Role, env []string, cmd ...string) runtime.Spec {
 		return runtime.Spec{ID: instanceID(c, n, role), Cluster: c.ID, Role: role, Zone: n.Zone, Version: b.KubernetesVersion,
-			Command: append([]string{"nsenter", netns, "--mount=" + p.mountNS(), "--"}, cmd...), Env: env, Files: []string{p.dir, p.run}}
+			Command: append(slices.Clone(enter), cmd...), Env: env, Files: []string{p.dir, p.run}}
 	}
-	return []runtime.Spec{
+	// What the kubelet's bootstrap runs: skiff and the bundle's binary,
+	// on the host or as the node image mounts them.
+	skiff, kube, rootDir := r.cfg.SkiffBin, b.Path(), filepath.Join(p.run, "kubelet") // short: the kubelet's sockets live there
+	if p.userns {
+		skiff, kube, rootDir = images.NodeMounts.Skiff, images.NodeMounts.Kube, "/var/lib/kubelet"
+	}
+	return append(specs,
 		spec(Containerd, nil, "containerd", "--config", p.containerdConfig()),
 		// The whole client environment is set: skiff's own (inherited)
 		// must not point a node at the host.
 		spec(Kubelet, []string{"AWS_SHARED_CREDENTIALS_FILE=" + p.credentials(), "AWS_ENDPOINT_URL=" + svc, "AWS_REGION=" + r.cfg.Region,
 			"SKIFF_ENDPOINT=" + svc, "AWS_ENDPOINT_URL_EKS=" + svc, "AWS_ENDPOINT_URL_STS=" + svc, "AWS_PROFILE=", "AWS_CONFIG_FILE=/dev/null",
 			"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN="},
-			r.cfg.SkiffBin, "node", "bootstrap", "--cluster", c.Name, "--dir", p.dir, "--kubelet", b.Path(),
+			skiff, "node", "bootstrap", "--cluster", c.Name, "--dir", p.bootstrapDir(), "--kubelet", kube,
 			"--node-name", n.Name, "--node-ip", addr.Addr().String(), "--config", p.kubeletConfig(),
-			"--root-dir", filepath.Join(p.run, "kubelet"), // short: the kubelet's sockets live there
-			"--labels", strings.Join(lv, ","), "--taints", strings.Join(taints, ",")),
-	}, nil
+			"--root-dir", rootDir, "--labels", strings.Join(lv, ","), "--taints", strings.Join(taints, ",")),
+	), settle, nil
+}
+
+// writeNodeFile writes a node's configuration file (host path) unless it
+// holds content already. A system container's are readable by its root
+// (the node's group), nobody else's; they live in a host-owned directory,
+// so no path in them is the node's to redirect.
+func (r *Reconciler) writeNodeFile(p paths, n *model.Node, path string, content []byte) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(content) {
+		return nil
+	}
+	mode, gid := os.FileMode(0o600), 0
+	if p.userns {
+		mode, gid = 0o640, int(n.IDBase)
+	}
+	var dirs []string
+	for d := filepath.Dir(path); len(d) > len(p.dir); d = filepath.Dir(d) {
+		dirs = append([]string{d}, dirs...)
+	}
+	for _, d := range dirs {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		if p.userns {
+			if err := os.Chown(d, 0, gid); err != nil {
+				return err
+			}
+			if err := os.Chmod(d, 0o750); err != nil {
+				return err
+			}
+		}
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, content, mode); err != nil {
+		return err
+	}
+	if err := os.Chown(tmp, 0, gid); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// machineID is a node's /etc/machine-id: 32 hex digits from its ID.
+func machineID(nodeID string) string {
+	sum := sha256.Sum256([]byte("skiff machine-id " + nodeID))
+	return hex.EncodeToString(sum[:16]) + "\n"
 }
 
 func taintEffect(e string) string {
@@ -663,7 +744,7 @@ func (r *Reconciler) SweepVPCs(ctx context.Context, clusters []*model.Cluster) e
 // It needs nothing from the store, so it also clears orphans (nodes of a
 // cluster that is gone).
 func (r *Reconciler) Forget(ctx context.Context, clusterID, nodeID string) error {
-	for _, role := range []runtime.Role{Kubelet, Containerd} {
+	for _, role := range []runtime.Role{Kubelet, Containerd, Sandbox} {
 		if err := r.cfg.Runtime.Stop(ctx, runtime.NodeInstanceID(clusterID, nodeID, role), 3*time.Second); err != nil {
 			return err
 		}
@@ -678,7 +759,7 @@ func (r *Reconciler) Forget(ctx context.Context, clusterID, nodeID string) error
 	errs = append(errs, unmountUnder(p.dir, p.run))
 	errs = append(errs, vpcnet.DetachNode(ctx, nodeID))
 	errs = append(errs, os.RemoveAll(p.dir), os.RemoveAll(p.run))
-	errs = append(errs, r.cfg.Network.ReleaseAddrs("node/"+nodeID))
+	errs = append(errs, r.cfg.Network.ReleaseAddrs("node/"+nodeID), r.releaseIDs("node/"+nodeID))
 	return errors.Join(errs...)
 }
 

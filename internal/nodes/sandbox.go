@@ -169,6 +169,31 @@ func removeCgroupRoot() {
 	}
 }
 
+// ensurePrivateRun makes RunDir a private mount: a namespace can only be
+// kept on a file of one, and what nodes mount there stays on this machine's
+// mount namespace.
+func ensurePrivateRun(ctx context.Context) error {
+	if err := os.MkdirAll(RunDir, 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(RunDir, 0o711); err != nil { // nodes' roots pass through to their own
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "findmnt", "-no", "PROPAGATION", "-T", RunDir).Output()
+	if err != nil {
+		return fmt.Errorf("findmnt %s: %w", RunDir, err)
+	}
+	if !strings.Contains(string(out), "shared") {
+		return nil
+	}
+	for _, args := range [][]string{{"--bind", RunDir, RunDir}, {"--make-private", RunDir}} {
+		if out, err := exec.CommandContext(ctx, "mount", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("make %s a private mount: %w: %s", RunDir, err, out)
+		}
+	}
+	return nil
+}
+
 // nsfsMagic is the statfs type of a namespace file (NSFS_MAGIC).
 const nsfsMagic = 0x6e736673
 
@@ -186,13 +211,8 @@ func ensureMountNS(ctx context.Context, p paths) error {
 	if err := syscall.Statfs(p.mountNS(), &st); err == nil && st.Type == nsfsMagic {
 		return nil
 	}
-	// A namespace can only be kept on a file of a private mount.
-	if out, err := exec.CommandContext(ctx, "findmnt", "-no", "PROPAGATION", "-T", RunDir).Output(); err == nil && strings.Contains(string(out), "shared") {
-		for _, args := range [][]string{{"--bind", RunDir, RunDir}, {"--make-private", RunDir}} {
-			if out, err := exec.CommandContext(ctx, "mount", args...).CombinedOutput(); err != nil {
-				return fmt.Errorf("make %s a private mount: %w: %s", RunDir, err, out)
-			}
-		}
+	if err := ensurePrivateRun(ctx); err != nil {
+		return err
 	}
 	if err := os.WriteFile(p.mountNS(), nil, 0o600); err != nil {
 		return err

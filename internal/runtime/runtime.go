@@ -46,6 +46,19 @@ type Spec struct {
 	// on a machine of its own (a UTS namespace here): kube-apiserver
 	// derives its identity lease from it, so two on one host must differ.
 	Hostname string `json:"hostname,omitempty"`
+	// UserNS, if set, makes the instance a machine of its own (a worker
+	// node): it runs as root of a user namespace that maps its IDs 0…Size-1
+	// to the host's Base…Base+Size-1, with its own mount, PID, IPC, UTS and
+	// network namespaces. It starts with a copy of the host's mounts (the
+	// command builds its own root from it) and no network device but lo;
+	// the runtime reports where it runs in Status.PID.
+	UserNS *IDMap `json:"userns,omitempty"`
+}
+
+// IDMap is a range of host user and group IDs.
+type IDMap struct {
+	Base uint32 `json:"base"`
+	Size uint32 `json:"size"`
 }
 
 // Hash identifies the spec's content; a running instance whose hash differs

@@ -195,6 +195,8 @@ func AttachNode(ctx context.Context, a Attachment) error {
 	}
 	veth := vethName(a.NodeID)
 	if err := ip(ctx, "-n", nns, "link", "show", "eth0"); err != nil {
+		// A peer left from an earlier namespace of the node (rebuilt) goes.
+		ip(ctx, "-n", vns, "link", "del", veth)
 		if err := ip(ctx, "-n", vns, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", nns); err != nil {
 			return fmt.Errorf("attach node %s: %w", a.NodeID, err)
 		}

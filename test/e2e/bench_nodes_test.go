@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -122,4 +123,81 @@ func BenchmarkNodegroup(b *testing.B) {
 		deleteAll(b, s)
 		s.stop(b)
 	}
+}
+
+// BenchmarkNodeSandbox measures what making every node a system container
+// costs (issue 14; target ≤ 1.3× for both): a 1-node group's
+// CreateNodegroup → ACTIVE and the node's idle anonymous memory (its
+// processes and pods: the same kube-proxy and CoreDNS in both), with
+// --node-sandbox=host (the baseline: host root, network and mount
+// namespaces only) and =userns, in one run.
+func BenchmarkNodeSandbox(b *testing.B) {
+	for range b.N {
+		ready, mem := map[string]float64{}, map[string]float64{}
+		for _, mode := range []string{"host", "userns"} {
+			ctx := context.Background()
+			dataDir := b.TempDir()
+			s := startServe(b, dataDir, freePort(b), "--node-sandbox", mode)
+			mustAWS(b, s, s.createArgs(b, "bench-"+mode)...)
+			waitAWSStatus(b, s, "bench-"+mode, "ACTIVE")
+			role := nodeRole(b, s, "nodes")
+			client := eks.NewFromConfig(sdkConfig(s))
+			start := time.Now()
+			if _, err := client.CreateNodegroup(ctx, &eks.CreateNodegroupInput{ClusterName: aws.String("bench-" + mode), NodegroupName: aws.String("ng"),
+				NodeRole: aws.String(role), Subnets: s.defaultSubnets(b)[:1],
+				ScalingConfig: &types.NodegroupScalingConfig{MinSize: aws.Int32(1), MaxSize: aws.Int32(1), DesiredSize: aws.Int32(1)}}); err != nil {
+				b.Fatal(err)
+			}
+			waitNodegroup(b, s, "bench-"+mode, "ng", "ACTIVE", 3*time.Minute)
+			ready[mode] = time.Since(start).Seconds()
+			time.Sleep(20 * time.Second) // idle: pods started, caches settled
+			nodes, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "nodes", "i-*"))
+			if len(nodes) != 1 {
+				b.Fatalf("%s: %d nodes, want 1", mode, len(nodes))
+			}
+			for _, pid := range nodePIDs(filepath.Base(nodes[0])) {
+				mem[mode] += float64(pssAnon(pid))
+			}
+			if mem[mode] == 0 {
+				b.Fatalf("%s: no memory measured for node %s", mode, nodes[0])
+			}
+			deleteAll(b, s)
+			s.stop(b)
+		}
+		b.ReportMetric(ready["host"], "host-ready-s")
+		b.ReportMetric(ready["userns"], "userns-ready-s")
+		b.ReportMetric(ready["userns"]/ready["host"], "ready-userns/host")
+		b.ReportMetric(mem["host"]/mib, "host-node-MiB")
+		b.ReportMetric(mem["userns"]/mib, "userns-node-MiB")
+		b.ReportMetric(mem["userns"]/mem["host"], "mem-userns/host")
+	}
+}
+
+// nodePIDs lists a node's processes: those naming its instance ID (the
+// host-side parents, and every process of a host-root node) and those in
+// its cgroup tree (a system container's, its containers').
+func nodePIDs(id string) []int {
+	seen := map[int]bool{}
+	out, _ := exec.Command("pgrep", "-f", id).Output()
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			seen[pid] = true
+		}
+	}
+	filepath.WalkDir(filepath.Join("/sys/fs/cgroup/memory/skiff", id), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			data, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					seen[pid] = true
+				}
+			}
+		}
+		return nil
+	})
+	var pids []int
+	for pid := range seen {
+		pids = append(pids, pid)
+	}
+	return pids
 }

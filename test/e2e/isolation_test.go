@@ -32,6 +32,20 @@ func nodeSandboxes(t *testing.T, dataDir string) []nodeSandbox {
 	return out
 }
 
+// file is where on this machine a node's file is: name is "aws-credentials"
+// (its configuration) or a file of its bootstrap state ("kubelet.kubeconfig",
+// "pki/…"), in a system container's layout or the host-root one's.
+func (n nodeSandbox) file(name string) string {
+	dir := filepath.Join(n.Dir, "var", "lib", "skiff-node")
+	if name == "aws-credentials" {
+		dir = filepath.Join(n.Dir, "config")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return filepath.Join(n.Dir, name)
+	}
+	return filepath.Join(dir, name)
+}
+
 // dialFrom tries a TCP connection from inside a network namespace.
 func dialFrom(ns, addr string) error {
 	host, port, _ := strings.Cut(addr, ":")
@@ -147,7 +161,7 @@ func TestClusterIsolation(t *testing.T) {
 	}
 
 	// A's node reaches its own endpoint inside the VPC (the check can pass)…
-	kubeconfig, err := os.ReadFile(filepath.Join(a.Dir, "kubelet.kubeconfig"))
+	kubeconfig, err := os.ReadFile(a.file("kubelet.kubeconfig"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +194,7 @@ func TestClusterIsolation(t *testing.T) {
 	t.Logf("A's node reaches A's endpoint and none of %d addresses of B", len(targets))
 
 	// B's endpoint rejects A's node credentials: its IAM session …
-	nodeEnv := append(append([]string{}, s.env...), credentialsEnv(t, filepath.Join(a.Dir, "aws-credentials"))...)
+	nodeEnv := append(append([]string{}, s.env...), credentialsEnv(t, a.file("aws-credentials"))...)
 	if _, err := kubectlEnv(t, nodeEnv, kcA, "get", "--raw", "/api"); err != nil {
 		t.Fatalf("A's node credentials do not work on A (the check could not fail): %v", err)
 	}
@@ -213,7 +227,7 @@ func TestClusterIsolation(t *testing.T) {
 		}
 	}
 	// … and its kubelet client certificate (issued by A's CA).
-	certA := filepath.Join(a.Dir, "pki", "kubelet-client-current.pem")
+	certA := a.file("pki/kubelet-client-current.pem")
 	if _, err := os.Stat(certA); err != nil {
 		t.Fatalf("A's kubelet client certificate: %v", err)
 	}
@@ -256,7 +270,7 @@ func TestClusterIsolation(t *testing.T) {
 	if out := get("http://" + webA.IP + ":8080"); !strings.Contains(out, "hello from web") {
 		t.Fatalf("A's pod cannot reach A's pod %s (the check could not fail): %s", webA.IP, out)
 	}
-	kubeconfigB, err := os.ReadFile(filepath.Join(b.Dir, "kubelet.kubeconfig"))
+	kubeconfigB, err := os.ReadFile(b.file("kubelet.kubeconfig"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,4 +286,7 @@ func TestClusterIsolation(t *testing.T) {
 			t.Errorf("A's pod reached %s of cluster B: %s", target, out)
 		}
 	}
+
+	// A privileged pod of A's attacks its node's boundary (issue 14).
+	attackNode(t, s, dataDir, kcA, kcB, a, b, nodeA, nodeB)
 }

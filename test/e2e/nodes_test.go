@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,7 +17,7 @@ import (
 
 // waitNodegroup polls describe-nodegroup (every second; the stock waiter
 // polls every 30 s) until the group has status.
-func waitNodegroup(t *testing.T, s *server, cluster, name, status string, timeout time.Duration) map[string]any {
+func waitNodegroup(t testing.TB, s *server, cluster, name, status string, timeout time.Duration) map[string]any {
 	t.Helper()
 	var last map[string]any
 	err := eventually(timeout, func() error {
@@ -136,6 +137,27 @@ func leftovers(dataDir string) []string {
 	}
 	if ps, _ := exec.Command("pgrep", "-f", "containerd --config "+dataDir).Output(); len(ps) > 0 {
 		out = append(out, "containerd processes")
+	}
+	if n := nodeProcesses(); len(n) > 0 {
+		out = append(out, fmt.Sprintf("%d processes of node ID ranges", len(n)))
+	}
+	return out
+}
+
+// nodeProcesses lists the processes that run as a node's user (host uids
+// from 2^28 up: the nodes' ID ranges), as "PID UID COMMAND".
+func nodeProcesses() []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name(), &st) == nil && st.Uid >= 1<<28 {
+			comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+			out = append(out, fmt.Sprintf("%s %d %s", e.Name(), st.Uid, strings.TrimSpace(string(comm))))
+		}
 	}
 	return out
 }

@@ -86,20 +86,21 @@ func (s *server) restart(t testing.TB) {
 	*s = *startServe(t, s.dataDir, strings.TrimPrefix(s.endpoint, "http://"))
 }
 
-func startServe(t testing.TB, dataDir, listen string) *server {
+func startServe(t testing.TB, dataDir, listen string, flags ...string) *server {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(dataDir, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(skiffBin, "serve", "--data-dir", dataDir, "--listen", listen, "--bundles", bundlesDir(t), "--images", filepath.Join(filepath.Dir(bundlesDir(t)), "images"))
+	cmd := exec.Command(skiffBin, append([]string{"serve", "--data-dir", dataDir, "--listen", listen, "--bundles", bundlesDir(t),
+		"--images", filepath.Join(filepath.Dir(bundlesDir(t)), "images")}, flags...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	s := &server{dataDir: dataDir, endpoint: "http://" + listen, cmd: cmd, log: logf}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // a fresh data dir: the registry seeds the system images
 	for !listening(listen) {
 		if time.Now().After(deadline) {
 			s.kill()

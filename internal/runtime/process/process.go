@@ -92,6 +92,18 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 		cmd = exec.Command("/bin/sh", append([]string{"-c", `hostname "$0" && exec "$@"`, spec.Hostname}, spec.Command...)...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWUTS}
 	}
+	if m := spec.UserNS; m != nil {
+		// The maps are written from here, between clone and exec (host root
+		// may map any range: no newuidmap, no /etc/subuid); Credential makes
+		// the child root of its namespace, or it would lose every
+		// capability at exec.
+		ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(m.Base), Size: int(m.Size)}}
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+			syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNET
+		cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = ids, ids
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: false}
+	}
 	cmd.Env = append(append(os.Environ(), spec.Env...),
 		envRoot+"="+r.root, envInstance+"="+spec.ID, envHash+"="+spec.Hash())
 	cmd.Stdout, cmd.Stderr = logFile, logFile

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -159,5 +161,48 @@ func TestHostname(t *testing.T) {
 	}
 	if st, ok := status(t, r, spec.ID); ok && st.Running {
 		t.Errorf("still running after Stop: %+v", st)
+	}
+}
+
+// TestUserNS: an instance with UserNS is root of its own user namespace,
+// an unprivileged uid on the host, and alone in its PID namespace; it is
+// found again and stopped like any other.
+func TestUserNS(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("mapping a host ID range needs root")
+	}
+	ctx := context.Background()
+	r := newRuntime(t)
+	const base = 1<<28 + 123<<16
+	spec := runtime.Spec{ID: "c1/node-x-sandbox", Cluster: "c1", UserNS: &runtime.IDMap{Base: base, Size: 65536},
+		Command: []string{"sh", "-c", "id -u; cat /proc/self/uid_map; echo pid $$; exec sleep 60"}}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(ctx, spec.ID, time.Second) })
+	var st runtime.Status
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var ok bool
+		st, ok = status(t, r, spec.ID)
+		out, _ := os.ReadFile(r.LogPath(spec.ID))
+		if ok && st.Running && strings.Contains(string(out), "pid ") {
+			if !regexp.MustCompile(`(?m)^0\n\s*0\s+` + strconv.Itoa(base) + `\s+65536\npid 1$`).Match(out) {
+				t.Fatalf("inside, want uid 0, the map 0 → %d (65536) and pid 1:\n%s", base, out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not started: %+v\n%s", st, out)
+		}
+	}
+	var host syscall.Stat_t
+	if err := syscall.Stat("/proc/"+strconv.Itoa(st.PID), &host); err != nil || host.Uid != base {
+		t.Fatalf("host uid of the instance = %d (%v), want %d", host.Uid, err, base)
+	}
+	if err := r.Stop(ctx, spec.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := status(t, r, spec.ID); ok {
+		t.Fatal("still listed after Stop")
 	}
 }
