@@ -124,6 +124,10 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	}
 	// Before listening: a client that reaches the listener expects the
 	// serve info soon after.
+	pullKey, err := secretFile(filepath.Join(dataDir, "node-pull.key"))
+	if err != nil {
+		return err
+	}
 	nodeImage := ""
 	if sandbox == nodes.SandboxUserNS {
 		files, err := images.NodeFiles(filepath.Join(imgDir, "pause"))
@@ -147,7 +151,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	nets := &network.Service{Store: st, Region: region}
 	nodeRec := nodes.New(nodes.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Network: nets, Region: region,
 		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), Registry: reg.ReadOnlyFor, RegistryHost: registry.Host(ln.Addr()),
-		Sandbox: sandbox, NodeImage: nodeImage})
+		Sandbox: sandbox, NodeImage: nodeImage, PullKey: pullKey})
 	defer nodeRec.Close()
 	dnsVersion, err := images.CoreDNSVersion(imgDir)
 	if err != nil {
@@ -329,4 +333,19 @@ func localToken(dataDir string) (string, error) {
 	rand.Read(b)
 	token := hex.EncodeToString(b)
 	return token, os.WriteFile(path, []byte(token), 0o600)
+}
+
+// secretFile returns the 32 random bytes kept in path, made on first use.
+func secretFile(path string) ([]byte, error) {
+	if key, err := os.ReadFile(path); err == nil && len(key) == 32 {
+		return key, nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, key, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return key, nil
 }

@@ -124,7 +124,8 @@ var mirroredHosts = []string{"docker.io", "registry.k8s.io", "public.ecr.aws"}
 // the VPC's registry (registry, HOST:PORT) serves the sandbox image and
 // stands in for the upstream registries and the ECR repositories (ecrHost),
 // one hosts.toml each (containerd's registry host configuration, read by
-// 1.6 and 2.x alike). Each names the VPC's registry as its server, so no
+// 1.6 and 2.x alike), with the node's pull credentials (PullHeader): the
+// account's own repositories are pulled only with them. Each names the VPC's registry as its server, so no
 // pull falls back to the real upstream host: nothing leaves the machine.
 //
 // The configuration is containerd's version 2 format, which containerd 2.x
@@ -133,7 +134,7 @@ var mirroredHosts = []string{"docker.io", "registry.k8s.io", "public.ecr.aws"}
 // host or another node: NRI (on by default in 2.x, a socket at the fixed
 // /var/run/nri/nri.sock) is off, and its temporary mounts' directories are
 // the node's.
-func containerdFiles(p paths, nodeID, registry, ecrHost string) map[string]string {
+func containerdFiles(p paths, nodeID, registry, ecrHost, pullToken string) map[string]string {
 	files := map[string]string{p.containerdConfig(): fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -174,7 +175,8 @@ temp = %[10]q
 	for _, host := range append([]string{registry, ecrHost}, mirroredHosts...) {
 		if host != "" {
 			files[filepath.Join(p.registryHosts(), host, "hosts.toml")] = fmt.Sprintf(
-				"server = %[1]q\n\n[host.%[1]q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+registry)
+				"server = %[1]q\n\n[host.%[1]q]\n  capabilities = [\"pull\", \"resolve\"]\n  [host.%[1]q.header]\n    %[2]s = %[3]q\n",
+				"http://"+registry, PullHeader, pullToken)
 		}
 	}
 	return files

@@ -70,7 +70,7 @@ func TestCNIConfig(t *testing.T) {
 // upstream host), through hosts.toml files the configuration points at.
 func TestContainerdFiles(t *testing.T) {
 	p := paths{dir: "/d", run: "/r"}
-	files := containerdFiles(p, "i-1", "172.31.0.2:5000", "127.0.0.1:4566")
+	files := containerdFiles(p, "i-1", "172.31.0.2:5000", "127.0.0.1:4566", "i-1.abc")
 	cfg := files["/d/containerd.toml"]
 	for _, want := range []string{`config_path = "/d/containerd/certs.d"`, `sandbox_image = "172.31.0.2:5000/`, `address = "/r/containerd.sock"`,
 		"[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n", `temp = "/d/containerd/tmp"`} {
@@ -83,7 +83,8 @@ func TestContainerdFiles(t *testing.T) {
 	}
 	for _, host := range []string{"172.31.0.2:5000", "127.0.0.1:4566", "docker.io", "registry.k8s.io", "public.ecr.aws"} {
 		got, ok := files["/d/containerd/certs.d/"+host+"/hosts.toml"]
-		want := "server = \"http://172.31.0.2:5000\"\n\n[host.\"http://172.31.0.2:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+		want := "server = \"http://172.31.0.2:5000\"\n\n[host.\"http://172.31.0.2:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n" +
+			"  [host.\"http://172.31.0.2:5000\".header]\n    X-Skiff-Node = \"i-1.abc\"\n"
 		if !ok || got != want {
 			t.Errorf("hosts.toml for %s = %q, want %q", host, got, want)
 		}
@@ -91,7 +92,7 @@ func TestContainerdFiles(t *testing.T) {
 	if len(files) != 6 {
 		t.Errorf("%d files, want containerd.toml and 5 hosts.toml", len(files))
 	}
-	if _, ok := containerdFiles(p, "i-1", "172.31.0.2:5000", "")["/d/containerd/certs.d/hosts.toml"]; ok {
+	if _, ok := containerdFiles(p, "i-1", "172.31.0.2:5000", "", "i-1.abc")["/d/containerd/certs.d/hosts.toml"]; ok {
 		t.Error("an empty ECR host gets a hosts.toml")
 	}
 }

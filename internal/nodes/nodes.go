@@ -77,7 +77,9 @@ type Config struct {
 	// Registry is skiff's image registry for the nodes' containerd, served
 	// on each VPC's service address (RegistryPort): read-only, the system
 	// images and the repositories of the VPC's account.
-	Registry func(account string) http.Handler
+	Registry func(account string, node func(*http.Request) error) http.Handler
+	// PullKey signs the nodes' registry credentials (pullToken).
+	PullKey []byte
 	// RegistryHost is the registry's name in ECR repository URIs
 	// (HOST/ACCOUNT/NAME); nodes pull it from their VPC's registry.
 	RegistryHost string
@@ -183,7 +185,7 @@ func (r *Reconciler) serveInVPC(ns, vpc, account string, addr netip.Addr) error 
 	var srvs []*http.Server
 	var registry http.Handler
 	if r.cfg.Registry != nil {
-		registry = r.cfg.Registry(account)
+		registry = r.cfg.Registry(account, r.nodePull(account))
 	}
 	for _, s := range []struct {
 		port int
@@ -539,7 +541,7 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 		// No resolver: nothing on a node may ask the host's or an outside one.
 		filepath.Join(p.etc(), "resolv.conf"): "# skiff nodes have no upstream resolver\noptions ndots:5\n",
 	}
-	maps.Copy(files, containerdFiles(p, n.ID, registry, r.cfg.RegistryHost))
+	maps.Copy(files, containerdFiles(p, n.ID, registry, r.cfg.RegistryHost, r.pullToken(c.Account, n.ID)))
 	if p.userns {
 		files[filepath.Join(p.etc(), "machine-id")] = machineID(n.ID)
 	}

@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -51,7 +52,7 @@ func TestIDRanges(t *testing.T) {
 // the node sees, and its files live where the node's mounts put them.
 func TestUserNSFiles(t *testing.T) {
 	p := paths{dir: "/d", run: "/r", userns: true}
-	files := containerdFiles(p, "i-1", "172.31.0.2:5000", "")
+	files := containerdFiles(p, "i-1", "172.31.0.2:5000", "", "i-1.x")
 	cfg, ok := files["/etc/skiff/containerd.toml"]
 	if !ok {
 		t.Fatalf("no /etc/skiff/containerd.toml in %v", files)
@@ -76,5 +77,40 @@ func TestUserNSFiles(t *testing.T) {
 	}
 	if k := kubeletConfig(paths{dir: "/d", run: "/r"}, "i-1", netip.MustParseAddr("172.31.0.10"), model.InstanceTypes["t3.medium"], Host{MilliCPU: 2000, KiB: 1 << 24}); strings.Contains(k, "featureGates") {
 		t.Errorf("a host-root node's kubelet gets feature gates:\n%s", k)
+	}
+}
+
+// TestNodePull: the VPC registry serves an account's images to that
+// account's current nodes only.
+func TestNodePull(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "skiff.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c := &model.Cluster{Account: "111111111111", Name: "c", ID: "c-1",
+		Nodegroups: []model.Nodegroup{{Name: "ng", Nodes: []model.Node{{ID: "i-1"}}}}}
+	if err := st.CreateCluster(c, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := New(Config{Store: st, PullKey: []byte("k"), Host: Host{MilliCPU: 1000, KiB: 1 << 20}})
+	other := New(Config{Store: st, PullKey: []byte("another skiff's key"), Host: Host{MilliCPU: 1000, KiB: 1 << 20}})
+	for _, tc := range []struct {
+		name, account, header string
+		ok                    bool
+	}{
+		{"its node", "111111111111", r.pullToken("111111111111", "i-1"), true},
+		{"no header", "111111111111", "", false},
+		{"another account's registry", "222222222222", r.pullToken("111111111111", "i-1"), false},
+		{"token for another account", "222222222222", r.pullToken("222222222222", "i-1"), false},
+		{"a node not in the store", "111111111111", r.pullToken("111111111111", "i-2"), false},
+		{"another key", "111111111111", other.pullToken("111111111111", "i-1"), false},
+		{"tampered", "111111111111", r.pullToken("111111111111", "i-1")[:10] + "0", false},
+	} {
+		req, _ := http.NewRequest("GET", "http://x/v2/", nil)
+		req.Header.Set(PullHeader, tc.header)
+		if err := r.nodePull(tc.account)(req); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
+		}
 	}
 }

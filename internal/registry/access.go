@@ -305,11 +305,12 @@ func (r *Registry) catalog(w http.ResponseWriter, req *http.Request, visible fun
 	json.NewEncoder(w).Encode(map[string][]string{"repositories": repos})
 }
 
-// ReadOnlyFor serves pulls, without authentication, of the system
-// repositories and account's own ones (ACCOUNT/…); other names are
-// unknown and writes are refused. It is the registry nodes of account's
-// VPCs pull from.
-func (r *Registry) ReadOnlyFor(account string) http.Handler {
+// ReadOnlyFor serves pulls of the system repositories (to anyone, as a
+// public registry does) and of account's own ones (ACCOUNT/…: only to
+// requests node accepts, the account's nodes, as ECR wants the node's
+// credentials); other names are unknown and writes are refused. It is the
+// registry nodes of account's VPCs pull from.
+func (r *Registry) ReadOnlyFor(account string, node func(*http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Method != http.MethodGet && req.Method != http.MethodHead {
 			Deny(w, "this registry endpoint is read-only: push from the host with credentials from `aws ecr get-login-password`")
@@ -330,9 +331,16 @@ func (r *Registry) ReadOnlyFor(account string) http.Handler {
 		case v2.RouteNameCatalog:
 			r.catalog(w, req, visible)
 		default:
-			if !visible(m.Vars["name"]) {
-				errcode.ServeJSON(w, errcode.ErrorCodeNameUnknown.WithMessage("repository name not known to registry: "+m.Vars["name"]))
+			repo := m.Vars["name"]
+			if !visible(repo) {
+				errcode.ServeJSON(w, errcode.ErrorCodeNameUnknown.WithMessage("repository name not known to registry: "+repo))
 				return
+			}
+			if d, _ := decide(account, repo, false); d == ownRepo {
+				if err := node(req); err != nil {
+					errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized.WithMessage("pulling "+repo+" needs a node's credentials: "+err.Error()))
+					return
+				}
 			}
 			r.app.ServeHTTP(w, req)
 		}

@@ -270,23 +270,33 @@ func TestAuthenticated(t *testing.T) {
 	}
 
 	// ReadOnlyFor: pulls of system and own repositories, nothing else.
-	ro := httptest.NewServer(reg.ReadOnlyFor(acctA))
+	nodeOK := errors.New("no node header")
+	ro := httptest.NewServer(reg.ReadOnlyFor(acctA, func(req *http.Request) error {
+		if req.Header.Get("X-Node") == "yes" {
+			return nil
+		}
+		return nodeOK
+	}))
 	defer ro.Close()
 	roHost := strings.TrimPrefix(ro.URL, "http://")
 	roRef := func(s string) name.Reference { return must(name.ParseReference(roHost+"/"+s, name.Insecure)) }
 	if _, err := remote.Image(roRef("pause:3.10")); err != nil {
 		t.Errorf("read-only: system image: %v", err)
 	}
-	if _, err := remote.Image(roRef(acctA + "/fixed:v1")); err != nil {
-		t.Errorf("read-only: own image: %v", err)
+	if _, err := remote.Image(roRef(acctA + "/fixed:v1")); err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") {
+		t.Errorf("read-only: own image without a node's credentials: %v, want UNAUTHORIZED", err)
+	}
+	asNode := remote.WithTransport(headerTransport{"X-Node", "yes"})
+	if _, err := remote.Image(roRef(acctA+"/fixed:v1"), asNode); err != nil {
+		t.Errorf("read-only: own image as a node: %v", err)
 	}
 	if err := remote.Write(ref(acctB+"/db:x"), img, as(pwB)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := remote.Image(roRef(acctB + "/db:x")); err == nil || !strings.Contains(err.Error(), "NAME_UNKNOWN") {
+	if _, err := remote.Image(roRef(acctB+"/db:x"), asNode); err == nil || !strings.Contains(err.Error(), "NAME_UNKNOWN") {
 		t.Errorf("read-only: another account's image: %v, want NAME_UNKNOWN", err)
 	}
-	if err := remote.Write(roRef(acctA+"/fixed:v9"), img); err == nil || !strings.Contains(err.Error(), "DENIED") {
+	if err := remote.Write(roRef(acctA+"/fixed:v9"), img, asNode); err == nil || !strings.Contains(err.Error(), "DENIED") {
 		t.Errorf("read-only: push: %v, want DENIED", err)
 	}
 
@@ -329,4 +339,13 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// headerTransport adds a header to every request.
+type headerTransport struct{ key, value string }
+
+func (h headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set(h.key, h.value)
+	return http.DefaultTransport.RoundTrip(req)
 }

@@ -43,7 +43,12 @@ func (n nodeSandbox) file(name string) string {
 	if _, err := os.Stat(dir); err != nil {
 		return filepath.Join(n.Dir, name)
 	}
-	return filepath.Join(dir, name)
+	p := filepath.Join(dir, name)
+	// A link the node made points into the node's own root.
+	if to, err := os.Readlink(p); err == nil && strings.HasPrefix(to, "/var/") {
+		return filepath.Join(n.Dir, to)
+	}
+	return p
 }
 
 // dialFrom tries a TCP connection from inside a network namespace.

@@ -181,6 +181,16 @@ func TestWorkloads(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
+	// The VPC's registry serves the account's images to its nodes only (they
+	// pulled demo/web above); a pod asking anonymously is refused, while
+	// the public system images stay open to it (the check can fail).
+	repo := strings.SplitN(uri, "/", 2)[1]
+	if out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "wget", "-qO-", "http://172.31.0.2:5000/v2/pause/tags/list"); err != nil || !strings.Contains(out, "3.10") {
+		t.Errorf("a pod lists the system image pause's tags: %v %s", err, out)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "wget", "-qO-", "http://172.31.0.2:5000/v2/"+repo+"/tags/list"); err == nil || !strings.Contains(out, "401") {
+		t.Errorf("a pod lists %s's tags anonymously: %v %s", repo, err, out)
+	}
 	// CoreDNS never forwards: an outside name does not resolve.
 	if out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "nslookup", "example.com"); err == nil && strings.Contains(out, "Address: ") && !strings.Contains(out, "10.100.0.10") {
 		t.Errorf("example.com resolved inside the cluster:\n%s", out)
