@@ -116,10 +116,18 @@ func idsInUse(base uint32) bool {
 	return false
 }
 
+// NodePids is how many processes and threads a node may run at once.
+const NodePids = 32768
+
 // delegateCgroups gives a node's root its cgroup (in every hierarchy):
 // it may create, limit and fill child cgroups; the node cgroup's own
 // limits stay the host's.
 func delegateCgroups(nodeID string, uid uint32) error {
+	// A fork bomb in one node stays in it (the node's own limit is the
+	// host's file: the node cannot raise it).
+	if err := os.WriteFile(filepath.Join(cgroupFS, "pids", nodeCgroup(nodeID), "pids.max"), []byte(fmt.Sprint(NodePids)), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("limit node %s's processes: %w", nodeID, err)
+	}
 	for _, h := range hierarchies() {
 		dir := filepath.Join(h, nodeCgroup(nodeID))
 		for _, f := range []string{"", "cgroup.procs", "tasks", "cgroup.clone_children"} {

@@ -89,10 +89,12 @@ func attackNode(t *testing.T, s *server, dataDir, kcA, kcB string, a, b nodeSand
 		}
 	}
 	major, minor := st.Rdev>>8&0xfff, st.Rdev&0xff|st.Rdev>>12&0xfff00
-	if out, err := sh(fmt.Sprintf("mknod /tmp/disk b %d %d && mkdir -p /tmp/m && mount /tmp/disk /tmp/m && ls /tmp/m", major, minor)); err == nil {
+	if out, err := sh(fmt.Sprintf("mkdir -p /tmp/m && mknod /tmp/disk b %d %d && mount /tmp/disk /tmp/m && ls /tmp/m", major, minor)); err == nil {
 		t.Errorf("the attacker mounts the host's disk %d:%d: %s", major, minor, out)
+	} else {
+		t.Logf("the host's disk %d:%d: %s", major, minor, strings.TrimSpace(out))
 	}
-	if out, err := sh("mknod /tmp/fifo p && ls -l /tmp/fifo"); err != nil {
+	if out, err := sh("mkdir -p /tmp && mknod /tmp/fifo p && ls -l /tmp/fifo"); err != nil {
 		t.Errorf("the attacker cannot make a FIFO (the check could not fail): %v %s", err, out)
 	}
 	for _, knob := range []string{"kernel/panic", "kernel/modprobe", "vm/drop_caches"} {
