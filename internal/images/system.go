@@ -177,9 +177,12 @@ func SharedLibs(bin string) ([]string, error) {
 var lddCache sync.Map // binary path → []string
 
 func sharedLibs(bin string) ([]string, error) {
-	out, err := exec.Command("ldd", bin).Output()
+	out, err := exec.Command("ldd", bin).CombinedOutput()
+	if err != nil && strings.Contains(string(out), "not a dynamic executable") {
+		return nil, nil // static
+	}
 	if err != nil {
-		return nil, fmt.Errorf("ldd %s: %w", bin, err)
+		return nil, fmt.Errorf("ldd %s: %w: %s", bin, err, out)
 	}
 	var libs []string
 	for _, line := range strings.Split(string(out), "\n") {
