@@ -76,8 +76,6 @@ func resource(admin kubernetes.Interface, o object) (rest.Interface, string, err
 		return admin.RbacV1().RESTClient(), "clusterroles", nil
 	case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
 		return admin.RbacV1().RESTClient(), "clusterrolebindings", nil
-	case "node.k8s.io/v1/RuntimeClass":
-		return admin.NodeV1().RESTClient(), "runtimeclasses", nil
 	}
 	return nil, "", fmt.Errorf("add-on manifest: unsupported kind %s %s", o.APIVersion, o.Kind)
 }

@@ -83,12 +83,6 @@ func (m *Manager) Reconcile(ctx context.Context, c *model.Cluster, admin kuberne
 		}
 		m.ok(key)
 	}
-	if key := "runtimeclass/" + c.ID; m.due(key) {
-		if err := Apply(ctx, admin, []byte(gvisorRuntimeClass)); err != nil {
-			return fmt.Errorf("runtime class gvisor: %w", err)
-		}
-		m.ok(key)
-	}
 	if !c.SkipSelfManagedAddons && !c.AddonsBootstrapped {
 		for _, name := range m.Catalog.Names() {
 			if c.Addon(name) != nil {

@@ -262,14 +262,3 @@ spec:
       - name: config
         configMap: {name: kube-proxy-config}
 `
-
-// gvisorRuntimeClass lets pods choose gVisor (runtimeClassName: gvisor) as
-// a second boundary: their system calls go to gVisor's kernel, not the
-// node's. Every node's containerd has the handler (nodes.GVisorHandler).
-const gvisorRuntimeClass = `apiVersion: node.k8s.io/v1
-kind: RuntimeClass
-metadata:
-  name: gvisor
-  labels: {app.kubernetes.io/managed-by: skiff}
-handler: runsc
-`

@@ -23,14 +23,7 @@ var nodeBinaries = []string{
 	"/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc",
 	"/usr/lib/cni/bridge", "/usr/lib/cni/host-local", "/usr/lib/cni/portmap", "/usr/lib/cni/loopback",
 	"/usr/bin/mount", "/usr/bin/umount",
-	"/usr/bin/runsc",
 }
-
-// NodeRunsc is the node's gVisor runtime as containerd's runc shim runs it
-// (RuntimeClass gvisor): Debian 12's runsc cannot use its own network
-// stack on this kernel (google/gvisor#10704), so the sandbox uses the
-// pod's network namespace directly; cgroups stay the node's runc's.
-const NodeRunsc = "/usr/local/bin/runsc-node"
 
 // NodeFiles are the root file system of a worker node, a system container
 // (docs/node-isolation-design.md): Debian's containerd, runc, CNI plugins,
@@ -73,7 +66,6 @@ func NodeFiles(init string) ([]File, error) {
 	}
 	files = append(files,
 		File{Path: "/sbin/init", Source: init},
-		File{Path: NodeRunsc, Data: []byte("#!/bin/sh\nexec /usr/bin/runsc --ignore-cgroups --network=host \"$@\"\n")},
 		File{Path: NodeMounts.Kube, Data: []byte{}}, File{Path: NodeMounts.Skiff, Data: []byte{}},
 		File{Path: "/etc/passwd", Data: []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), Mode: 0o644},
 		File{Path: "/etc/group", Data: []byte("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"), Mode: 0o644},

@@ -20,9 +20,6 @@ const RegistryPort = 5000
 // APIPort is where skiff's AWS API listens on a VPC's service address.
 const APIPort = 80
 
-// GVisorHandler is the CRI runtime handler of RuntimeClass gvisor.
-const GVisorHandler = "runsc"
-
 // ClusterDNS is the ClusterIP CoreDNS will have.
 const ClusterDNS = "10.100.0.10"
 
@@ -138,16 +135,6 @@ var mirroredHosts = []string{"docker.io", "registry.k8s.io", "public.ecr.aws"}
 // /var/run/nri/nri.sock) is off, and its temporary mounts' directories are
 // the node's.
 func containerdFiles(p paths, nodeID, registry, ecrHost, pullToken string) map[string]string {
-	runsc := ""
-	if p.userns {
-		// RuntimeClass gvisor (handler runsc): the node image's runsc
-		// through the runc shim, as Docker runs it.
-		runsc = fmt.Sprintf(`    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[1]s]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[1]s.options]
-        BinaryName = %[2]q
-`, GVisorHandler, images.NodeRunsc)
-	}
 	files := map[string]string{p.containerdConfig(): fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -177,14 +164,14 @@ temp = %[10]q
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-%[12]s  [plugins."io.containerd.grpc.v1.cri".cni]
+  [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[8]q
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = %[9]q
 `, p.state("containerd/root", "/var/lib/containerd"), p.stateRun(), p.containerdSock(), p.containerdSock()+".ttrpc",
 		filepath.Join(p.cgroup(nodeID), "containerd"), p.state("containerd/opt", "/var/lib/containerd/opt"), registry+"/"+images.PauseImage,
-		p.cniDir(), p.registryHosts(), p.state("containerd/tmp", "/var/lib/containerd/tmp"), p.userns, runsc)}
+		p.cniDir(), p.registryHosts(), p.state("containerd/tmp", "/var/lib/containerd/tmp"), p.userns)}
 	for _, host := range append([]string{registry, ecrHost}, mirroredHosts...) {
 		if host != "" {
 			files[filepath.Join(p.registryHosts(), host, "hosts.toml")] = fmt.Sprintf(

@@ -191,31 +191,6 @@ func TestWorkloads(t *testing.T) {
 	if out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "wget", "-qO-", "http://172.31.0.2:5000/v2/"+repo+"/tags/list"); err == nil || !strings.Contains(out, "401") {
 		t.Errorf("a pod lists %s's tags anonymously: %v %s", repo, err, out)
 	}
-	// A pod may choose gVisor (RuntimeClass gvisor, issue 14): its kernel
-	// is gVisor's, and it serves through a Service like any pod.
-	if _, err := kubectlEnv(t, s.env, kc, "run", "gv", "--image=busybox", "--restart=Never", "--labels=app=gv",
-		"--overrides", `{"spec":{"runtimeClassName":"gvisor"}}`, "--", "sh", "-c", "dmesg; hostname > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := kubectlEnv(t, s.env, kc, "wait", "--for=condition=Ready", "pod/gv", "--timeout=120s"); err != nil {
-		desc, _ := kubectlEnv(t, s.env, kc, "describe", "pod", "gv")
-		t.Fatalf("gVisor pod: %v %s\n%s", err, out, desc)
-	}
-	if out, err := kubectlEnv(t, s.env, kc, "logs", "gv"); err != nil || !strings.Contains(out, "gVisor") {
-		t.Errorf("the gvisor pod's kernel log does not name gVisor: %v %s", err, out)
-	}
-	if out, err := kubectlEnv(t, s.env, kc, "expose", "pod", "gv", "--port=8080"); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
-	if err := eventually(60*time.Second, func() error {
-		out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "timeout", "5", "wget", "-qO-", "http://gv.default.svc.cluster.local:8080/")
-		if err != nil || strings.TrimSpace(out) != "gv" {
-			return fmt.Errorf("the gvisor pod's Service: %v %s", err, out)
-		}
-		return nil
-	}); err != nil {
-		t.Error(err)
-	}
 	// CoreDNS never forwards: an outside name does not resolve.
 	if out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "nslookup", "example.com"); err == nil && strings.Contains(out, "Address: ") && !strings.Contains(out, "10.100.0.10") {
 		t.Errorf("example.com resolved inside the cluster:\n%s", out)
