@@ -420,22 +420,7 @@ func (s *Service) AllocateAddr(account, subnetID, owner string) (netip.Prefix, e
 
 // ReleaseAddrs frees every address owner holds.
 func (s *Service) ReleaseAddrs(owner string) error {
-	return s.Store.Network(func(tx *store.Tx) error {
-		var drop []string
-		err := tx.Scan("addr/", func(key string, data []byte) error {
-			var o string
-			if json.Unmarshal(data, &o) == nil && o == owner {
-				drop = append(drop, key)
-			}
-			return nil
-		})
-		for _, k := range drop {
-			if err := tx.Delete(k); err != nil {
-				return err
-			}
-		}
-		return err
-	})
+	return s.Store.Network(func(tx *store.Tx) error { return tx.DeleteOwned("addr/", owner) })
 }
 
 // Realization is what the node runtime needs to build a VPC.

@@ -560,15 +560,7 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 		if err != nil {
 			return nil, nil, fmt.Errorf("assume node role %s: %w", g.NodeRole, err)
 		}
-		if _, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
-			if g := c.Nodegroup(g.Name); g != nil {
-				if x := g.Node(n.ID); x != nil {
-					x.AccessKeyID = id
-					return nil
-				}
-			}
-			return fmt.Errorf("node %s is no longer in the store", n.ID)
-		}); err != nil {
+		if err := r.recordNode(c, g.Name, n.ID, func(x *model.Node) { x.AccessKeyID = id }); err != nil {
 			return nil, nil, fmt.Errorf("record node %s's credentials: %w", n.Name, err)
 		}
 		n.AccessKeyID = id
@@ -622,6 +614,20 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 			"--node-name", n.Name, "--node-ip", addr.Addr().String(), "--config", p.kubeletConfig(),
 			"--root-dir", rootDir, "--labels", strings.Join(lv, ","), "--taints", strings.Join(taints, ",")),
 	), settle, nil
+}
+
+// recordNode changes node id of group in c's record.
+func (r *Reconciler) recordNode(c *model.Cluster, group, id string, change func(*model.Node)) error {
+	_, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		if g := c.Nodegroup(group); g != nil {
+			if x := g.Node(id); x != nil {
+				change(x)
+				return nil
+			}
+		}
+		return fmt.Errorf("node %s is no longer in the store", id)
+	})
+	return err
 }
 
 // writeNodeFile writes a node's configuration file (host path) unless it

@@ -82,22 +82,7 @@ func (r *Reconciler) allocateIDs(owner string) (uint32, error) {
 
 // releaseIDs frees owner's ID range.
 func (r *Reconciler) releaseIDs(owner string) error {
-	return r.cfg.Store.Network(func(tx *store.Tx) error {
-		var drop []string
-		err := tx.Scan(idPrefix, func(key string, data []byte) error {
-			var o string
-			if json.Unmarshal(data, &o) == nil && o == owner {
-				drop = append(drop, key)
-			}
-			return nil
-		})
-		for _, k := range drop {
-			if err := tx.Delete(k); err != nil {
-				return err
-			}
-		}
-		return err
-	})
+	return r.cfg.Store.Network(func(tx *store.Tx) error { return tx.DeleteOwned(idPrefix, owner) })
 }
 
 // idsInUse reports whether a process runs with a uid of the range at
@@ -195,15 +180,7 @@ func (r *Reconciler) prepareSandbox(ctx context.Context, c *model.Cluster, g *mo
 		if err != nil {
 			return runtime.Spec{}, err
 		}
-		if _, err := r.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
-			if g := c.Nodegroup(g.Name); g != nil {
-				if x := g.Node(n.ID); x != nil {
-					x.IDBase = base
-					return nil
-				}
-			}
-			return fmt.Errorf("node %s is no longer in the store", n.ID)
-		}); err != nil {
+		if err := r.recordNode(c, g.Name, n.ID, func(x *model.Node) { x.IDBase = base }); err != nil {
 			r.releaseIDs("node/" + n.ID)
 			return runtime.Spec{}, err
 		}

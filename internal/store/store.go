@@ -257,6 +257,25 @@ func (t *Tx) Scan(prefix string, fn func(key string, data []byte) error) error {
 	return nil
 }
 
+// DeleteOwned deletes the records under prefix whose value is the JSON
+// string owner (allocations: addresses, ID ranges).
+func (t *Tx) DeleteOwned(prefix, owner string) error {
+	var drop []string
+	err := t.Scan(prefix, func(key string, data []byte) error {
+		var o string
+		if json.Unmarshal(data, &o) == nil && o == owner {
+			drop = append(drop, key)
+		}
+		return nil
+	})
+	for _, k := range drop {
+		if err := t.Delete(k); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
 // Identity runs fn in a read-write transaction over the identity records;
 // an error from fn changes nothing.
 func (s *Store) Identity(fn func(tx *Tx) error) error {
