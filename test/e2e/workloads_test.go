@@ -260,6 +260,29 @@ func TestWorkloads(t *testing.T) {
 		}
 	}
 
+	// A skiff restart does not touch the nodes: every node process keeps
+	// running (the system containers are found again by their instances
+	// and pinned namespaces, nothing is rebuilt), and the workloads serve.
+	before := nodeProcesses()
+	if len(before) == 0 {
+		t.Fatal("no node processes found (the check could not fail)")
+	}
+	s.restart(t)
+	time.Sleep(10 * time.Second) // a few reconcile passes
+	alive := map[string]bool{}
+	for _, p := range nodeProcesses() {
+		alive[p] = true
+	}
+	for _, p := range before {
+		if !alive[p] {
+			t.Errorf("node process %s is gone after skiff restarted", p)
+		}
+	}
+	readyNodes(t, s, kc, 3)
+	if out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "timeout", "5", "wget", "-qO-", "http://web.default.svc.cluster.local"); err != nil || !strings.Contains(out, "hello from web-") {
+		t.Errorf("the Service after skiff restarted: %v %s", err, out)
+	}
+
 	// The EKS add-on API: CoreDNS becomes a managed add-on with 3 replicas.
 	for _, tc := range []struct {
 		code string
