@@ -263,9 +263,14 @@ func TestWorkloads(t *testing.T) {
 	// A skiff restart does not touch the nodes: every node process keeps
 	// running (the system containers are found again by their instances
 	// and pinned namespaces, nothing is rebuilt), and the workloads serve.
-	before := nodeProcesses()
-	if len(before) == 0 {
-		t.Fatal("no node processes found (the check could not fail)")
+	var before []string // the nodes' long-lived processes: init, containerd, kubelet, shims
+	for _, p := range nodeProcesses() {
+		if f := strings.Fields(p); len(f) == 3 && (f[2] == "init" || f[2] == "containerd" || f[2] == "kube" || f[2] == "containerd-shim") {
+			before = append(before, p)
+		}
+	}
+	if len(before) < 9 {
+		t.Fatalf("%d node processes found, want init, containerd and kubelet of 3 nodes at least (the check could not fail): %v", len(before), before)
 	}
 	s.restart(t)
 	time.Sleep(10 * time.Second) // a few reconcile passes
