@@ -171,17 +171,18 @@ func (c *client) query(service, action string, params url.Values, out any) error
 // ensureClusterRole returns the ARN of the role skiff's CLI creates
 // clusters with, creating the role on first use (as eksctl does).
 func (c *client) ensureClusterRole() (string, error) {
-	return c.ensureRole("skiff-cluster-role", "eks.amazonaws.com")
+	return c.ensureRole("skiff-cluster-role", "eks.amazonaws.com", "AmazonEKSClusterPolicy")
 }
 
 // ensureNodeRole returns the ARN of the role of the CLI's node groups.
 func (c *client) ensureNodeRole() (string, error) {
-	return c.ensureRole("skiff-node-role", "ec2.amazonaws.com")
+	return c.ensureRole("skiff-node-role", "ec2.amazonaws.com",
+		"AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy")
 }
 
 // ensureRole returns a role's ARN, creating it with a trust policy for
-// service on first use.
-func (c *client) ensureRole(name, service string) (string, error) {
+// service and the given AWS managed policies on first use.
+func (c *client) ensureRole(name, service string, policies ...string) (string, error) {
 	var out struct {
 		Result struct {
 			Role struct{ Arn string }
@@ -198,9 +199,19 @@ func (c *client) ensureRole(name, service string) (string, error) {
 		if err := c.query("iam", "CreateRole", url.Values{"RoleName": {name}, "AssumeRolePolicyDocument": {policy}}, &created); err != nil {
 			return "", err
 		}
-		return created.Result.Role.Arn, nil
+		out.Result.Role.Arn, err = created.Result.Role.Arn, nil
 	}
-	return out.Result.Role.Arn, err
+	if err != nil {
+		return "", err
+	}
+	// Attached every time (attaching is idempotent): roles made before
+	// skiff enforced IAM policies get them too.
+	for _, p := range policies {
+		if err := c.query("iam", "AttachRolePolicy", url.Values{"RoleName": {name}, "PolicyArn": {"arn:aws:iam::aws:policy/" + p}}, nil); err != nil {
+			return "", err
+		}
+	}
+	return out.Result.Role.Arn, nil
 }
 
 // cluster is the part of EKS' Cluster shape the CLI shows.

@@ -30,6 +30,7 @@ import (
 	"skiff.dev/skiff/internal/api/router"
 	"skiff.dev/skiff/internal/api/skiffapi"
 	"skiff.dev/skiff/internal/authn"
+	"skiff.dev/skiff/internal/authz"
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
@@ -188,16 +189,27 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	if err := writeServeInfo(dataDir, serveInfo{Endpoint: endpoint, Region: region}); err != nil {
 		return err
 	}
+	eksAPI := eks.New(eks.Handler{Clusters: svc, IAM: ids, Region: region, Account: router.Account, Log: log,
+		CallerArn: func(r *http.Request) string { return router.Caller(r).Arn }})
+	az := &authz.Authorizer{IAM: ids, Region: region, Resolve: func(account, kind string, names ...string) (string, map[string]string, bool) {
+		if kind == "repository" {
+			return ecrAPI.Resolve(account, kind, names...)
+		}
+		return eksAPI.Resolve(account, kind, names...)
+	}}
+	globalKeys := func(r *http.Request, caller *iam.Principal) map[string][]string {
+		return az.GlobalContext(r, caller, region)
+	}
 	handler := &router.Router{
-		IAM: ids,
-		EKS: eks.New(eks.Handler{Clusters: svc, IAM: ids, Region: region, Account: router.Account, Log: log,
-			CallerArn: func(r *http.Request) string { return router.Caller(r).Arn }}),
+		IAM:        ids,
+		Authz:      az,
+		EKS:        eksAPI,
 		EC2:        &ec2.Handler{Network: nets, Account: router.Account, Region: region},
 		ECR:        ecrAPI,
 		Registry:   reg.Authenticated(registry.Auth{Tokens: regTokens, Host: regHost, Lookup: ecrAPI.Lookup, Log: log}),
 		Skiff:      skiffapi.New(skiffapi.Handler{Clusters: svc, Engine: eng, Account: router.Account}),
-		IAMQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "iam"},
-		STSQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "sts"},
+		IAMQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "iam", Context: globalKeys},
+		STSQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "sts", Context: globalKeys},
 		LocalToken: token,
 		Region:     region,
 		Endpoint:   endpoint,
@@ -243,16 +255,16 @@ func systemImages(dir string, cat *bundle.Catalog) images.Sources {
 }
 
 // nodeCredentials mints a managed node's credentials: its node role
-// assumed (by the account itself) with the node's name as session name,
-// for the longest session the role allows.
+// assumed by EC2 (which the role must trust, as on EKS) with the node's
+// name as session name, for the longest session the role allows.
 func nodeCredentials(ids *iam.Service) func(account, roleArn, session string) (string, string, string, error) {
 	return func(account, roleArn, session string) (string, string, string, error) {
-		self := &iam.Principal{Account: account, Arn: "arn:aws:iam::" + account + ":root"}
+		ec2 := &iam.Principal{Account: account, Service: "ec2.amazonaws.com"}
 		role, err := ids.RoleByArn(account, roleArn)
 		if err != nil {
 			return "", "", "", err
 		}
-		sess, _, err := ids.AssumeRole(self, roleArn, session, role.MaxSessionDuration)
+		sess, _, err := ids.AssumeRole(ec2, iam.AssumeRequest{RoleArn: roleArn, SessionName: session, Duration: role.MaxSessionDuration})
 		if err != nil {
 			return "", "", "", err
 		}

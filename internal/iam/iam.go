@@ -15,6 +15,8 @@ import (
 	"math/big"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"skiff.dev/skiff/internal/sigv4"
@@ -47,6 +49,7 @@ type User struct {
 	ID        string    `json:"id"` // AIDA…
 	Path      string    `json:"path"`
 	CreatedAt time.Time `json:"createdAt"`
+	Attachments
 }
 
 // Arn of the user.
@@ -74,6 +77,7 @@ type Role struct {
 	Description        string    `json:"description,omitempty"`
 	MaxSessionDuration int       `json:"maxSessionDuration"`
 	CreatedAt          time.Time `json:"createdAt"`
+	Attachments
 }
 
 // Arn of the role.
@@ -91,6 +95,8 @@ type Session struct {
 	RoleID      string    `json:"roleId"`
 	Name        string    `json:"name"`
 	Expiration  time.Time `json:"expiration"`
+	// SourceIdentity is the principal that assumed the role (its ARN).
+	Source string `json:"source,omitempty"`
 }
 
 // Principal is who signed a request.
@@ -100,12 +106,22 @@ type Principal struct {
 	UserID  string // AIDA…, or AROA…:SESSION
 	User    string // the user's name, for users
 	Role    string // the role's name, for assumed roles
+	RoleArn string // the role's ARN, for assumed roles
+	// Root is the account's own principal, the admin user `skiff env`
+	// prints: like an AWS account's root user, no policy limits it.
+	Root bool
+	// Service is set (and Arn empty) when skiff acts as an AWS service
+	// (ec2.amazonaws.com minting a node's credentials).
+	Service string
 }
 
 // Service is the identity store.
 type Service struct {
 	Store *store.Store
 	Now   func() time.Time // default time.Now
+
+	docs  sync.Map // policy text → *policy.Document
+	docsN atomic.Int64
 }
 
 func (s *Service) now() time.Time {
@@ -198,13 +214,19 @@ func (s *Service) resolve(accessKeyID string) (*Principal, sigv4.Secret, error) 
 			if err := tx.Get(userKey(k.Account, k.User), &u); err != nil {
 				return sigv4.ErrUnknownKey
 			}
-			p = &Principal{Account: k.Account, Arn: u.Arn(), UserID: u.ID, User: u.Name}
+			p = &Principal{Account: k.Account, Arn: u.Arn(), UserID: u.ID, User: u.Name, Root: u.Name == AdminUser}
 			secret = sigv4.Secret{SecretAccessKey: k.Secret}
 			return nil
 		}
 		var sess Session
 		if err := tx.Get("session/"+accessKeyID, &sess); err == nil && s.now().Before(sess.Expiration) {
-			p = &Principal{Account: sess.Account, Role: sess.Role,
+			// A session ends with its role (a role re-created under the
+			// same name is another role).
+			var r Role
+			if err := tx.Get(roleKey(sess.Account, sess.Role), &r); err != nil || r.ID != sess.RoleID {
+				return sigv4.ErrUnknownKey
+			}
+			p = &Principal{Account: sess.Account, Role: sess.Role, RoleArn: r.Arn(),
 				Arn:    fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/%s", sess.Account, sess.Role, sess.Name),
 				UserID: sess.RoleID + ":" + sess.Name}
 			secret = sigv4.Secret{SecretAccessKey: sess.Secret, SessionToken: sess.Token}
@@ -278,8 +300,21 @@ func (s *Service) DeleteUser(account, name string) error {
 		if !tx.Has(userKey(account, name)) {
 			return fmt.Errorf("%w: The user with name %s cannot be found.", ErrNoSuchEntity, name)
 		}
+		if name == AdminUser {
+			return fmt.Errorf("%w: Cannot delete the account's admin user: it is the account's root principal.", ErrDeleteConflict)
+		}
+		var u User
+		if err := tx.Get(userKey(account, name), &u); err != nil {
+			return err
+		}
 		if keys, _ := listKeys(tx, account, name); len(keys) > 0 {
 			return fmt.Errorf("%w: Cannot delete entity, must delete access keys first.", ErrDeleteConflict)
+		}
+		if err := noPolicies(&u.Attachments); err != nil {
+			return err
+		}
+		if groups, _ := scanAll(tx, groupKey(account, ""), func(g Group) bool { return contains(g.Users, name) }); len(groups) > 0 {
+			return fmt.Errorf("%w: Cannot delete entity, must remove users from group first.", ErrDeleteConflict)
 		}
 		return tx.Delete(userKey(account, name))
 	})
@@ -353,8 +388,14 @@ func (s *Service) CreateRole(account, name, path, policy, description string, ma
 	if !entityNameRE.MatchString(name) {
 		return nil, fmt.Errorf("%w: role name %q must be 1-64 characters of letters, digits and +=,.@_-", ErrInvalid, name)
 	}
-	if policy == "" || !json.Valid([]byte(policy)) {
-		return nil, fmt.Errorf("%w: AssumeRolePolicyDocument must be a JSON policy document", ErrInvalid)
+	if policy == "" {
+		return nil, fmt.Errorf("%w: AssumeRolePolicyDocument is required", ErrInvalid)
+	}
+	if _, err := trustPolicy(policy); err != nil {
+		return nil, err
+	}
+	if err := checkPath(path); err != nil {
+		return nil, err
 	}
 	if maxSession == 0 {
 		maxSession = 3600
@@ -417,54 +458,15 @@ func (s *Service) ListRoles(account string) ([]Role, error) {
 // DeleteRole deletes a role.
 func (s *Service) DeleteRole(account, name string) error {
 	return s.Store.Identity(func(tx *store.Tx) error {
-		if !tx.Has(roleKey(account, name)) {
+		var r Role
+		if err := tx.Get(roleKey(account, name), &r); err != nil {
 			return fmt.Errorf("%w: The role with name %s cannot be found.", ErrNoSuchEntity, name)
+		}
+		if err := noPolicies(&r.Attachments); err != nil {
+			return err
 		}
 		return tx.Delete(roleKey(account, name))
 	})
-}
-
-// AssumeRole issues temporary credentials for a role. A principal may assume
-// roles of its own account only (no cross-account trust yet).
-func (s *Service) AssumeRole(caller *Principal, roleArn, sessionName string, duration int) (*Session, *Role, error) {
-	if !regexp.MustCompile(`^[\w+=,.@-]{2,64}$`).MatchString(sessionName) {
-		return nil, nil, fmt.Errorf("%w: RoleSessionName must be 2-64 characters of letters, digits and +=,.@_-", ErrInvalid)
-	}
-	role, err := s.RoleByArn(caller.Account, roleArn)
-	if err != nil {
-		if errors.Is(err, ErrNoSuchEntity) {
-			return nil, nil, fmt.Errorf("%w: User: %s is not authorized to perform: sts:AssumeRole on resource: %s", ErrAccessDenied, caller.Arn, roleArn)
-		}
-		return nil, nil, err
-	}
-	if duration == 0 {
-		duration = 3600
-	}
-	if duration < 900 || duration > role.MaxSessionDuration {
-		return nil, nil, fmt.Errorf("%w: DurationSeconds must be between 900 and the role's MaxSessionDuration %d", ErrInvalid, role.MaxSessionDuration)
-	}
-	sess := &Session{AccessKeyID: "ASIA" + randomID(16), Secret: randomSecret(), Token: randomToken(),
-		Account: role.Account, Role: role.Name, RoleID: role.ID, Name: sessionName,
-		Expiration: s.now().Add(time.Duration(duration) * time.Second).UTC().Truncate(time.Second)}
-	err = s.Store.Identity(func(tx *store.Tx) error {
-		// Drop sessions that expired more than an hour ago.
-		var stale []string
-		tx.Scan("session/", func(k string, data []byte) error {
-			var old Session
-			if json.Unmarshal(data, &old) == nil && s.now().Sub(old.Expiration) > time.Hour {
-				stale = append(stale, k)
-			}
-			return nil
-		})
-		for _, k := range stale {
-			tx.Delete(k)
-		}
-		return tx.Put("session/"+sess.AccessKeyID, sess)
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return sess, role, nil
 }
 
 func accountID() string {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"skiff.dev/skiff/internal/iam/policy"
 	"skiff.dev/skiff/internal/sigv4"
 	"skiff.dev/skiff/internal/store"
 )
@@ -82,11 +83,11 @@ func TestUsersKeysRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	role, err := s.CreateRole(a.ID, "eks-cluster", "", `{"Version":"2012-10-17","Statement":[]}`, "", 0)
+	role, err := s.CreateRole(a.ID, "eks-cluster", "", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::`+a.ID+`:root"},"Action":"sts:AssumeRole"}]}`, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateRole(a.ID, "bad", "", `not json`, "", 0); !errors.Is(err, ErrInvalid) {
+	if _, err := s.CreateRole(a.ID, "bad", "", `not json`, "", 0); !errors.Is(err, ErrMalformedPolicy) {
 		t.Fatalf("bad policy: %v", err)
 	}
 	if got, err := s.RoleByArn(a.ID, role.Arn()); err != nil || got.Name != "eks-cluster" {
@@ -100,7 +101,7 @@ func TestUsersKeysRoles(t *testing.T) {
 	now := time.Now()
 	s.Now = func() time.Time { return now }
 	adminKey, _ := s.Principal(mustKey(t, s, "a"))
-	sess, _, err := s.AssumeRole(adminKey, role.Arn(), "ci-run", 900)
+	sess, _, err := s.AssumeRole(adminKey, AssumeRequest{RoleArn: role.Arn(), SessionName: "ci-run", Duration: 900, Identity: policy.Allow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestUsersKeysRoles(t *testing.T) {
 		t.Fatal("session secret lacks its token")
 	}
 	bAdmin, _ := s.Principal(mustKey(t, s, "b"))
-	if _, _, err := s.AssumeRole(bAdmin, role.Arn(), "x-acct", 900); !errors.Is(err, ErrAccessDenied) {
+	if _, _, err := s.AssumeRole(bAdmin, AssumeRequest{RoleArn: role.Arn(), SessionName: "x-acct", Duration: 900, Identity: policy.Allow}); !errors.Is(err, ErrAccessDenied) {
 		t.Fatalf("cross-account assume: %v", err)
 	}
 	s.Now = func() time.Time { return now.Add(901 * time.Second) }

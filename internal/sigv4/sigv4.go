@@ -81,10 +81,14 @@ func authField(auth, name string) string {
 // For presigned requests the URL must still be valid at now (X-Amz-Date +
 // X-Amz-Expires), with maxAge (if not zero) bounding X-Amz-Date's age too.
 func Verify(ctx context.Context, r *http.Request, body []byte, lookup Lookup, now time.Time, maxAge time.Duration) (*Signed, error) {
+	auth := r.Header.Get("Authorization")
 	if r.URL.Query().Get("X-Amz-Signature") != "" {
+		// A presigned URL signs no body: it may only read.
+		if r.Method != http.MethodGet || len(body) > 0 || auth != "" {
+			return nil, fmt.Errorf("%w: a presigned request must be a GET with no body and no Authorization header", ErrMalformed)
+		}
 		return verifyPresigned(ctx, r, lookup, now, maxAge)
 	}
-	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		return nil, ErrUnsigned
 	}
@@ -118,10 +122,12 @@ func Verify(ctx context.Context, r *http.Request, body []byte, lookup Lookup, no
 	if err != nil {
 		return nil, err
 	}
-	payload := r.Header.Get("X-Amz-Content-Sha256")
-	if payload == "" {
-		sum := sha256.Sum256(body)
-		payload = hex.EncodeToString(sum[:])
+	// The signature covers the hash of the body actually received: a
+	// client's X-Amz-Content-Sha256 (UNSIGNED-PAYLOAD included) must equal it.
+	sum := sha256.Sum256(body)
+	payload := hex.EncodeToString(sum[:])
+	if claimed := r.Header.Get("X-Amz-Content-Sha256"); claimed != "" && claimed != payload {
+		return nil, fmt.Errorf("%w: X-Amz-Content-Sha256 %q is not the SHA-256 of the request body", ErrSignature, claimed)
 	}
 	creds := aws.Credentials{AccessKeyID: scope[0], SecretAccessKey: secret.SecretAccessKey, SessionToken: secret.SessionToken}
 	if err := v4.NewSigner().SignHTTP(ctx, creds, clone, payload, scope[3], scope[2], t); err != nil {

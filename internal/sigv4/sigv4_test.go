@@ -63,6 +63,29 @@ func TestVerifyHeader(t *testing.T) {
 			r.Header.Set("Content-Type", "text/plain")
 			return r
 		}, body, ErrSignature},
+		// Issue 15: a captured request replayed with another body and the
+		// original body's hash in X-Amz-Content-Sha256.
+		{"replayed with claimed hash", func() *http.Request {
+			r := signed(t, "AKIDEXAMPLE", "secret", "", body, now)
+			sum := sha256.Sum256([]byte(body))
+			r.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
+			return r
+		}, `{"name":"y"}`, ErrSignature},
+		{"unsigned payload", func() *http.Request {
+			r, _ := http.NewRequest("POST", "http://127.0.0.1:7443/clusters?x=1", bytes.NewBufferString(body))
+			r.Header.Set("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")
+			if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "secret"},
+				r, "UNSIGNED-PAYLOAD", "eks", "us-east-1", now); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}, body, ErrSignature},
+		{"claimed hash is the real one", func() *http.Request {
+			r := signed(t, "AKIDEXAMPLE", "secret", "", body, now)
+			sum := sha256.Sum256([]byte(body))
+			r.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
+			return r
+		}, body, nil},
 		{"garbage", func() *http.Request {
 			r, _ := http.NewRequest("GET", "http://h/", nil)
 			r.Header.Set("Authorization", "AWS4-HMAC-SHA256 nonsense")
@@ -107,8 +130,14 @@ func TestVerifyPresigned(t *testing.T) {
 	if _, err := Verify(context.Background(), presign("secret", now.Add(-2*time.Minute), "60"), nil, lookup, now, 0); !errors.Is(err, ErrExpired) {
 		t.Fatalf("expired: %v", err)
 	}
-	// A signed header that was changed.
+	// A presigned URL used for a POST with a body (it signs no body).
 	r := presign("secret", now, "60")
+	r.Method = http.MethodPost
+	if _, err := Verify(context.Background(), r, []byte("Action=CreateAccessKey"), lookup, now, 0); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("presigned POST: %v", err)
+	}
+	// A signed header that was changed.
+	r = presign("secret", now, "60")
 	r.Header.Set("x-k8s-aws-id", "other")
 	if _, err := Verify(context.Background(), r, nil, lookup, now, 0); !errors.Is(err, ErrSignature) {
 		t.Fatalf("changed signed header: %v", err)

@@ -47,8 +47,7 @@ func BenchmarkNodegroup(b *testing.B) {
 		s := startServe(b, dataDir, freePort(b))
 		mustAWS(b, s, s.createArgs(b, "bench-nodes")...)
 		waitAWSStatus(b, s, "bench-nodes", "ACTIVE")
-		role := mustAWS(b, s, "iam", "create-role", "--role-name", "nodes", "--assume-role-policy-document",
-			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)["Role"].(map[string]any)["Arn"].(string)
+		role := nodeRole(b, s, "nodes")
 		client := eks.NewFromConfig(sdkConfig(s))
 		ready := func(name string, n int32) time.Duration {
 			start := time.Now()

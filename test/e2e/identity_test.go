@@ -78,12 +78,22 @@ func TestIdentity(t *testing.T) {
 	// Roles and AssumeRole: temporary credentials with a session token.
 	role := s.clusterRole(t)
 	out, err = awsCLI(t, s, "iam", "create-role", "--role-name", "skiff-e2e", "--assume-role-policy-document", "{}")
+	wantAWSError(t, out, err, "MalformedPolicyDocument")
+	out, err = awsCLI(t, s, "iam", "create-role", "--role-name", "skiff-e2e", "--assume-role-policy-document",
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"`+account+`"},"Action":"sts:AssumeRole"}]}`)
 	wantAWSError(t, out, err, "EntityAlreadyExists")
-	creds := mustAWS(t, s, "sts", "assume-role", "--role-arn", role, "--role-session-name", "ci")["Credentials"].(map[string]any)
+	// The cluster role trusts only EKS; a role trusting the account (whose
+	// root may assume anything its trust policy allows) can be assumed.
+	out, err = awsCLI(t, s, "sts", "assume-role", "--role-arn", role, "--role-session-name", "ci")
+	wantAWSError(t, out, err, "AccessDenied")
+	runner := mustAWS(t, s, "iam", "create-role", "--role-name", "ci-runner", "--assume-role-policy-document",
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::`+account+`:root"},"Action":"sts:AssumeRole"}]}`)["Role"].(map[string]any)["Arn"].(string)
+	mustAWS(t, s, "iam", "attach-role-policy", "--role-name", "ci-runner", "--policy-arn", "arn:aws:iam::aws:policy/ReadOnlyAccess")
+	creds := mustAWS(t, s, "sts", "assume-role", "--role-arn", runner, "--role-session-name", "ci")["Credentials"].(map[string]any)
 	session := []string{"AWS_ACCESS_KEY_ID=" + creds["AccessKeyId"].(string), "AWS_SECRET_ACCESS_KEY=" + creds["SecretAccessKey"].(string),
 		"AWS_SESSION_TOKEN=" + creds["SessionToken"].(string)}
 	out, err = awsCLIEnv(t, s, session, "sts", "get-caller-identity", "--query", "Arn", "--output", "text")
-	if err != nil || strings.TrimSpace(out) != "arn:aws:sts::"+account+":assumed-role/skiff-e2e/ci" {
+	if err != nil || strings.TrimSpace(out) != "arn:aws:sts::"+account+":assumed-role/ci-runner/ci" {
 		t.Errorf("assumed identity: %s %v", out, err)
 	}
 	if _, err := awsCLIEnv(t, s, session, "eks", "list-clusters"); err != nil {

@@ -216,6 +216,10 @@ func TestClusterIsolation(t *testing.T) {
 	// … but the node role assumed by someone else, with the instance's ID
 	// or its node name as session name, is nobody: no token, no CSR.
 	roleA := mustAWS(t, s, "iam", "get-role", "--role-name", "nodes-a")["Role"].(map[string]any)["Arn"].(string)
+	// (A tenant may widen its node role's trust policy to assume it.)
+	account := strings.Split(roleA, ":")[4]
+	mustAWS(t, s, "iam", "update-assume-role-policy", "--role-name", "nodes-a", "--policy-document",
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com","AWS":"`+account+`"},"Action":"sts:AssumeRole"}]}`)
 	csr := filepath.Join(dataDir, "stolen-csr.json")
 	os.WriteFile(csr, []byte(`{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{"name":"stolen"},`+
 		`"spec":{"request":"`+base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"))+`",`+

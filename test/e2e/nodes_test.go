@@ -175,11 +175,18 @@ func noLeftovers(t testing.TB, dataDir string) {
 	}
 }
 
-// nodeRole creates an IAM role EC2 instances may assume and returns its ARN.
+// nodeRole creates an IAM role EC2 instances may assume, with the policies
+// EKS documents for node roles, and returns its ARN.
 func nodeRole(t testing.TB, s *server, name string) string {
 	t.Helper()
-	return mustAWS(t, s, "iam", "create-role", "--role-name", name, "--assume-role-policy-document",
+	arn := mustAWS(t, s, "iam", "create-role", "--role-name", name, "--assume-role-policy-document",
 		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)["Role"].(map[string]any)["Arn"].(string)
+	for _, p := range []string{"AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"} {
+		if out, err := awsCLI(t, s, "iam", "attach-role-policy", "--role-name", name, "--policy-arn", "arn:aws:iam::aws:policy/"+p); err != nil {
+			t.Fatalf("attach %s to %s: %v %s", p, name, err, out)
+		}
+	}
+	return arn
 }
 
 // TestNodegroups is issue 6's acceptance with the stock aws CLI and

@@ -201,7 +201,7 @@ func epoch(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
 // repoJSON is ECR's Repository shape.
 func (h *Handler) repoJSON(rp *model.Repository) map[string]any {
 	return map[string]any{
-		"repositoryArn":              fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", h.Region, rp.Account, rp.Name),
+		"repositoryArn":              repositoryArn(h.Region, rp.Account, rp.Name),
 		"registryId":                 rp.Account,
 		"repositoryName":             rp.Name,
 		"repositoryUri":              h.Host + "/" + rp.Key(),
@@ -432,4 +432,21 @@ func withNext(out map[string]any, next string) map[string]any {
 		out["nextToken"] = next
 	}
 	return out
+}
+
+// Resolve finds a repository of account for IAM authorization (an
+// authz.Resolver for kind "repository"): its ARN and tags.
+func (h *Handler) Resolve(account, kind string, names ...string) (string, map[string]string, bool) {
+	if kind != "repository" || len(names) != 1 {
+		return "", nil, false
+	}
+	rp, err := h.Store.GetRepository(account, names[0])
+	if err != nil {
+		return "", nil, false
+	}
+	return repositoryArn(h.Region, account, rp.Name), rp.Tags, true
+}
+
+func repositoryArn(region, account, name string) string {
+	return fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", region, account, name)
 }

@@ -1,7 +1,6 @@
 package eks
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -13,23 +12,19 @@ import (
 )
 
 func (h *Handler) accessRoutes() {
-	h.mux.HandleFunc("POST /clusters/{name}/access-entries", h.createAccessEntry)
-	h.mux.HandleFunc("GET /clusters/{name}/access-entries", h.listAccessEntries)
-	h.mux.HandleFunc("GET /clusters/{name}/access-entries/{principalArn}", h.describeAccessEntry)
-	h.mux.HandleFunc("POST /clusters/{name}/access-entries/{principalArn}", h.updateAccessEntry)
-	h.mux.HandleFunc("DELETE /clusters/{name}/access-entries/{principalArn}", h.deleteAccessEntry)
-	h.mux.HandleFunc("POST /clusters/{name}/access-entries/{principalArn}/access-policies", h.associateAccessPolicy)
-	h.mux.HandleFunc("GET /clusters/{name}/access-entries/{principalArn}/access-policies", h.listAssociatedAccessPolicies)
-	h.mux.HandleFunc("DELETE /clusters/{name}/access-entries/{principalArn}/access-policies/{policyArn}", h.disassociateAccessPolicy)
-	h.mux.HandleFunc("GET /access-policies", h.listAccessPolicies)
+	h.handle("POST /clusters/{name}/access-entries", h.createAccessEntry)
+	h.handle("GET /clusters/{name}/access-entries", h.listAccessEntries)
+	h.handle("GET /clusters/{name}/access-entries/{principalArn}", h.describeAccessEntry)
+	h.handle("POST /clusters/{name}/access-entries/{principalArn}", h.updateAccessEntry)
+	h.handle("DELETE /clusters/{name}/access-entries/{principalArn}", h.deleteAccessEntry)
+	h.handle("POST /clusters/{name}/access-entries/{principalArn}/access-policies", h.associateAccessPolicy)
+	h.handle("GET /clusters/{name}/access-entries/{principalArn}/access-policies", h.listAssociatedAccessPolicies)
+	h.handle("DELETE /clusters/{name}/access-entries/{principalArn}/access-policies/{policyArn}", h.disassociateAccessPolicy)
+	h.handle("GET /access-policies", h.listAccessPolicies)
 }
 
 // accessEntryOut is EKS' AccessEntry shape.
 func (h *Handler) accessEntryOut(cluster, account string, e *model.AccessEntry) map[string]any {
-	kind, paccount, pname := "user", "", e.PrincipalArn
-	if p, err := access.ParsePrincipalArn(e.PrincipalArn); err == nil {
-		kind, paccount, pname = p.Kind, p.Account, p.Name
-	}
 	tags := e.Tags
 	if tags == nil {
 		tags = map[string]string{}
@@ -38,7 +33,7 @@ func (h *Handler) accessEntryOut(cluster, account string, e *model.AccessEntry) 
 		"clusterName":      cluster,
 		"principalArn":     e.PrincipalArn,
 		"kubernetesGroups": nonNil(e.KubernetesGroups),
-		"accessEntryArn":   fmt.Sprintf("arn:aws:eks:%s:%s:access-entry/%s/%s/%s/%s/%s", h.Region, account, cluster, kind, paccount, pname, e.ID),
+		"accessEntryArn":   h.accessEntryArn(account, cluster, e),
 		"createdAt":        epoch(e.CreatedAt),
 		"modifiedAt":       epoch(e.ModifiedAt),
 		"tags":             tags,

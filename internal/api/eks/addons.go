@@ -13,13 +13,13 @@ import (
 )
 
 func (h *Handler) addonRoutes() {
-	h.mux.HandleFunc("POST /clusters/{name}/addons", h.createAddon)
-	h.mux.HandleFunc("GET /clusters/{name}/addons", h.listAddons)
-	h.mux.HandleFunc("GET /clusters/{name}/addons/{addon}", h.describeAddon)
-	h.mux.HandleFunc("DELETE /clusters/{name}/addons/{addon}", h.deleteAddon)
-	h.mux.HandleFunc("POST /clusters/{name}/addons/{addon}/update", h.updateAddon)
-	h.mux.HandleFunc("GET /addons/supported-versions", h.describeAddonVersions)
-	h.mux.HandleFunc("GET /addons/configuration-schemas", h.describeAddonConfiguration)
+	h.handle("POST /clusters/{name}/addons", h.createAddon)
+	h.handle("GET /clusters/{name}/addons", h.listAddons)
+	h.handle("GET /clusters/{name}/addons/{addon}", h.describeAddon)
+	h.handle("DELETE /clusters/{name}/addons/{addon}", h.deleteAddon)
+	h.handle("POST /clusters/{name}/addons/{addon}/update", h.updateAddon)
+	h.handle("GET /addons/supported-versions", h.describeAddonVersions)
+	h.handle("GET /addons/configuration-schemas", h.describeAddonConfiguration)
 }
 
 // addonRequest is the part of Create/UpdateAddonRequest skiff reads.
@@ -55,7 +55,7 @@ func (h *Handler) addonOut(c *model.Cluster, a *model.Addon) map[string]any {
 		"status":                  a.Status,
 		"addonVersion":            a.Version,
 		"health":                  map[string]any{"issues": issues},
-		"addonArn":                fmt.Sprintf("arn:aws:eks:%s:%s:addon/%s/%s/%s", h.Region, c.Account, c.Name, a.Name, c.ID[:8]),
+		"addonArn":                h.addonArn(c, a.Name),
 		"createdAt":               epoch(a.CreatedAt),
 		"modifiedAt":              epoch(a.ModifiedAt),
 		"tags":                    tags,

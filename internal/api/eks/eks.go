@@ -38,23 +38,24 @@ type Handler struct {
 	CallerArn func(r *http.Request) string
 	Log       *slog.Logger
 	mux       *http.ServeMux
+	patterns  []string
 }
 
 // New returns the handler with its routes.
 func New(h Handler) *Handler {
 	h.mux = http.NewServeMux()
-	h.mux.HandleFunc("POST /clusters", h.createCluster)
-	h.mux.HandleFunc("GET /clusters", h.listClusters)
-	h.mux.HandleFunc("GET /clusters/{name}", h.describeCluster)
-	h.mux.HandleFunc("DELETE /clusters/{name}", h.deleteCluster)
-	h.mux.HandleFunc("POST /clusters/{name}/update-config", h.updateClusterConfig)
-	h.mux.HandleFunc("POST /clusters/{name}/updates", h.updateClusterVersion)
-	h.mux.HandleFunc("GET /clusters/{name}/updates", h.listUpdates)
-	h.mux.HandleFunc("GET /clusters/{name}/updates/{id}", h.describeUpdate)
-	h.mux.HandleFunc("GET /cluster-versions", h.describeClusterVersions)
-	h.mux.HandleFunc("POST /tags/{arn...}", h.tagResource)
-	h.mux.HandleFunc("DELETE /tags/{arn...}", h.untagResource)
-	h.mux.HandleFunc("GET /tags/{arn...}", h.listTags)
+	h.handle("POST /clusters", h.createCluster)
+	h.handle("GET /clusters", h.listClusters)
+	h.handle("GET /clusters/{name}", h.describeCluster)
+	h.handle("DELETE /clusters/{name}", h.deleteCluster)
+	h.handle("POST /clusters/{name}/update-config", h.updateClusterConfig)
+	h.handle("POST /clusters/{name}/updates", h.updateClusterVersion)
+	h.handle("GET /clusters/{name}/updates", h.listUpdates)
+	h.handle("GET /clusters/{name}/updates/{id}", h.describeUpdate)
+	h.handle("GET /cluster-versions", h.describeClusterVersions)
+	h.handle("POST /tags/{arn...}", h.tagResource)
+	h.handle("DELETE /tags/{arn...}", h.untagResource)
+	h.handle("GET /tags/{arn...}", h.listTags)
 	h.accessRoutes()
 	h.nodegroupRoutes()
 	h.addonRoutes()
@@ -66,6 +67,15 @@ func New(h Handler) *Handler {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) handle(pattern string, fn http.HandlerFunc) {
+	h.mux.HandleFunc(pattern, fn)
+	h.patterns = append(h.patterns, pattern)
+}
+
+// Patterns are the operations' HTTP patterns (for IAM authorization,
+// which names each one's action: a test keeps the two lists equal).
+func (h *Handler) Patterns() []string { return h.patterns }
 
 // vpcConfig is EKS' VpcConfigRequest.
 type vpcConfig struct {
@@ -299,7 +309,7 @@ func (h *Handler) writeCluster(w http.ResponseWriter, c *model.Cluster) {
 func (h *Handler) Cluster(c *model.Cluster) map[string]any {
 	out := map[string]any{
 		"name":            c.Name,
-		"arn":             fmt.Sprintf("arn:aws:eks:%s:%s:cluster/%s", h.Region, c.Account, c.Name),
+		"arn":             h.clusterArn(c),
 		"createdAt":       float64(c.CreatedAt.UnixMilli()) / 1000,
 		"version":         c.Version,
 		"status":          c.Status,

@@ -10,11 +10,11 @@ import (
 )
 
 func (h *Handler) nodegroupRoutes() {
-	h.mux.HandleFunc("POST /clusters/{name}/node-groups", h.createNodegroup)
-	h.mux.HandleFunc("GET /clusters/{name}/node-groups", h.listNodegroups)
-	h.mux.HandleFunc("GET /clusters/{name}/node-groups/{ng}", h.describeNodegroup)
-	h.mux.HandleFunc("DELETE /clusters/{name}/node-groups/{ng}", h.deleteNodegroup)
-	h.mux.HandleFunc("POST /clusters/{name}/node-groups/{ng}/update-config", h.updateNodegroupConfig)
+	h.handle("POST /clusters/{name}/node-groups", h.createNodegroup)
+	h.handle("GET /clusters/{name}/node-groups", h.listNodegroups)
+	h.handle("GET /clusters/{name}/node-groups/{ng}", h.describeNodegroup)
+	h.handle("DELETE /clusters/{name}/node-groups/{ng}", h.deleteNodegroup)
+	h.handle("POST /clusters/{name}/node-groups/{ng}/update-config", h.updateNodegroupConfig)
 }
 
 type scalingConfig struct {
@@ -41,7 +41,7 @@ func (h *Handler) nodegroupOut(c *model.Cluster, ng *model.Nodegroup) map[string
 	}
 	return map[string]any{
 		"nodegroupName":  ng.Name,
-		"nodegroupArn":   fmt.Sprintf("arn:aws:eks:%s:%s:nodegroup/%s/%s/%s", h.Region, c.Account, c.Name, ng.Name, ng.ID),
+		"nodegroupArn":   h.nodegroupArn(c, ng),
 		"clusterName":    c.Name,
 		"version":        ng.Version,
 		"releaseVersion": ng.Version + ".0-skiff",

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"skiff.dev/skiff/internal/api/awserr"
+	"skiff.dev/skiff/internal/authz"
 	"skiff.dev/skiff/internal/iam"
 )
 
@@ -22,6 +24,9 @@ type Handler struct {
 	Caller func(r *http.Request) *iam.Principal
 	// Service is "iam" or "sts".
 	Service string
+	// Context, if set, gives a request's global condition keys (for trust
+	// policies' conditions).
+	Context func(r *http.Request, caller *iam.Principal) map[string][]string
 }
 
 const (
@@ -46,7 +51,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Account string `xml:"Account"`
 		}{caller.Arn, caller.UserID, caller.Account}
 	case "sts:AssumeRole":
-		result, err = h.assumeRole(caller, form)
+		result, err = h.assumeRole(r, caller, form)
 	case "iam:CreateUser":
 		var u *iam.User
 		u, err = h.IAM.CreateUser(caller.Account, form.Get("UserName"), form.Get("Path"))
@@ -129,9 +134,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "iam:DeleteRole":
 		err = h.IAM.DeleteRole(caller.Account, form.Get("RoleName"))
 	default:
-		WriteError(w, awserr.New(http.StatusBadRequest, "InvalidAction",
-			fmt.Sprintf("%s is not an %s action skiff implements", action, h.Service)))
-		return
+		var ok bool
+		if h.Service == "iam" {
+			result, err, ok = h.policyAction(action, caller, form)
+		}
+		if !ok {
+			WriteError(w, awserr.New(http.StatusBadRequest, "InvalidAction",
+				fmt.Sprintf("%s is not an %s action skiff implements", action, h.Service)))
+			return
+		}
 	}
 	if err != nil {
 		WriteError(w, mapError(err))
@@ -140,9 +151,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.write(w, action, result)
 }
 
-func (h *Handler) assumeRole(caller *iam.Principal, form url.Values) (any, error) {
-	duration, _ := strconv.Atoi(form.Get("DurationSeconds"))
-	sess, role, err := h.IAM.AssumeRole(caller, form.Get("RoleArn"), form.Get("RoleSessionName"), duration)
+func (h *Handler) assumeRole(r *http.Request, caller *iam.Principal, form url.Values) (any, error) {
+	for _, unsupported := range []string{"Policy", "PolicyArns.member.1", "Tags.member.1", "TransitiveTagKeys.member.1", "SerialNumber", "TokenCode", "SourceIdentity", "ProvidedContexts.member.1"} {
+		if form.Get(unsupported) != "" {
+			return nil, fmt.Errorf("%w: skiff's AssumeRole does not support %s", iam.ErrInvalid, strings.SplitN(unsupported, ".", 2)[0])
+		}
+	}
+	duration := 0
+	if v := form.Get("DurationSeconds"); v != "" {
+		var err error
+		if duration, err = strconv.Atoi(v); err != nil {
+			return nil, fmt.Errorf("%w: DurationSeconds must be a number of seconds", iam.ErrInvalid)
+		}
+	}
+	if form.Get("RoleArn") == "" {
+		return nil, fmt.Errorf("%w: RoleArn is required", iam.ErrInvalid)
+	}
+	req := iam.AssumeRequest{RoleArn: form.Get("RoleArn"), SessionName: form.Get("RoleSessionName"), Duration: duration,
+		ExternalID: form.Get("ExternalId"), Identity: authz.IdentityDecision(r.Context())}
+	if h.Context != nil {
+		req.Context = h.Context(r, caller)
+	}
+	sess, role, err := h.IAM.AssumeRole(caller, req)
 	if err != nil {
 		return nil, err
 	}
@@ -224,12 +254,14 @@ func (h *Handler) write(w http.ResponseWriter, action string, result any) {
 
 func mapError(err error) *awserr.Error {
 	msg := err.Error()
-	for _, kind := range []error{iam.ErrNoSuchEntity, iam.ErrExists, iam.ErrInvalid, iam.ErrDeleteConflict, iam.ErrAccessDenied, iam.ErrLimit} {
+	for _, kind := range []error{iam.ErrMalformedPolicy, iam.ErrNoSuchEntity, iam.ErrExists, iam.ErrInvalid, iam.ErrDeleteConflict, iam.ErrAccessDenied, iam.ErrLimit} {
 		if errors.Is(err, kind) {
 			msg = msg[len(kind.Error())+2:]
 		}
 	}
 	switch {
+	case errors.Is(err, iam.ErrMalformedPolicy):
+		return awserr.New(http.StatusBadRequest, "MalformedPolicyDocument", msg)
 	case errors.Is(err, iam.ErrNoSuchEntity):
 		return awserr.New(http.StatusNotFound, "NoSuchEntity", msg)
 	case errors.Is(err, iam.ErrExists):

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"skiff.dev/skiff/internal/api/awserr"
 	"skiff.dev/skiff/internal/api/ec2"
 	"skiff.dev/skiff/internal/api/query"
+	"skiff.dev/skiff/internal/authz"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/sigv4"
 )
@@ -41,7 +43,9 @@ func Account(r *http.Request) string { return Caller(r).Account }
 
 // Router routes verified requests.
 type Router struct {
-	IAM      *iam.Service
+	IAM *iam.Service
+	// Authz, if set, enforces the callers' IAM policies.
+	Authz    *authz.Authorizer
 	EKS      http.Handler // restJson1
 	Skiff    http.Handler // /skiff/v1/
 	IAMQuery http.Handler
@@ -73,17 +77,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	// Until the signature is verified, the claimed service only picks the
+	// style of the error.
 	_, service, _ := sigv4.Scope(r)
-	style := styleJSON
-	switch {
-	case service == "ecr":
-		style = styleJSON11
-	case service == "ec2":
-		style = styleEC2
-	case service == "iam" || service == "sts" ||
-		(service == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")):
-		style = styleQuery
-	}
+	style := styleOf(service, r)
 	signed, err := sigv4.Verify(r.Context(), r, body, rt.IAM.Lookup, time.Now(), 0)
 	if err != nil {
 		rt.deny(w, err, style)
@@ -93,6 +90,17 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		rt.deny(w, sigv4.ErrUnknownKey, style)
 		return
+	}
+	// From here on the service is the one the signature covers.
+	service, style = signed.Service, styleOf(signed.Service, r)
+	if rt.Authz != nil {
+		op := rt.Authz.Describe(service, r, body, caller, signed.Region)
+		ctx, err := rt.Authz.Authorize(r, caller, op, signed.Region)
+		if err != nil {
+			rt.refuse(w, err, style)
+			return
+		}
+		r = r.WithContext(ctx)
 	}
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, caller))
 	switch {
@@ -112,6 +120,19 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, awserr.New(http.StatusBadRequest, "UnknownServiceException",
 			"skiff serves the eks, iam, sts, ec2 and ecr services (and the registry at /v2/); this request was signed for "+service))
 	}
+}
+
+func styleOf(service string, r *http.Request) int {
+	switch {
+	case service == "ecr":
+		return styleJSON11
+	case service == "ec2":
+		return styleEC2
+	case service == "iam" || service == "sts" ||
+		(service == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")):
+		return styleQuery
+	}
+	return styleJSON
 }
 
 // Error styles of the services.
@@ -154,6 +175,38 @@ func (rt *Router) deny(w http.ResponseWriter, err error, style int) {
 		awserr.WriteJSON11(w, awserr.New(status, c.json, msg))
 	default:
 		awserr.WriteJSON(w, awserr.New(status, c.json, msg))
+	}
+}
+
+// refuse answers a request the caller's policies do not allow, as each
+// service does.
+func (rt *Router) refuse(w http.ResponseWriter, err error, style int) {
+	var denied *authz.Denied
+	if !errors.As(err, &denied) {
+		slog.Error("authorize a request", "err", err)
+		e := awserr.New(http.StatusInternalServerError, "InternalFailure", "skiff could not evaluate the caller's policies; see the skiff serve log")
+		switch style {
+		case styleQuery:
+			query.WriteError(w, e)
+		case styleEC2:
+			ec2.WriteError(w, e)
+		case styleJSON11:
+			awserr.WriteJSON11(w, e)
+		default:
+			awserr.WriteJSON(w, e)
+		}
+		return
+	}
+	msg := denied.Error()
+	switch style {
+	case styleQuery:
+		query.WriteError(w, awserr.New(http.StatusForbidden, "AccessDenied", msg))
+	case styleEC2:
+		ec2.WriteError(w, awserr.New(http.StatusForbidden, "UnauthorizedOperation", "You are not authorized to perform this operation. "+msg))
+	case styleJSON11:
+		awserr.WriteJSON11(w, awserr.New(http.StatusBadRequest, "AccessDeniedException", msg))
+	default:
+		awserr.WriteJSON(w, awserr.New(http.StatusForbidden, "AccessDeniedException", msg))
 	}
 }
 

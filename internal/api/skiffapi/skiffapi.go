@@ -22,19 +22,29 @@ type Handler struct {
 	Engine   *controlplane.Engine
 	Account  func(r *http.Request) string
 	mux      *http.ServeMux
+	patterns []string
 }
 
 // New returns the handler with its routes.
 func New(h Handler) *Handler {
 	h.mux = http.NewServeMux()
-	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/kubeconfig", h.kubeconfig)
-	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/events", h.events)
-	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/instances", h.instances)
-	h.mux.HandleFunc("GET /skiff/v1/clusters/{name}/nodegroups/{nodegroup}", h.nodegroup)
+	h.handle("GET /skiff/v1/clusters/{name}/kubeconfig", h.kubeconfig)
+	h.handle("GET /skiff/v1/clusters/{name}/events", h.events)
+	h.handle("GET /skiff/v1/clusters/{name}/instances", h.instances)
+	h.handle("GET /skiff/v1/clusters/{name}/nodegroups/{nodegroup}", h.nodegroup)
 	return &h
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) handle(pattern string, fn http.HandlerFunc) {
+	h.mux.HandleFunc(pattern, fn)
+	h.patterns = append(h.patterns, pattern)
+}
+
+// Patterns are the operations' HTTP patterns (for IAM authorization,
+// which names each one's action: a test keeps the two lists equal).
+func (h *Handler) Patterns() []string { return h.patterns }
 
 func (h *Handler) kubeconfig(w http.ResponseWriter, r *http.Request) {
 	c, err := h.Clusters.Get(h.Account(r), r.PathValue("name"))

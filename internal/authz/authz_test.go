@@ -1,0 +1,273 @@
+package authz
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"skiff.dev/skiff/internal/api/eks"
+	"skiff.dev/skiff/internal/api/skiffapi"
+	"skiff.dev/skiff/internal/iam"
+	"skiff.dev/skiff/internal/store"
+)
+
+// TestRoutesCoverHandlers: every operation the EKS and /skiff/v1/
+// handlers serve has its IAM action here, and nothing else is listed.
+func TestRoutesCoverHandlers(t *testing.T) {
+	served := append(eks.New(eks.Handler{}).Patterns(), skiffapi.New(skiffapi.Handler{}).Patterns()...)
+	var listed []string
+	for _, r := range EKSRoutes {
+		listed = append(listed, r.pattern)
+	}
+	sort.Strings(served)
+	sort.Strings(listed)
+	if !slices.Equal(served, listed) {
+		t.Errorf("handlers serve\n%v\nauthz lists\n%v", served, listed)
+	}
+}
+
+// botocoreModel reads a service model of the installed AWS CLI.
+func botocoreModel(t *testing.T, service string) map[string]any {
+	t.Helper()
+	var roots []string
+	if out, err := exec.Command("python3", "-c", "import botocore, os; print(os.path.dirname(botocore.__file__))").Output(); err == nil {
+		roots = append(roots, strings.TrimSpace(string(out)))
+	}
+	for _, g := range []string{"/root/.pyenv/versions/*/lib/python*/site-packages/botocore", "/usr/lib/python3/dist-packages/botocore",
+		"/usr/local/lib/python3*/*-packages/botocore", "/usr/local/aws-cli/v2/current/dist/awscli/botocore"} {
+		m, _ := filepath.Glob(g)
+		roots = append(roots, m...)
+	}
+	for _, root := range roots {
+		files, _ := filepath.Glob(filepath.Join(root, "data", service, "*", "service-2.json*"))
+		if len(files) == 0 {
+			continue
+		}
+		sort.Strings(files)
+		data, err := os.ReadFile(files[len(files)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(files[len(files)-1], ".gz") {
+			zr, err := gzip.NewReader(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	t.Fatalf("botocore's %s model not found: install the AWS CLI (the README's set-up does)", service)
+	return nil
+}
+
+// TestEKSOperationsAreBotocore's: each EKS operation's name and HTTP
+// binding is the one of botocore's model, so its IAM action is right.
+func TestEKSOperationsAreBotocores(t *testing.T) {
+	ops := botocoreModel(t, "eks")["operations"].(map[string]any)
+	for _, r := range EKSRoutes {
+		if strings.HasPrefix(r.pattern, "GET /skiff/") {
+			continue
+		}
+		op, ok := ops[r.op].(map[string]any)
+		if !ok {
+			t.Errorf("%s: no such EKS operation", r.op)
+			continue
+		}
+		h := op["http"].(map[string]any)
+		uri, _, _ := strings.Cut(h["requestUri"].(string), "?")
+		uri = strings.ReplaceAll(uri, "{resourceArn}", "{arn...}")
+		got := h["method"].(string) + " " + uri
+		// Path parameter names differ; compare the shapes.
+		norm := func(s string) string {
+			parts := strings.Split(s, "/")
+			for i, p := range parts {
+				if strings.HasPrefix(p, "{") {
+					parts[i] = "{}"
+				}
+			}
+			return strings.Join(parts, "/")
+		}
+		if norm(got) != norm(r.pattern) {
+			t.Errorf("%s: botocore binds %q, skiff %q", r.op, got, r.pattern)
+		}
+	}
+}
+
+func newIAM(t *testing.T) (*iam.Service, string) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "skiff.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := &iam.Service{Store: st}
+	a, _, err := s.EnsureAccount("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, a.ID
+}
+
+// TestDescribe: the action and resource of requests of each service.
+func TestDescribe(t *testing.T) {
+	ids, acct := newIAM(t)
+	a := &Authorizer{IAM: ids, Region: "us-east-1", Resolve: func(account, kind string, names ...string) (string, map[string]string, bool) {
+		if kind == "cluster" && names[0] == "prod" {
+			return "arn:aws:eks:us-east-1:" + account + ":cluster/prod", map[string]string{"env": "prod"}, true
+		}
+		if kind == "nodegroup" && names[1] == "ng" {
+			return "arn:aws:eks:us-east-1:" + account + ":nodegroup/prod/ng/1234", nil, true
+		}
+		return "", nil, false
+	}}
+	ids.CreateUser(acct, "bob", "/team/")
+	caller := &iam.Principal{Account: acct, User: "bob", Arn: "arn:aws:iam::" + acct + ":user/team/bob"}
+	eksArn := "arn:aws:eks:us-east-1:" + acct + ":"
+	form := func(v string) func() *http.Request {
+		return func() *http.Request {
+			r := httptest.NewRequest("POST", "/", strings.NewReader(v))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return r
+		}
+	}
+	tests := []struct {
+		service string
+		req     func() *http.Request
+		body    string
+		want    []string // action resource [key=value]
+	}{
+		{"eks", func() *http.Request { return httptest.NewRequest("GET", "/clusters/prod", nil) }, "",
+			[]string{"eks:DescribeCluster " + eksArn + "cluster/prod aws:ResourceTag/env=prod"}},
+		{"eks", func() *http.Request { return httptest.NewRequest("DELETE", "/clusters/dev", nil) }, "",
+			[]string{"eks:DeleteCluster " + eksArn + "cluster/dev"}},
+		{"eks", func() *http.Request { return httptest.NewRequest("GET", "/clusters", nil) }, "", []string{"eks:ListClusters *"}},
+		{"eks", func() *http.Request { return httptest.NewRequest("POST", "/clusters", nil) },
+			`{"name":"new","roleArn":"arn:aws:iam::` + acct + `:role/eks","tags":{"team":"a"}}`,
+			[]string{"eks:CreateCluster " + eksArn + "cluster/new aws:RequestTag/team=a", "iam:PassRole arn:aws:iam::" + acct + ":role/eks iam:PassedToService=eks.amazonaws.com"}},
+		{"eks", func() *http.Request { return httptest.NewRequest("POST", "/clusters/prod/node-groups", nil) },
+			`{"nodegroupName":"ng2","nodeRole":"arn:aws:iam::` + acct + `:role/nodes"}`,
+			[]string{"eks:CreateNodegroup " + eksArn + "cluster/prod aws:ResourceTag/env=prod", "iam:PassRole arn:aws:iam::" + acct + ":role/nodes iam:PassedToService=ec2.amazonaws.com"}},
+		{"eks", func() *http.Request { return httptest.NewRequest("GET", "/clusters/prod/node-groups/ng", nil) }, "",
+			[]string{"eks:DescribeNodegroup " + eksArn + "nodegroup/prod/ng/1234"}},
+		{"eks", func() *http.Request { return httptest.NewRequest("GET", "/clusters/prod/addons/vpc-cni", nil) }, "",
+			[]string{"eks:DescribeAddon " + eksArn + "addon/prod/vpc-cni/*"}},
+		{"eks", func() *http.Request {
+			return httptest.NewRequest("POST", "/tags/"+strings.ReplaceAll(eksArn+"cluster/prod", "/", "%2F"), nil)
+		}, `{"tags":{"x":"y"}}`, []string{"eks:TagResource " + eksArn + "cluster/prod aws:RequestTag/x=y aws:ResourceTag/env=prod"}},
+		{"eks", func() *http.Request { return httptest.NewRequest("GET", "/skiff/v1/clusters/prod/kubeconfig", nil) }, "",
+			[]string{"skiff:GetAdminKubeconfig " + eksArn + "cluster/prod aws:ResourceTag/env=prod"}},
+		{"eks", func() *http.Request { return httptest.NewRequest("GET", "/no/such/thing", nil) }, "",
+			[]string{"eks:UnknownOperation *"}},
+		{"iam", form("Action=CreateUser&UserName=eve&Path=/ops/"), "", []string{"iam:CreateUser arn:aws:iam::" + acct + ":user/ops/eve"}},
+		{"iam", form("Action=DeleteUser&UserName=bob"), "", []string{"iam:DeleteUser arn:aws:iam::" + acct + ":user/team/bob"}},
+		{"iam", form("Action=CreateAccessKey"), "", []string{"iam:CreateAccessKey arn:aws:iam::" + acct + ":user/team/bob"}},
+		{"iam", form("Action=ListUsers"), "", []string{"iam:ListUsers arn:aws:iam::" + acct + ":user/*"}},
+		{"iam", form("Action=AttachUserPolicy&UserName=bob&PolicyArn=arn:aws:iam::aws:policy/ReadOnlyAccess"), "",
+			[]string{"iam:AttachUserPolicy arn:aws:iam::" + acct + ":user/team/bob iam:PolicyARN=arn:aws:iam::aws:policy/ReadOnlyAccess"}},
+		{"iam", form("Action=GetPolicy&PolicyArn=arn:aws:iam::aws:policy/ReadOnlyAccess"), "", []string{"iam:GetPolicy arn:aws:iam::aws:policy/ReadOnlyAccess"}},
+		{"sts", form("Action=GetCallerIdentity"), "", nil},
+		{"sts", form("Action=AssumeRole&RoleArn=arn:aws:iam::1:role/x"), "", []string{"sts:AssumeRole arn:aws:iam::1:role/x"}},
+		{"ec2", form("Action=DeleteVpc&VpcId=vpc-1"), "", []string{"ec2:DeleteVpc arn:aws:ec2:us-east-1:" + acct + ":vpc/vpc-1"}},
+		{"ec2", form("Action=DescribeSubnets"), "", []string{"ec2:DescribeSubnets *"}},
+		{"ecr", func() *http.Request {
+			r := httptest.NewRequest("POST", "/", nil)
+			r.Header.Set("X-Amz-Target", ECRTargetPrefix+"DeleteRepository")
+			return r
+		}, `{"repositoryName":"web"}`, []string{"ecr:DeleteRepository arn:aws:ecr:us-east-1:" + acct + ":repository/web"}},
+		{"ecr", func() *http.Request {
+			r := httptest.NewRequest("POST", "/", nil)
+			r.Header.Set("X-Amz-Target", ECRTargetPrefix+"GetAuthorizationToken")
+			return r
+		}, `{}`, []string{"ecr:GetAuthorizationToken *"}},
+	}
+	for _, tt := range tests {
+		r := tt.req()
+		body := []byte(tt.body)
+		if tt.body == "" && r.Body != nil {
+			body, _ = io.ReadAll(r.Body)
+		}
+		op := a.Describe(tt.service, r, body, caller, "us-east-1")
+		var got []string
+		for _, c := range op.Checks {
+			s := c.Action + " " + c.Resource
+			var keys []string
+			for k, v := range c.Context {
+				if k != "aws:TagKeys" {
+					keys = append(keys, k+"="+strings.Join(v, ","))
+				}
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				s += " " + k
+			}
+			got = append(got, s)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s %s %s: got\n%q\nwant\n%q", tt.service, r.Method, r.URL, got, tt.want)
+		}
+	}
+}
+
+// TestAuthorize: what policies allow, deny, and the AWS message.
+func TestAuthorize(t *testing.T) {
+	ids, acct := newIAM(t)
+	a := &Authorizer{IAM: ids, Region: "us-east-1"}
+	ids.CreateUser(acct, "bob", "")
+	bob := &iam.Principal{Account: acct, User: "bob", Arn: "arn:aws:iam::" + acct + ":user/bob"}
+	root := &iam.Principal{Account: acct, User: "admin", Arn: "arn:aws:iam::" + acct + ":user/admin", Root: true}
+	cluster := "arn:aws:eks:us-east-1:" + acct + ":cluster/prod"
+	describe := Operation{Service: "eks", Name: "DescribeCluster", Checks: []Check{{Action: "eks:DescribeCluster", Resource: cluster}}}
+	del := Operation{Service: "eks", Name: "DeleteCluster", Checks: []Check{{Action: "eks:DeleteCluster", Resource: cluster,
+		Context: map[string][]string{"aws:ResourceTag/env": {"prod"}}}}}
+	r := httptest.NewRequest("GET", "/", nil)
+
+	var denied *Denied
+	_, err := a.Authorize(r, bob, describe, "us-east-1")
+	if !errors.As(err, &denied) || err.Error() != "User: "+bob.Arn+" is not authorized to perform: eks:DescribeCluster on resource: "+cluster+
+		" because no identity-based policy allows the eks:DescribeCluster action" {
+		t.Fatalf("no policy: %v", err)
+	}
+	if _, err := a.Authorize(r, root, del, "us-east-1"); err != nil {
+		t.Fatalf("root: %v", err)
+	}
+	ids.AttachPolicy(iam.KindUser, acct, "bob", "arn:aws:iam::aws:policy/AdministratorAccess")
+	ids.PutInlinePolicy(iam.KindUser, acct, "bob", "keep-prod", `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"eks:DeleteCluster","Resource":"*","Condition":{"StringEquals":{"aws:ResourceTag/env":"prod"}}}]}`)
+	if _, err := a.Authorize(r, bob, describe, "us-east-1"); err != nil {
+		t.Fatalf("admin describe: %v", err)
+	}
+	_, err = a.Authorize(r, bob, del, "us-east-1")
+	if !errors.As(err, &denied) || !denied.Explicit || !strings.HasSuffix(err.Error(), "with an explicit deny in an identity-based policy") {
+		t.Fatalf("tagged delete: %v", err)
+	}
+	del.Checks[0].Context = nil
+	if _, err := a.Authorize(r, bob, del, "us-east-1"); err != nil {
+		t.Fatalf("untagged delete: %v", err)
+	}
+	// Global keys: aws:SourceIp and aws:username come from the request.
+	ids.PutInlinePolicy(iam.KindUser, acct, "bob", "from-lab", `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}`)
+	r.RemoteAddr = "192.0.2.1:4000"
+	if _, err := a.Authorize(r, bob, describe, "us-east-1"); !errors.As(err, &denied) {
+		t.Fatalf("from outside the lab: %v", err)
+	}
+	r.RemoteAddr = "10.1.2.3:4000"
+	if _, err := a.Authorize(r, bob, describe, "us-east-1"); err != nil {
+		t.Fatalf("from the lab: %v", err)
+	}
+}
