@@ -60,6 +60,7 @@ func newServeCmd() *cobra.Command {
 		region  = "us-east-1"
 		verbose bool
 		sandbox = nodes.SandboxUserNS
+		quotas  = clusters.DefaultQuotas
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -79,7 +80,7 @@ control-plane instances keep running while skiff restarts and are adopted again.
 			if sandbox != nodes.SandboxUserNS && sandbox != nodes.SandboxHost {
 				return fmt.Errorf("--node-sandbox %q: want %s or %s", sandbox, nodes.SandboxUserNS, nodes.SandboxHost)
 			}
-			return serve(ctx, log, dataDir, listen, bundles, imgDir, region, sandbox)
+			return serve(ctx, log, dataDir, listen, bundles, imgDir, region, sandbox, quotas)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", dataDir, "where skiff keeps its state (env SKIFF_DATA_DIR)")
@@ -90,10 +91,12 @@ control-plane instances keep running while skiff restarts and are adopted again.
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	cmd.Flags().StringVar(&sandbox, "node-sandbox", sandbox, "how worker nodes are isolated: "+nodes.SandboxUserNS+
 		" (each a system container in its own user namespace) or "+nodes.SandboxHost+" (host root; no boundary against a privileged pod)")
+	cmd.Flags().IntVar(&quotas.Clusters, "quota-clusters", quotas.Clusters, "clusters an account may have")
+	cmd.Flags().IntVar(&quotas.Nodes, "quota-nodes", quotas.Nodes, "worker nodes an account's node groups may run in all")
 	return cmd
 }
 
-func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgDir, region, sandbox string) error {
+func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgDir, region, sandbox string, quotas clusters.Quotas) error {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
@@ -165,7 +168,8 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	}}
 	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log, Addons: addonMgr,
 		Tokens: tokenVerifier(ids, ln.Addr()), Nodes: nodeRec})
-	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets, Addons: addonCat}
+	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets, Addons: addonCat,
+		Quotas: quotas}
 	nets.InUse = svc.UserOf
 	svc.PrincipalExists = func(p access.Principal) bool {
 		if p.Kind == "role" {
@@ -215,7 +219,9 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		Endpoint:   endpoint,
 	}
 	nodeRec.SetAPI(handler)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// Headers in 10 s, the API's bodies in 30 s (the router's own read
+	// deadline; registry uploads may take longer), idle connections close.
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	engineDone := make(chan struct{})
 	go func() {

@@ -142,6 +142,16 @@ func DefaultUsername(p Principal, typ string) string {
 // Reserved prefixes of usernames and groups in STANDARD entries.
 var reservedPrefixes = []string{"system:", "eks:", "aws:", "amazon:", "iam:", "skiff:"}
 
+// reserved reports whether a username or group has a reserved prefix.
+func reserved(name string) bool {
+	for _, pre := range reservedPrefixes {
+		if strings.HasPrefix(name, pre) {
+			return true
+		}
+	}
+	return false
+}
+
 // ValidateNames checks a STANDARD entry's username and groups.
 func ValidateNames(username string, groups []string) error {
 	if len(username) > 255 {
@@ -218,6 +228,12 @@ func Resolve(c *model.Cluster, caller Caller, awsAuth *AWSAuth) (u *User, ok boo
 			}
 			name, ok := expand(e.Username, caller, c)
 			if !ok {
+				return nil, false
+			}
+			// A template is checked when the entry is made, but what it
+			// expands to depends on the caller (its session name): a
+			// STANDARD entry never yields a reserved name.
+			if e.Type != model.AccessEntryEC2Linux && reserved(name) {
 				return nil, false
 			}
 			return caller.user(name, groups), true

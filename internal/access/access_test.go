@@ -65,6 +65,13 @@ func TestResolve(t *testing.T) {
 			&AWSAuth{Roles: []Mapping{{RoleArn: "arn:aws:iam::" + acct + ":role/nodes", Username: "system:node:{{EC2PrivateDNSName}}", Groups: []string{"system:nodes"}}}},
 			"system:node:ip-172-31-0-4.ec2.internal", []string{"system:nodes"}},
 		{"no entry", cluster("API", deployEntry), alice, nil, "", nil},
+		// Issue 15: a template that passed validation but expands to a
+		// reserved name for a session named "system".
+		{"template expanding to a reserved name", cluster("API", model.AccessEntry{PrincipalArn: "arn:aws:iam::" + acct + ":role/deploy", Type: "STANDARD",
+			Username: "{{SessionName}}:masters"}),
+			Caller{Account: acct, Arn: "arn:aws:sts::" + acct + ":assumed-role/deploy/system", AccessKeyID: "ASIAX", Kind: "role", Name: "deploy", Session: "system"}, nil, "", nil},
+		{"the same template, another session", cluster("API", model.AccessEntry{PrincipalArn: "arn:aws:iam::" + acct + ":role/deploy", Type: "STANDARD",
+			Username: "{{SessionName}}:masters"}), deploy, nil, "ci-x:masters", nil},
 		{"same name, other account", cluster("API", aliceEntry), mallory, nil, "", nil},
 		{"API mode ignores aws-auth", cluster("API"), alice, awsAuth, "", nil},
 		{"entry wins over aws-auth", cluster("API_AND_CONFIG_MAP", aliceEntry), alice, awsAuth, alice.Arn, []string{EntryGroup(alice.Arn)}},

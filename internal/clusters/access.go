@@ -75,7 +75,10 @@ func (s *Service) CreateAccessEntry(account, name string, req AccessEntryRequest
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, strings.TrimPrefix(err.Error(), access.ErrInvalid.Error()+": "))
 	}
-	if s.PrincipalExists != nil && !s.PrincipalExists(p) {
+	// Only the account's own principals are checked: answering "does not
+	// exist" for another account's would let one tenant probe another's
+	// users and roles (EKS takes cross-account principals as they are).
+	if s.PrincipalExists != nil && p.Account == account && !s.PrincipalExists(p) {
 		return nil, fmt.Errorf("%w: The specified principalArn is invalid: %s does not exist; create it with 'aws iam create-%s' first", ErrInvalid, req.PrincipalArn, p.Kind)
 	}
 	if req.Type == "" {

@@ -44,6 +44,61 @@ type Service struct {
 	PrincipalExists func(p access.Principal) bool
 	// Addons is what add-ons and versions exist.
 	Addons addons.Catalog
+	// Quotas bound what one account may hold (zero fields: defaults).
+	Quotas Quotas
+}
+
+// Quotas bound what one account may hold on this skiff, so that no tenant
+// can take the machine (all cluster slots, all memory for nodes).
+type Quotas struct {
+	Clusters int // clusters per account
+	Nodes    int // nodes (desired sizes of node groups) per account
+}
+
+// DefaultQuotas are the quotas of an account unless configured.
+var DefaultQuotas = Quotas{Clusters: 10, Nodes: 30}
+
+func (s *Service) quotas() Quotas {
+	q := s.Quotas
+	if q.Clusters == 0 {
+		q.Clusters = DefaultQuotas.Clusters
+	}
+	if q.Nodes == 0 {
+		q.Nodes = DefaultQuotas.Nodes
+	}
+	return q
+}
+
+// nodesElsewhere counts the nodes an account's node groups want in its
+// clusters other than except (for the node quota).
+func (s *Service) nodesElsewhere(account, except string) (int, error) {
+	all, err := s.Store.ListClusters()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range all {
+		if c.Account != account || c.Name == except {
+			continue
+		}
+		for _, ng := range c.Nodegroups {
+			n += ng.Desired
+		}
+	}
+	return n, nil
+}
+
+// checkNodeQuota refuses a cluster change that would give the account
+// more nodes than its quota; others is nodesElsewhere's count.
+func (s *Service) checkNodeQuota(c *model.Cluster, others int) error {
+	n := others
+	for _, ng := range c.Nodegroups {
+		n += ng.Desired
+	}
+	if q := s.quotas().Nodes; n > q {
+		return fmt.Errorf("%w: the account's node groups would run %d nodes; this skiff allows an account %d (ask the operator to raise 'skiff serve --quota-nodes')", ErrLimit, n, q)
+	}
+	return nil
 }
 
 // CreateRequest is a new cluster's desired state.
@@ -123,7 +178,15 @@ func (s *Service) Create(req CreateRequest) (*model.Cluster, error) {
 		CreatedAt:             time.Now().UTC(),
 	}
 	ensureCreatorEntry(c)
-	switch err := s.Store.CreateCluster(c, s.SlotUsable); {
+	quota := s.quotas().Clusters
+	err = s.Store.CreateClusterQuota(c, s.SlotUsable, quota)
+	for try := 0; errors.Is(err, store.ErrIDTaken) && try < 10; try++ {
+		c.ID = strings.ToLower(req.Name) + "-" + randomHex(3)
+		err = s.Store.CreateClusterQuota(c, s.SlotUsable, quota)
+	}
+	switch {
+	case errors.Is(err, store.ErrQuota):
+		return nil, fmt.Errorf("%w: You have reached the maximum number of clusters (%d) this skiff allows an account; delete one, or ask the operator to raise 'skiff serve --quota-clusters'", ErrLimit, quota)
 	case errors.Is(err, store.ErrExists):
 		// A retry with the same client request token gets the cluster it made.
 		if old, gerr := s.Get(req.Account, req.Name); gerr == nil && req.ClientRequestToken != "" && old.ClientRequestToken == req.ClientRequestToken {

@@ -118,6 +118,10 @@ func (s *Service) CreateNodegroup(account, cluster string, req NodegroupRequest)
 	ng := model.Nodegroup{Name: req.Name, ID: newUUID(), NodeRole: req.NodeRole, Subnets: slices.Clone(req.Subnets),
 		InstanceTypes: req.InstanceTypes, Min: min, Max: max, Desired: desired, Labels: req.Labels, Taints: req.Taints,
 		Tags: req.Tags, Status: model.NodegroupCreating, CreatedAt: now, ModifiedAt: now, ClientRequestToken: req.ClientRequestToken}
+	others, err := s.nodesElsewhere(account, cluster)
+	if err != nil {
+		return nil, nil, err
+	}
 	var out model.Nodegroup
 	c, err := s.nodegroupCluster(account, cluster, func(c *model.Cluster) error {
 		if old := c.Nodegroup(req.Name); old != nil {
@@ -137,6 +141,9 @@ func (s *Service) CreateNodegroup(account, cluster string, req NodegroupRequest)
 		}
 		ng.Version = c.Version
 		c.Nodegroups = append(c.Nodegroups, ng)
+		if err := s.checkNodeQuota(c, others); err != nil {
+			return err
+		}
 		out = ng
 		// As EKS does for a managed node group: the node role's access entry.
 		if c.AuthenticationMode != AuthConfigMap && c.AccessEntry(role.Arn()) == nil && c.AccessEntry(req.NodeRole) == nil {
@@ -225,8 +232,12 @@ type NodegroupConfig struct {
 
 // UpdateNodegroupConfig starts a config update of an ACTIVE node group.
 func (s *Service) UpdateNodegroupConfig(account, cluster, name string, req NodegroupConfig) (*model.Update, error) {
+	others, err := s.nodesElsewhere(account, cluster)
+	if err != nil {
+		return nil, err
+	}
 	var out model.Update
-	_, err := s.nodegroupCluster(account, cluster, func(c *model.Cluster) error {
+	_, err = s.nodegroupCluster(account, cluster, func(c *model.Cluster) error {
 		ng := c.Nodegroup(name)
 		if ng == nil {
 			return ngNotFound(name)
@@ -253,6 +264,9 @@ func (s *Service) UpdateNodegroupConfig(account, cluster, name string, req Nodeg
 		var params []model.UpdateParam
 		if min != ng.Min || max != ng.Max || desired != ng.Desired {
 			ng.Min, ng.Max, ng.Desired = min, max, desired
+			if err := s.checkNodeQuota(c, others); err != nil {
+				return err
+			}
 			params = append(params, model.UpdateParam{Type: "MinSize", Value: fmt.Sprint(min)},
 				model.UpdateParam{Type: "MaxSize", Value: fmt.Sprint(max)}, model.UpdateParam{Type: "DesiredSize", Value: fmt.Sprint(desired)})
 		}

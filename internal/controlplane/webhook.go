@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -121,8 +122,13 @@ func (wh *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		out.Status.Error = err.Error()
 	case u != nil:
+		auds, ok := tokenAudiences(review.Spec.Audiences)
+		if !ok {
+			out.Status.Error = "an IAM token is valid for the cluster's API audience " + ServiceAccountIssuer + " only"
+			break
+		}
+		out.Status.Audiences = auds
 		out.Status.Authenticated = true
-		out.Status.Audiences = review.Spec.Audiences // IAM tokens are not audience-bound
 		out.Status.User = authenticationv1.UserInfo{Username: u.Username, UID: u.UID, Groups: u.Groups, Extra: map[string]authenticationv1.ExtraValue{}}
 		for k, v := range u.Extra {
 			out.Status.User.Extra[k] = v
@@ -130,6 +136,20 @@ func (wh *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)
+}
+
+// tokenAudiences answers a TokenReview's audiences for a valid IAM token.
+// The token is bound to its cluster (x-k8s-aws-id), so it is good for the
+// cluster's own API audience only: asked about any other (a TokenReview
+// for "vault"), it is not valid. No audiences asked means the apiserver's.
+func tokenAudiences(asked []string) ([]string, bool) {
+	if len(asked) == 0 {
+		return nil, true
+	}
+	if !slices.Contains(asked, ServiceAccountIssuer) {
+		return nil, false
+	}
+	return []string{ServiceAccountIssuer}, true
 }
 
 // authenticate returns the token's user, nil for a token that is not an

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -13,12 +14,24 @@ import (
 // bucketECR holds ECR repositories under ACCOUNT/NAME.
 var bucketECR = []byte("ecr")
 
-// CreateRepository stores a new repository; ErrExists if it exists.
-func (s *Store) CreateRepository(r *model.Repository) error {
+// CreateRepository stores a new repository; ErrExists if it exists,
+// ErrQuota if its account has perAccount repositories already (0: no
+// limit).
+func (s *Store) CreateRepository(r *model.Repository, perAccount int) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketECR)
 		if b.Get([]byte(r.Key())) != nil {
 			return fmt.Errorf("repository %s: %w", r.Key(), ErrExists)
+		}
+		if perAccount > 0 {
+			n, prefix := 0, []byte(r.Account+"/")
+			c := b.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				n++
+			}
+			if n >= perAccount {
+				return fmt.Errorf("%w: %d repositories", ErrQuota, perAccount)
+			}
 		}
 		return put(b, r.Key(), r)
 	})

@@ -69,22 +69,44 @@ var ErrFull = errors.New("no free cluster slot")
 // that no stored cluster holds and that usable (if not nil) accepts, in the
 // same transaction; it fails if the key exists.
 func (s *Store) CreateCluster(c *model.Cluster, usable func(slot int) bool) error {
+	return s.CreateClusterQuota(c, usable, 0)
+}
+
+// ErrQuota is returned when an account holds its quota of clusters.
+var ErrQuota = errors.New("account quota reached")
+
+// CreateClusterQuota is CreateCluster for an account that may hold at
+// most perAccount clusters (0: no limit), checked in the same transaction.
+func (s *Store) CreateClusterQuota(c *model.Cluster, usable func(slot int) bool, perAccount int) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketClusters)
 		if b.Get([]byte(c.Key())) != nil {
 			return fmt.Errorf("cluster %s: %w", c.Name, ErrExists)
 		}
 		used := map[int]bool{}
+		idTaken, mine := false, 0
 		err := b.ForEach(func(_, v []byte) error {
 			var other model.Cluster
 			if err := json.Unmarshal(v, &other); err != nil {
 				return err
 			}
 			used[other.Slot] = true
+			idTaken = idTaken || other.ID == c.ID
+			if other.Account == c.Account {
+				mine++
+			}
 			return nil
 		})
 		if err != nil {
 			return err
+		}
+		if perAccount > 0 && mine >= perAccount {
+			return fmt.Errorf("%w: %d clusters", ErrQuota, perAccount)
+		}
+		if idTaken {
+			// IDs name data dirs and network resources: never shared,
+			// whatever the accounts.
+			return fmt.Errorf("cluster ID %s: %w", c.ID, ErrIDTaken)
 		}
 		c.Slot = 0
 		for slot := 1; slot <= MaxSlot && c.Slot == 0; slot++ {
@@ -98,6 +120,9 @@ func (s *Store) CreateCluster(c *model.Cluster, usable func(slot int) bool) erro
 		return put(b, c.Key(), c)
 	})
 }
+
+// ErrIDTaken is returned when a new cluster's ID is another cluster's.
+var ErrIDTaken = errors.New("cluster ID taken")
 
 // ErrExists is returned when creating a record that exists.
 var ErrExists = errors.New("already exists")

@@ -26,6 +26,18 @@ func TestClusters(t *testing.T) {
 	if err := s.CreateCluster(c2, func(slot int) bool { return slot != 2 }); err != nil || c.Slot != 1 || c2.Slot != 3 {
 		t.Fatalf("slots %d, %d, %v", c.Slot, c2.Slot, err)
 	}
+	// Issue 15: another account's cluster of the same name never gets
+	// an ID in use (IDs name data dirs).
+	if err := s.CreateCluster(&model.Cluster{Name: "prod", Account: "other", ID: "prod-1"}, nil); !errors.Is(err, ErrIDTaken) {
+		t.Fatalf("same ID, other account: %v", err)
+	}
+	// The per-account quota: "other" holds one cluster.
+	if err := s.CreateClusterQuota(&model.Cluster{Name: "qa", Account: "other", ID: "qa-1"}, nil, 1); !errors.Is(err, ErrQuota) {
+		t.Fatalf("over quota: %v", err)
+	}
+	if err := s.CreateClusterQuota(&model.Cluster{Name: "qa", Account: "third", ID: "qa-2"}, nil, 1); err != nil {
+		t.Fatalf("another account under quota: %v", err)
+	}
 	if _, err := s.UpdateCluster(c.Key(), func(c *model.Cluster) error { c.Status = model.StatusActive; return nil }); err != nil {
 		t.Fatal(err)
 	}

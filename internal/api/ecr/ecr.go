@@ -29,6 +29,9 @@ import (
 // TargetPrefix is the X-Amz-Target prefix of ECR's operations.
 const TargetPrefix = "AmazonEC2ContainerRegistry_V20150921."
 
+// MaxRepositories is how many repositories an account may have here.
+const MaxRepositories = 1000
+
 // Handler serves the ECR API.
 type Handler struct {
 	Store    *store.Store
@@ -270,7 +273,11 @@ func (h *Handler) createRepository(c *call) (any, error) {
 		}
 		rp.Tags[t.Key] = t.Value
 	}
-	if err := h.Store.CreateRepository(rp); err != nil {
+	if err := h.Store.CreateRepository(rp, MaxRepositories); err != nil {
+		if errors.Is(err, store.ErrQuota) {
+			return nil, awserr.New(http.StatusBadRequest, "LimitExceededException", fmt.Sprintf(
+				"The operation did not succeed because it would have exceeded a service limit for your account: at most %d repositories", MaxRepositories))
+		}
 		if errors.Is(err, store.ErrExists) {
 			return nil, awserr.New(http.StatusBadRequest, "RepositoryAlreadyExistsException", fmt.Sprintf(
 				"The repository with name '%s' already exists in the registry with id '%s'", rp.Name, rp.Account))

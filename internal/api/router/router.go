@@ -15,6 +15,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -56,11 +57,17 @@ type Router struct {
 	// authentication (ECR's Basic tokens), before SigV4 and the body limit.
 	Registry   http.Handler
 	LocalToken string // authenticates /skiff/v1/local/ (see LocalEnv)
-	Region     string
-	Endpoint   string
+	// BodyTimeout bounds the time to send an API request's body
+	// (DefaultBodyTimeout if zero).
+	BodyTimeout time.Duration
+	Region      string
+	Endpoint    string
 }
 
 const maxBody = 1 << 20
+
+// DefaultBodyTimeout is the time a client has to send an API request's body.
+const DefaultBodyTimeout = 30 * time.Second
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/skiff/v1/local/") {
@@ -71,7 +78,25 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.Registry.ServeHTTP(w, r)
 		return
 	}
+	// The body is read before the signature can be checked: bounded in
+	// size, and in time, so that an anonymous client cannot hold the
+	// server with a slow one.
+	rc := http.NewResponseController(w)
+	timeout := rt.BodyTimeout
+	if timeout == 0 {
+		timeout = DefaultBodyTimeout
+	}
+	rc.SetReadDeadline(time.Now().Add(timeout))
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		// (The deadline stays: the server must not wait for the rest.)
+		w.Header().Set("Connection", "close")
+		awserr.WriteJSON(w, awserr.New(http.StatusRequestTimeout, "RequestTimeoutException", "the request body was not received within "+timeout.String()))
+		return
+	}
+	if err == nil && len(body) <= maxBody {
+		rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil || len(body) > maxBody {
 		awserr.WriteJSON(w, awserr.New(http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", "the request body exceeds 1 MiB"))
 		return
