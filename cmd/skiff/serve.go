@@ -189,7 +189,8 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		return err
 	}
 	regHost := registry.Host(ln.Addr())
-	ecrAPI := &ecr.Handler{Store: st, Registry: reg, Tokens: regTokens, Region: region, Host: regHost, Account: router.Account, Log: log}
+	ecrAPI := &ecr.Handler{Store: st, Registry: reg, Tokens: regTokens, Region: region, Host: regHost, Account: router.Account, Log: log,
+		AccessKey: func(r *http.Request) string { return router.Caller(r).AccessKeyID }}
 	if err := writeServeInfo(dataDir, serveInfo{Endpoint: endpoint, Region: region}); err != nil {
 		return err
 	}
@@ -210,7 +211,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		EKS:        eksAPI,
 		EC2:        &ec2.Handler{Network: nets, Account: router.Account, Region: region},
 		ECR:        ecrAPI,
-		Registry:   reg.Authenticated(registry.Auth{Tokens: regTokens, Host: regHost, Lookup: ecrAPI.Lookup, Log: log}),
+		Registry:   reg.Authenticated(registry.Auth{Tokens: regTokens, Host: regHost, Lookup: ecrAPI.Lookup, Log: log, Authorize: az.Registry}),
 		Skiff:      skiffapi.New(skiffapi.Handler{Clusters: svc, Engine: eng, Account: router.Account}),
 		IAMQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "iam", Context: globalKeys},
 		STSQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "sts", Context: globalKeys},

@@ -193,3 +193,20 @@ func (a *Authorizer) resolve(account, kind string, names ...string) (string, map
 	}
 	return a.Resolve(account, kind, names...)
 }
+
+// Registry decides a registry request (an ECR action on a repository of
+// account) for the principal of the access key its password was minted
+// for: a registry.Auth Authorize function. A deleted key or an ended
+// session revokes the password.
+func (a *Authorizer) Registry(r *http.Request, account, accessKeyID, action, name string) error {
+	p, err := a.IAM.Principal(accessKeyID)
+	if err != nil || p.Account != account {
+		return fmt.Errorf("the access key this password was issued to is no longer valid: get a new password with `aws ecr get-login-password`")
+	}
+	c := Check{Action: "ecr:" + action, Resource: "arn:aws:ecr:" + a.Region + ":" + account + ":repository/" + name}
+	if _, tags, ok := a.resolve(account, "repository", name); ok {
+		c.Context = resourceTags(tags)
+	}
+	_, err = a.Authorize(r, p, Operation{Service: "ecr", Name: action, Checks: []Check{c}}, a.Region)
+	return err
+}

@@ -107,6 +107,8 @@ type Principal struct {
 	User    string // the user's name, for users
 	Role    string // the role's name, for assumed roles
 	RoleArn string // the role's ARN, for assumed roles
+	// AccessKeyID is the key the principal signed with.
+	AccessKeyID string
 	// Root is the account's own principal, the admin user `skiff env`
 	// prints: like an AWS account's root user, no policy limits it.
 	Root bool
@@ -214,7 +216,7 @@ func (s *Service) resolve(accessKeyID string) (*Principal, sigv4.Secret, error) 
 			if err := tx.Get(userKey(k.Account, k.User), &u); err != nil {
 				return sigv4.ErrUnknownKey
 			}
-			p = &Principal{Account: k.Account, Arn: u.Arn(), UserID: u.ID, User: u.Name, Root: u.Name == AdminUser}
+			p = &Principal{Account: k.Account, Arn: u.Arn(), UserID: u.ID, User: u.Name, Root: u.Name == AdminUser, AccessKeyID: accessKeyID}
 			secret = sigv4.Secret{SecretAccessKey: k.Secret}
 			return nil
 		}
@@ -226,7 +228,7 @@ func (s *Service) resolve(accessKeyID string) (*Principal, sigv4.Secret, error) 
 			if err := tx.Get(roleKey(sess.Account, sess.Role), &r); err != nil || r.ID != sess.RoleID {
 				return sigv4.ErrUnknownKey
 			}
-			p = &Principal{Account: sess.Account, Role: sess.Role, RoleArn: r.Arn(),
+			p = &Principal{Account: sess.Account, Role: sess.Role, RoleArn: r.Arn(), AccessKeyID: accessKeyID,
 				Arn:    fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/%s", sess.Account, sess.Role, sess.Name),
 				UserID: sess.RoleID + ":" + sess.Name}
 			secret = sigv4.Secret{SecretAccessKey: sess.Secret, SessionToken: sess.Token}

@@ -92,6 +92,55 @@ type Auth struct {
 	Host   string
 	Lookup Lookup
 	Log    *slog.Logger
+	// Authorize, if set, decides whether the principal of the access key
+	// a password was minted for may do an ECR action ("BatchGetImage",
+	// "PutImage", …) on a repository of its account; it returns the
+	// refusal's message. Passwords minted without a key are refused then.
+	Authorize func(req *http.Request, account, accessKeyID, action, name string) error
+}
+
+// ecrAction is the ECR API action a registry request stands for, as ECR
+// documents for `docker pull` and `docker push`.
+func ecrAction(route, method string) string {
+	read := method == http.MethodGet || method == http.MethodHead
+	switch {
+	case route == v2.RouteNameManifest && read:
+		return "BatchGetImage"
+	case route == v2.RouteNameManifest && method == http.MethodDelete:
+		return "BatchDeleteImage"
+	case route == v2.RouteNameManifest:
+		return "PutImage"
+	case route == v2.RouteNameBlob && method == http.MethodHead:
+		return "BatchCheckLayerAvailability"
+	case route == v2.RouteNameBlob && read:
+		return "GetDownloadUrlForLayer"
+	case route == v2.RouteNameBlob:
+		return "BatchDeleteImage"
+	case route == v2.RouteNameBlobUpload:
+		return "InitiateLayerUpload"
+	case route == v2.RouteNameBlobUploadChunk && method == http.MethodPatch:
+		return "UploadLayerPart"
+	case route == v2.RouteNameBlobUploadChunk && method == http.MethodPut:
+		return "CompleteLayerUpload"
+	case route == v2.RouteNameBlobUploadChunk:
+		return "InitiateLayerUpload"
+	case route == v2.RouteNameTags:
+		return "ListImages"
+	case read:
+		return "BatchGetImage"
+	}
+	return "PutImage"
+}
+
+// permit asks Authorize about an action on an account's own repository.
+func (a *Auth) permit(req *http.Request, account, key, action, name string) error {
+	if a.Authorize == nil {
+		return nil
+	}
+	if key == "" {
+		return fmt.Errorf("this password names no principal: get a new one with `aws ecr get-login-password`")
+	}
+	return a.Authorize(req, account, key, action, name)
 }
 
 // Authenticated serves the distribution API with ECR's authentication:
@@ -104,7 +153,7 @@ func (r *Registry) Authenticated(a Auth) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-		account, ok := a.authenticate(w, req)
+		account, key, ok := a.authenticate(w, req)
 		if !ok {
 			return
 		}
@@ -122,7 +171,7 @@ func (r *Registry) Authenticated(a Auth) http.Handler {
 				d, name := decide(account, repo, false)
 				if d == ownRepo {
 					_, found, err := a.Lookup(req.Context(), account, name)
-					return err == nil && found
+					return err == nil && found && a.permit(req, account, key, "DescribeRepositories", name) == nil
 				}
 				return d == allow
 			})
@@ -133,6 +182,12 @@ func (r *Registry) Authenticated(a Auth) http.Handler {
 		if !a.allowed(w, req, account, repo, write) {
 			return
 		}
+		if d, name := decide(account, repo, write); d == ownRepo {
+			if err := a.permit(req, account, key, ecrAction(m.Route.GetName(), req.Method), name); err != nil {
+				Deny(w, err.Error())
+				return
+			}
+		}
 		switch {
 		case m.Route.GetName() == v2.RouteNameManifest && req.Method == http.MethodPut:
 			if !r.tagWritable(w, req, a, account, repo, m.Vars["reference"]) {
@@ -142,7 +197,7 @@ func (r *Registry) Authenticated(a Auth) http.Handler {
 			// A cross-repository mount reads the source repository: without
 			// access to it, upload as usual (the registry's answer when a
 			// mount fails).
-			if from := req.URL.Query().Get("from"); from != "" && !a.mayPull(req, account, from) {
+			if from := req.URL.Query().Get("from"); from != "" && !a.mayPull(req, account, key, from) {
 				q := req.URL.Query()
 				q.Del("mount")
 				q.Del("from")
@@ -155,7 +210,7 @@ func (r *Registry) Authenticated(a Auth) http.Handler {
 
 // authenticate checks the request's Basic credentials: user AWS and a
 // valid token; it answers 401 itself otherwise.
-func (a *Auth) authenticate(w http.ResponseWriter, req *http.Request) (string, bool) {
+func (a *Auth) authenticate(w http.ResponseWriter, req *http.Request) (account, key string, ok bool) {
 	login := fmt.Sprintf("aws ecr get-login-password | docker login --username AWS --password-stdin %s", a.Host)
 	user, pw, ok := req.BasicAuth()
 	var msg string
@@ -165,9 +220,9 @@ func (a *Auth) authenticate(w http.ResponseWriter, req *http.Request) (string, b
 	case user != "AWS":
 		msg = fmt.Sprintf("the user name must be AWS, not %q, with the password from `aws ecr get-login-password` (%s)", user, login)
 	default:
-		account, err := a.Tokens.Verify(pw, time.Now())
+		account, key, err := a.Tokens.VerifyKey(pw, time.Now())
 		if err == nil {
-			return account, true
+			return account, key, true
 		}
 		if errors.Is(err, ErrTokenExpired) {
 			msg = "Your authorization token has expired. Reauthenticate and try again: get a new password with `aws ecr get-login-password` (" + login + ")"
@@ -177,7 +232,7 @@ func (a *Auth) authenticate(w http.ResponseWriter, req *http.Request) (string, b
 	}
 	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Basic realm="http://%s/",service="ecr.amazonaws.com"`, a.Host))
 	errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized.WithMessage(msg))
-	return "", false
+	return "", "", false
 }
 
 // allowed applies decide (and the repository's existence) to a request; it
@@ -214,11 +269,11 @@ func (a *Auth) allowed(w http.ResponseWriter, req *http.Request, account, repo s
 }
 
 // mayPull reports, without answering, whether account may pull repo.
-func (a *Auth) mayPull(req *http.Request, account, repo string) bool {
+func (a *Auth) mayPull(req *http.Request, account, key, repo string) bool {
 	d, name := decide(account, repo, false)
 	if d == ownRepo {
 		_, found, err := a.Lookup(req.Context(), account, name)
-		return err == nil && found
+		return err == nil && found && a.permit(req, account, key, "BatchGetImage", name) == nil
 	}
 	return d == allow
 }

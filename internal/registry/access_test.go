@@ -11,10 +11,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	v2 "github.com/distribution/distribution/v3/registry/api/v2"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -348,4 +350,75 @@ func (h headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.Header.Set(h.key, h.value)
 	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestAuthorizedPasswords: with Auth.Authorize, a password does what the
+// IAM principal it was minted for may do (issue 15), and a password
+// minted without a principal does nothing in the account's repositories.
+func TestAuthorizedPasswords(t *testing.T) {
+	ctx := context.Background()
+	reg, err := New(ctx, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	tokens := NewTokens([]byte(strings.Repeat("k", 32)))
+	srv := httptest.NewServer(nil)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	var asked []string
+	srv.Config.Handler = reg.Authenticated(Auth{Tokens: tokens, Host: host,
+		Lookup: func(_ context.Context, account, name string) (Policy, bool, error) { return Policy{}, name == "web", nil },
+		Authorize: func(_ *http.Request, account, key, action, name string) error {
+			asked = append(asked, key+" "+action)
+			if key == "AKIAREADER" && action != "BatchGetImage" && action != "GetDownloadUrlForLayer" && action != "BatchCheckLayerAvailability" && action != "ListImages" {
+				return errors.New("User: arn:aws:iam::" + account + ":user/reader is not authorized to perform: ecr:" + action)
+			}
+			return nil
+		}})
+	writer, _ := tokens.MintFor(acctA, "AKIAWRITER", time.Now())
+	reader, _ := tokens.MintFor(acctA, "AKIAREADER", time.Now())
+	nobody, _ := tokens.Mint(acctA, time.Now())
+	as := func(pw string) remote.Option { return remote.WithAuth(&authn.Basic{Username: "AWS", Password: pw}) }
+	ref := must(name.ParseReference(host+"/"+acctA+"/web:v1", name.Insecure))
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, as(reader)); !denied(err) || !strings.Contains(err.Error(), "not authorized to perform: ecr:") {
+		t.Errorf("a reader pushes: %v, want DENIED", err)
+	}
+	if err := remote.Write(ref, img, as(writer)); err != nil {
+		t.Fatalf("a writer pushes: %v", err)
+	}
+	if _, err := remote.Image(ref, as(reader)); err != nil {
+		t.Errorf("a reader pulls: %v", err)
+	}
+	if _, err := remote.Image(ref, as(nobody)); !denied(err) {
+		t.Errorf("a password of no principal pulls: %v, want DENIED", err)
+	}
+	for _, want := range []string{"AKIAWRITER InitiateLayerUpload", "AKIAWRITER PutImage", "AKIAREADER BatchGetImage"} {
+		if !slices.Contains(asked, want) {
+			t.Errorf("Authorize was not asked %q (asked %v)", want, asked)
+		}
+	}
+}
+
+func TestECRAction(t *testing.T) {
+	for _, tc := range []struct{ route, method, want string }{
+		{v2.RouteNameManifest, http.MethodGet, "BatchGetImage"},
+		{v2.RouteNameManifest, http.MethodHead, "BatchGetImage"},
+		{v2.RouteNameManifest, http.MethodPut, "PutImage"},
+		{v2.RouteNameManifest, http.MethodDelete, "BatchDeleteImage"},
+		{v2.RouteNameBlob, http.MethodHead, "BatchCheckLayerAvailability"},
+		{v2.RouteNameBlob, http.MethodGet, "GetDownloadUrlForLayer"},
+		{v2.RouteNameBlobUpload, http.MethodPost, "InitiateLayerUpload"},
+		{v2.RouteNameBlobUploadChunk, http.MethodPatch, "UploadLayerPart"},
+		{v2.RouteNameBlobUploadChunk, http.MethodPut, "CompleteLayerUpload"},
+		{v2.RouteNameTags, http.MethodGet, "ListImages"},
+	} {
+		if got := ecrAction(tc.route, tc.method); got != tc.want {
+			t.Errorf("ecrAction(%s, %s) = %s, want %s", tc.route, tc.method, got, tc.want)
+		}
+	}
 }

@@ -56,7 +56,8 @@ func NewTokens(key []byte) *Tokens { return &Tokens{key: key} }
 
 type tokenClaims struct {
 	Account string `json:"a"`
-	Expires int64  `json:"e"` // Unix seconds
+	Key     string `json:"k,omitempty"` // the access key that asked for it
+	Expires int64  `json:"e"`           // Unix seconds
 }
 
 var accountRE = regexp.MustCompile(`^[0-9]{12}$`)
@@ -64,8 +65,15 @@ var accountRE = regexp.MustCompile(`^[0-9]{12}$`)
 // Mint returns a password for account valid until now+TokenTTL, and its
 // expiry.
 func (t *Tokens) Mint(account string, now time.Time) (string, time.Time) {
+	return t.MintFor(account, "", now)
+}
+
+// MintFor is Mint for the principal of an access key: what the password
+// may do is what that principal's IAM policies allow, for as long as the
+// key (or session) lives.
+func (t *Tokens) MintFor(account, accessKeyID string, now time.Time) (string, time.Time) {
 	exp := now.Add(TokenTTL).Truncate(time.Second)
-	payload, _ := json.Marshal(tokenClaims{Account: account, Expires: exp.Unix()})
+	payload, _ := json.Marshal(tokenClaims{Account: account, Key: accessKeyID, Expires: exp.Unix()})
 	p := base64.RawURLEncoding.EncodeToString(payload)
 	return tokenPrefix + p + "." + base64.RawURLEncoding.EncodeToString(t.mac(p)), exp
 }
@@ -79,25 +87,32 @@ func (t *Tokens) mac(payload string) []byte {
 // Verify returns the account of a password minted by Mint with this key;
 // ErrTokenInvalid if it is not one, ErrTokenExpired if it has expired.
 func (t *Tokens) Verify(token string, now time.Time) (string, error) {
+	account, _, err := t.VerifyKey(token, now)
+	return account, err
+}
+
+// VerifyKey is Verify that also returns the access key the password was
+// minted for ("" if none).
+func (t *Tokens) VerifyKey(token string, now time.Time) (account, accessKeyID string, err error) {
 	rest, ok := strings.CutPrefix(token, tokenPrefix)
 	p, sig, ok2 := strings.Cut(rest, ".")
 	if !ok || !ok2 {
-		return "", ErrTokenInvalid
+		return "", "", ErrTokenInvalid
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
 	if err != nil || !hmac.Equal(got, t.mac(p)) {
-		return "", ErrTokenInvalid
+		return "", "", ErrTokenInvalid
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(p)
 	if err != nil {
-		return "", ErrTokenInvalid
+		return "", "", ErrTokenInvalid
 	}
 	var c tokenClaims
 	if err := json.Unmarshal(payload, &c); err != nil || !accountRE.MatchString(c.Account) {
-		return "", ErrTokenInvalid
+		return "", "", ErrTokenInvalid
 	}
 	if !now.Before(time.Unix(c.Expires, 0)) {
-		return "", fmt.Errorf("%w at %s", ErrTokenExpired, time.Unix(c.Expires, 0).UTC().Format(time.RFC3339))
+		return "", "", fmt.Errorf("%w at %s", ErrTokenExpired, time.Unix(c.Expires, 0).UTC().Format(time.RFC3339))
 	}
-	return c.Account, nil
+	return c.Account, c.Key, nil
 }

@@ -114,6 +114,25 @@ func TestECR(t *testing.T) {
 		t.Fatalf("pull back: %v %v, want %v", got, err, digest)
 	}
 
+	// A password does what its principal's IAM policies allow (issue 15):
+	// AmazonEC2ContainerRegistryReadOnly pulls but does not push; the
+	// password dies with the user's key.
+	mustAWS(t, s, "iam", "create-user", "--user-name", "puller")
+	mustAWS(t, s, "iam", "attach-user-policy", "--user-name", "puller", "--policy-arn", "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+	pk := mustAWS(t, s, "iam", "create-access-key", "--user-name", "puller")["AccessKey"].(map[string]any)
+	authPuller := basic(login(withKey(nil, pk["AccessKeyId"].(string), pk["SecretAccessKey"].(string))))
+	if got, err := pull(uri+":v1", authPuller); err != nil || got != digest {
+		t.Errorf("read-only principal pulls: %v %v", got, err)
+	}
+	if err := remote.Tag(ref(uri+":v1").Context().Tag("puller"), img, authPuller); err == nil || !strings.Contains(err.Error(), "DENIED") ||
+		!strings.Contains(err.Error(), "is not authorized to perform: ecr:PutImage") {
+		t.Errorf("read-only principal pushes a tag: %v, want DENIED", err)
+	}
+	mustAWS(t, s, "iam", "delete-access-key", "--user-name", "puller", "--access-key-id", pk["AccessKeyId"].(string))
+	if _, err := pull(uri+":v1", authPuller); err == nil || !strings.Contains(err.Error(), "DENIED") {
+		t.Errorf("pull with the password of a deleted key: %v, want DENIED", err)
+	}
+
 	// What the ECR API sees.
 	ids := mustAWS(t, s, "ecr", "list-images", "--repository-name", "team/web")["imageIds"].([]any)
 	var tags []string

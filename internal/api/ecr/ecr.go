@@ -43,13 +43,17 @@ type Handler struct {
 	Host string
 	// Account resolves the caller's account ID from the request.
 	Account func(r *http.Request) string
-	Log     *slog.Logger
+	// AccessKey, if set, resolves the access key the request was signed
+	// with: registry passwords are minted for its principal.
+	AccessKey func(r *http.Request) string
+	Log       *slog.Logger
 }
 
 // call is one request: the caller's account and the JSON body.
 type call struct {
 	ctx     context.Context
 	account string
+	key     string // the caller's access key ID, if known
 	body    []byte
 }
 
@@ -88,7 +92,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	out, err := op(h, &call{ctx: r.Context(), account: h.Account(r), body: body})
+	c := &call{ctx: r.Context(), account: h.Account(r), body: body}
+	if h.AccessKey != nil {
+		c.key = h.AccessKey(r)
+	}
+	out, err := op(h, c)
 	if err != nil {
 		var ae *awserr.Error
 		if !errors.As(err, &ae) {
@@ -394,7 +402,7 @@ func (h *Handler) getAuthorizationToken(c *call) (any, error) {
 			return nil, err
 		}
 	}
-	pw, exp := h.Tokens.Mint(c.account, time.Now())
+	pw, exp := h.Tokens.MintFor(c.account, c.key, time.Now())
 	data := map[string]any{
 		"authorizationToken": base64.StdEncoding.EncodeToString([]byte("AWS:" + pw)),
 		"expiresAt":          epoch(exp),
