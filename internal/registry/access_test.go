@@ -368,7 +368,9 @@ func TestAuthorizedPasswords(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "http://")
 	var asked []string
 	srv.Config.Handler = reg.Authenticated(Auth{Tokens: tokens, Host: host,
-		Lookup: func(_ context.Context, account, name string) (Policy, bool, error) { return Policy{}, name == "web", nil },
+		Lookup: func(_ context.Context, account, name string) (Policy, bool, error) {
+			return Policy{}, name == "web", nil
+		},
 		Authorize: func(_ *http.Request, account, key, action, name string) error {
 			asked = append(asked, key+" "+action)
 			if key == "AKIAREADER" && action != "BatchGetImage" && action != "GetDownloadUrlForLayer" && action != "BatchCheckLayerAvailability" && action != "ListImages" {
