@@ -147,7 +147,7 @@ func deleteNodegroup(c *client, cluster, name string, out io.Writer) error {
 
 func newKubeconfigCmd() *cobra.Command {
 	var out string
-	cmd := &cobra.Command{Use: "kubeconfig NAME", Short: "Print (or write) a cluster's admin kubeconfig", Args: cobra.ExactArgs(1)}
+	cmd := &cobra.Command{Use: "kubeconfig NAME", Short: "Print (or write) a cluster's kubeconfig (your IAM identity through `aws eks get-token`; needs an access entry)", Args: cobra.ExactArgs(1)}
 	ep := endpointFlag(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write to this file (mode 0600) instead of stdout")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {

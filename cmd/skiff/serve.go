@@ -206,13 +206,14 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		return az.GlobalContext(r, caller, region)
 	}
 	handler := &router.Router{
-		IAM:        ids,
-		Authz:      az,
-		EKS:        eksAPI,
-		EC2:        &ec2.Handler{Network: nets, Account: router.Account, Region: region},
-		ECR:        ecrAPI,
-		Registry:   reg.Authenticated(registry.Auth{Tokens: regTokens, Host: regHost, Lookup: ecrAPI.Lookup, Log: log, Authorize: az.Registry}),
-		Skiff:      skiffapi.New(skiffapi.Handler{Clusters: svc, Engine: eng, Account: router.Account}),
+		IAM:      ids,
+		Authz:    az,
+		EKS:      eksAPI,
+		EC2:      &ec2.Handler{Network: nets, Account: router.Account, Region: region},
+		ECR:      ecrAPI,
+		Registry: reg.Authenticated(registry.Auth{Tokens: regTokens, Host: regHost, Lookup: ecrAPI.Lookup, Log: log, Authorize: az.Registry}),
+		Skiff: skiffapi.New(skiffapi.Handler{Clusters: svc, Engine: eng, Account: router.Account, Region: region,
+			Caller: func(r *http.Request) access.Caller { return callerOf(router.Caller(r)) }}),
 		IAMQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "iam", Context: globalKeys},
 		STSQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "sts", Context: globalKeys},
 		LocalToken: token,
@@ -279,6 +280,16 @@ func nodeCredentials(ids *iam.Service) func(account, roleArn, session string) (s
 	}
 }
 
+// callerOf is an IAM principal as access entries see it.
+func callerOf(p *iam.Principal) access.Caller {
+	c := access.Caller{Account: p.Account, Arn: p.Arn, UserID: p.UserID, AccessKeyID: p.AccessKeyID, Kind: "user", Name: p.User}
+	if p.Role != "" {
+		c.Kind, c.Name = "role", p.Role
+		c.Session = p.Arn[strings.LastIndexByte(p.Arn, '/')+1:]
+	}
+	return c
+}
+
 // tokenVerifier verifies the tokens of `aws eks get-token` for the
 // clusters' webhooks: presigned for this skiff's STS endpoint (any host if
 // skiff listens on all addresses) with a key of its IAM store.
@@ -297,12 +308,7 @@ func tokenVerifier(ids *iam.Service, addr net.Addr) *access.Tokens {
 			if err != nil {
 				return access.Caller{}, err
 			}
-			c := access.Caller{Account: p.Account, Arn: p.Arn, UserID: p.UserID, Kind: "user", Name: p.User}
-			if p.Role != "" {
-				c.Kind, c.Name = "role", p.Role
-				c.Session = p.Arn[strings.LastIndexByte(p.Arn, '/')+1:]
-			}
-			return c, nil
+			return callerOf(p), nil
 		},
 	}
 }

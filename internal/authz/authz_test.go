@@ -172,7 +172,7 @@ func TestDescribe(t *testing.T) {
 			return httptest.NewRequest("POST", "/tags/"+strings.ReplaceAll(eksArn+"cluster/prod", "/", "%2F"), nil)
 		}, `{"tags":{"x":"y"}}`, []string{"eks:TagResource " + eksArn + "cluster/prod aws:RequestTag/x=y aws:ResourceTag/env=prod"}},
 		{"eks", func() *http.Request { return httptest.NewRequest("GET", "/skiff/v1/clusters/prod/kubeconfig", nil) }, "",
-			[]string{"skiff:GetAdminKubeconfig " + eksArn + "cluster/prod aws:ResourceTag/env=prod"}},
+			[]string{"eks:DescribeCluster " + eksArn + "cluster/prod aws:ResourceTag/env=prod"}},
 		{"eks", func() *http.Request { return httptest.NewRequest("GET", "/no/such/thing", nil) }, "",
 			[]string{"eks:UnknownOperation *"}},
 		{"iam", form("Action=CreateUser&UserName=eve&Path=/ops/"), "", []string{"iam:CreateUser arn:aws:iam::" + acct + ":user/ops/eve"}},

@@ -55,7 +55,7 @@ var EKSRoutes = []eksRoute{
 	{"DELETE /clusters/{name}/node-groups/{ng}", "DeleteNodegroup", "", "nodegroup"},
 	{"POST /clusters/{name}/node-groups/{ng}/update-config", "UpdateNodegroupConfig", "", "nodegroup"},
 	// skiff's own API.
-	{"GET /skiff/v1/clusters/{name}/kubeconfig", "GetAdminKubeconfig", "skiff:GetAdminKubeconfig", "cluster"},
+	{"GET /skiff/v1/clusters/{name}/kubeconfig", "GetKubeconfig", "eks:DescribeCluster", "cluster"},
 	{"GET /skiff/v1/clusters/{name}/events", "DescribeClusterEvents", "eks:DescribeCluster", "cluster"},
 	{"GET /skiff/v1/clusters/{name}/instances", "DescribeClusterInstances", "eks:DescribeCluster", "cluster"},
 	{"GET /skiff/v1/clusters/{name}/nodegroups/{nodegroup}", "DescribeNodegroupNodes", "eks:DescribeNodegroup", "nodegroup"},

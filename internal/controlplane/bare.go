@@ -31,11 +31,7 @@ func StartBare(ctx context.Context, rt runtime.Runtime, b bundle.Bundle, dir str
 	if err := l.EnsurePKI(c); err != nil {
 		return nil, err
 	}
-	ca, err := l.CAPEM()
-	if err != nil {
-		return nil, err
-	}
-	p, err := newProber(ca)
+	p, err := newProber(l)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 
+	"k8s.io/client-go/util/cert"
+
 	"skiff.dev/skiff/internal/lb"
 	"skiff.dev/skiff/internal/runtime"
 )
@@ -20,13 +22,28 @@ import (
 type prober struct {
 	apiserver *http.Client // trusts the cluster CA
 	insecure  *http.Client // controller-manager and scheduler serve self-signed certs
-	plain     *http.Client
+	etcd      *http.Client // trusts the etcd CA, with skiff's etcd client certificate
 }
 
-func newProber(ca []byte) (*prober, error) {
+// newProber makes the probes of the cluster whose PKI l holds.
+func newProber(l Layout) (*prober, error) {
+	ca, err := l.CAPEM()
+	if err != nil {
+		return nil, err
+	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ca) {
 		return nil, fmt.Errorf("parse cluster CA")
+	}
+	// etcd serves /health on its metrics listener with its client TLS
+	// (client certificates required), not in clear text.
+	pair, err := tls.LoadX509KeyPair(l.pki("etcd/skiff-client.crt"), l.pki("etcd/skiff-client.key"))
+	if err != nil {
+		return nil, err
+	}
+	etcdCA, err := cert.NewPool(l.pki("etcd/ca.crt"))
+	if err != nil {
+		return nil, err
 	}
 	mk := func(cfg *tls.Config) *http.Client {
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
@@ -34,7 +51,7 @@ func newProber(ca []byte) (*prober, error) {
 	return &prober{
 		apiserver: mk(&tls.Config{RootCAs: pool}),
 		insecure:  mk(&tls.Config{InsecureSkipVerify: true}), // loopback liveness only; nothing is sent
-		plain:     mk(nil),
+		etcd:      mk(&tls.Config{RootCAs: etcdCA, Certificates: []tls.Certificate{pair}}),
 	}, nil
 }
 
@@ -42,7 +59,7 @@ func (p *prober) probe(ctx context.Context, l Layout, spec runtime.Spec, index i
 	switch spec.Role {
 	case runtime.Etcd:
 		// Serializable: answers from the member itself, with or without a leader.
-		body, err := get(ctx, p.plain, "http://"+hostPort(l.EtcdIP(index), EtcdMetricsPort)+"/health?serializable=true")
+		body, err := get(ctx, p.etcd, "https://"+hostPort(l.EtcdIP(index), EtcdMetricsPort)+"/health?serializable=true")
 		if err != nil {
 			return err
 		}

@@ -111,8 +111,29 @@ func (l Layout) EnsurePKI(c *model.Cluster) error {
 			return err
 		}
 	}
+	if err := writeIfChanged(l.AuthnConfigPath(), []byte(authnConfig)); err != nil {
+		return err
+	}
 	return writeIfChanged(l.EgressConfigPath(), []byte(l.egressConfig()))
 }
+
+// AuthnConfigPath is the apiservers' AuthenticationConfiguration.
+func (l Layout) AuthnConfigPath() string { return filepath.Join(l.Dir, "authentication.yaml") }
+
+// authnConfig lets anonymous requests reach the health and version
+// endpoints only (the load balancer's and skiff's probes are anonymous);
+// anything else without credentials is 401, not a request RBAC must
+// refuse (issue 15: no --anonymous-auth beyond what the checks need).
+const authnConfig = `apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+anonymous:
+  enabled: true
+  conditions:
+  - path: /livez
+  - path: /readyz
+  - path: /healthz
+  - path: /version
+`
 
 // writeIfChanged replaces path's content atomically unless it is data.
 func writeIfChanged(path string, data []byte) error {

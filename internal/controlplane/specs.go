@@ -98,7 +98,9 @@ func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) 
 		"--advertise-client-urls="+l.etcdClientURL(i),
 		"--listen-peer-urls="+l.etcdPeerURL(i),
 		"--initial-advertise-peer-urls="+l.etcdPeerURL(i),
-		"--listen-metrics-urls=http://"+hostPort(ip, EtcdMetricsPort),
+		// Metrics and /health with the client TLS and client certificates
+		// (skiff's prober has one), never in clear text.
+		"--listen-metrics-urls=https://"+hostPort(ip, EtcdMetricsPort),
 		"--initial-cluster="+strings.Join(initial, ","),
 		"--initial-cluster-state="+state,
 		"--initial-cluster-token="+c.ID,
@@ -120,7 +122,7 @@ func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) 
 func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.Spec {
 	ip := l.APIServerIP(i).String()
 	webhook := l.KubeconfigPath(webhookClient)
-	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), []string{webhook, l.EgressConfigPath()},
+	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), []string{webhook, l.EgressConfigPath(), l.AuthnConfigPath()},
 		"--advertise-address="+ip,
 		"--bind-address="+ip,
 		"--secure-port="+strconv.Itoa(APIServerPort),
@@ -163,6 +165,7 @@ func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.
 		// tokens and maps them through the cluster's access entries. Results
 		// are cached briefly, so sessions outlive a skiff restart and a
 		// deleted access entry stops working within seconds.
+		"--authentication-config="+l.AuthnConfigPath(),
 		"--authentication-token-webhook-config-file="+webhook,
 		"--authentication-token-webhook-version=v1",
 		"--authentication-token-webhook-cache-ttl=10s",

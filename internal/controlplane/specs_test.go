@@ -59,6 +59,12 @@ func TestSpecs(t *testing.T) {
 	if z := []string{specs[3].Zone, specs[4].Zone, specs[5].Zone}; !slices.Equal(z, []string{"a", "b", "c"}) {
 		t.Errorf("apiserver zones %v", z)
 	}
+	// Issue 15: etcd's metrics and /health are served with TLS only.
+	for _, sp := range specs[:3] {
+		if got := arg(sp, "--listen-metrics-urls"); !strings.HasPrefix(got, "https://") || arg(sp, "--client-cert-auth") != "true" {
+			t.Errorf("%s: metrics on %q, client-cert-auth %q", sp.Name(), got, arg(sp, "--client-cert-auth"))
+		}
+	}
 	if got := arg(specs[3], "--etcd-servers"); got != "https://127.1.7.11:2379,https://127.1.7.12:2379,https://127.1.7.13:2379" {
 		t.Errorf("etcd servers %s", got)
 	}

@@ -394,11 +394,8 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		if err := l.EnsurePKI(c); err != nil {
 			return err
 		}
-		ca, err := l.CAPEM()
-		if err != nil {
-			return err
-		}
-		if w.prober, err = newProber(ca); err != nil {
+		var err error
+		if w.prober, err = newProber(l); err != nil {
 			return err
 		}
 		cfg, err := clientcmd.BuildConfigFromFlags("", l.KubeconfigPath("admin"))

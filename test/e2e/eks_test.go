@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/base64"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,8 +79,48 @@ func TestEKSAPI(t *testing.T) {
 	if out, err := wk.CombinedOutput(); err != nil {
 		t.Fatalf("skiff write-kubeconfig: %v: %s", err, out)
 	}
-	if out := mustKubectl(t, kc, "get", "ns", "-o", "name"); !strings.Contains(out, "namespace/kube-system") {
-		t.Errorf("kubectl get ns = %s", out)
+	if out, err := kubectlEnv(t, s.env, kc, "get", "ns", "-o", "name"); err != nil || !strings.Contains(out, "namespace/kube-system") {
+		t.Errorf("kubectl get ns = %s %v", out, err)
+	}
+	// Issue 15: the kubeconfig holds no credential, only the caller's IAM
+	// identity (exec aws eks get-token); without an access entry a
+	// principal gets none, and a deleted user's kubeconfig stops working.
+	if data, _ := os.ReadFile(kc); strings.Contains(string(data), "client-key-data") || !strings.Contains(string(data), "get-token") {
+		t.Errorf("kubeconfig carries a credential or no exec:\n%s", data)
+	}
+	mustAWS(t, s, "iam", "create-user", "--user-name", "kc-user")
+	mustAWS(t, s, "iam", "attach-user-policy", "--user-name", "kc-user", "--policy-arn", "arn:aws:iam::aws:policy/AdministratorAccess")
+	uk := mustAWS(t, s, "iam", "create-access-key", "--user-name", "kc-user")["AccessKey"].(map[string]any)
+	user := withKey(s.env, uk["AccessKeyId"].(string), uk["SecretAccessKey"].(string))
+	ukc := filepath.Join(t.TempDir(), "user")
+	wk = exec.Command(skiffBin, "write-kubeconfig", "web", "--kubeconfig", ukc)
+	wk.Env = append(os.Environ(), user...)
+	if out, err := wk.CombinedOutput(); err == nil || !strings.Contains(string(out), "AccessDeniedException") || !strings.Contains(string(out), "no access entry") {
+		t.Errorf("write-kubeconfig without an access entry: %v %s", err, out)
+	}
+	userArn := "arn:aws:iam::" + strings.Split(d["arn"].(string), ":")[4] + ":user/kc-user"
+	mustAWS(t, s, "eks", "create-access-entry", "--cluster-name", "web", "--principal-arn", userArn)
+	mustAWS(t, s, "eks", "associate-access-policy", "--cluster-name", "web", "--principal-arn", userArn,
+		"--policy-arn", "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy", "--access-scope", "type=cluster")
+	wk = exec.Command(skiffBin, "write-kubeconfig", "web", "--kubeconfig", ukc)
+	wk.Env = append(os.Environ(), user...)
+	if out, err := wk.CombinedOutput(); err != nil {
+		t.Fatalf("write-kubeconfig with an access entry: %v %s", err, out)
+	}
+	if err := eventually(30*time.Second, func() error {
+		_, err := kubectlEnv(t, user, ukc, "get", "ns", "kube-system")
+		return err
+	}); err != nil {
+		t.Errorf("the user's kubeconfig: %v", err)
+	}
+	mustAWS(t, s, "iam", "delete-access-key", "--user-name", "kc-user", "--access-key-id", uk["AccessKeyId"].(string))
+	if err := eventually(30*time.Second, func() error {
+		if _, err := kubectlEnv(t, user, ukc, "get", "ns", "kube-system"); err == nil {
+			return errors.New("still works")
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("the user's kubeconfig after its key was deleted: %v", err)
 	}
 
 	// Tags.

@@ -307,8 +307,8 @@ func TestServeRestartMidCreate(t *testing.T) {
 	if out, err := kcmd.CombinedOutput(); err != nil {
 		t.Fatalf("skiff kubeconfig: %v %s", err, out)
 	}
-	if out := mustKubectl(t, kc, "get", "--raw", "/readyz"); strings.TrimSpace(out) != "ok" {
-		t.Errorf("/readyz = %q", out)
+	if out, err := kubectlEnv(t, s.env, kc, "get", "--raw", "/readyz"); err != nil || strings.TrimSpace(out) != "ok" {
+		t.Errorf("/readyz = %q %v", out, err)
 	}
 	// Delete: nothing remains.
 	mustAWS(t, s, "eks", "delete-cluster", "--name", "phoenix")
