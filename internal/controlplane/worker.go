@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -167,6 +168,8 @@ func (w *worker) reconcile(ctx context.Context) error {
 		apis = append(apis, hostPort(l.APIServerIP(i), APIServerPort))
 	}
 	w.lb.SetBackends(apis)
+	own, _ := netip.AddrFromSlice(l.EndpointIP().To4())
+	w.lb.SetAccess(publicAccess(c.Network, own))
 
 	passStart := time.Now()
 	all, err := w.cfg.Runtime.List(ctx)
@@ -403,6 +406,10 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 			return err
 		}
 		cfg.Timeout = 2 * time.Second
+		// skiff's own client dials from the endpoint's address, which the
+		// endpoint always lets in (publicAccess): the owner of the control
+		// plane is not a public client.
+		cfg.Dial = (&net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: l.EndpointIP()}}).DialContext
 		if w.admin, err = kubernetes.NewForConfig(cfg); err != nil {
 			return err
 		}
@@ -444,6 +451,37 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		w.webhook = wh
 	}
 	return nil
+}
+
+// publicAccess is who may use the endpoint's host-facing address, as EKS
+// enforces endpointPublicAccess and publicAccessCidrs on the public
+// endpoint: nobody when public access is off, else the sources in the
+// CIDRs. own (skiff's own clients' source) always may. The endpoint in the
+// VPC (private access) is not filtered.
+func publicAccess(n model.ClusterNetwork, own netip.Addr) func(netip.Addr) bool {
+	var cidrs []netip.Prefix
+	for _, s := range n.PublicAccessCidrs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			cidrs = append(cidrs, p.Masked())
+		}
+	}
+	return func(a netip.Addr) bool {
+		if a == own {
+			return true
+		}
+		if !n.EndpointPublicAccess {
+			return false
+		}
+		if len(cidrs) == 0 {
+			return true
+		}
+		for _, p := range cidrs {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // dial is the egress proxy's way to the cluster's nodes and pods.

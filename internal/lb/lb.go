@@ -17,6 +17,11 @@
 // fail /readyz together while their etcd elects a leader; refusing every
 // client then would turn a one-second blip into a storm of errors, while an
 // apiserver holds the request until etcd answers.
+//
+// Listeners opened with Listen are the public side: SetAccess decides which
+// client addresses may use them (EKS' endpointPublicAccess and
+// publicAccessCidrs); listeners given to Serve (the endpoint inside a VPC)
+// are not filtered.
 package lb
 
 import (
@@ -28,8 +33,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -61,6 +68,28 @@ type Balancer struct {
 	closed    bool
 	wg        sync.WaitGroup
 	stopCheck context.CancelFunc
+	access    atomic.Pointer[func(netip.Addr) bool] // of public listeners; nil: everyone
+}
+
+// SetAccess decides which client addresses may use the public listeners
+// (nil: every one). Connections it refuses are closed at once; open ones
+// are not cut.
+func (b *Balancer) SetAccess(allow func(netip.Addr) bool) {
+	if allow == nil {
+		b.access.Store(nil)
+		return
+	}
+	b.access.Store(&allow)
+}
+
+// allowed applies SetAccess's decision to a connection of a public listener.
+func (b *Balancer) allowed(c net.Conn) bool {
+	f := b.access.Load()
+	if f == nil {
+		return true
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	return err == nil && (*f)(ap.Addr().Unmap())
 }
 
 type backend struct {
@@ -94,13 +123,16 @@ func (b *Balancer) Listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("load balancer %s: listen %s: %w", b.cfg.Name, addr, err)
 	}
-	b.Serve(l)
+	b.serve(l, true)
 	return nil
 }
 
 // Serve forwards connections accepted on l until Close. Listeners from
-// elsewhere (e.g. opened inside a network namespace) are welcome.
-func (b *Balancer) Serve(l net.Listener) {
+// elsewhere (e.g. opened inside a network namespace) are welcome; they
+// are private: SetAccess does not apply.
+func (b *Balancer) Serve(l net.Listener) { b.serve(l, false) }
+
+func (b *Balancer) serve(l net.Listener, public bool) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -119,6 +151,10 @@ func (b *Balancer) Serve(l net.Listener) {
 					return
 				}
 				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			if public && !b.allowed(c) {
+				c.Close()
 				continue
 			}
 			b.wg.Add(1)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -214,5 +215,52 @@ func TestBalancerKeepsBusyBackends(t *testing.T) {
 	held.SetDeadline(time.Now().Add(time.Second))
 	if _, err := r.ReadString('\n'); err == nil {
 		t.Fatal("the connection to a hung backend stayed open")
+	}
+}
+
+// askFrom is ask from a given local address.
+func askFrom(src, addr string) (string, error) {
+	d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintln(c, "hi")
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+// TestAccess: SetAccess filters the public listeners by client address;
+// a listener given to Serve (the private side) is not filtered.
+func TestAccess(t *testing.T) {
+	be := echoServer(t, "a")
+	b := New(Config{Name: "t", Check: func(context.Context, string) error { return nil }, Log: slog.New(slog.DiscardHandler)})
+	defer b.Close()
+	if err := b.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	private, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Serve(private)
+	b.SetBackends([]string{be.Addr().String()})
+	pub := b.listeners[0].Addr().String()
+	waitFor(t, "a healthy backend", func() bool { return len(b.Healthy()) == 1 })
+
+	b.SetAccess(func(a netip.Addr) bool { return netip.MustParsePrefix("127.0.0.2/32").Contains(a) })
+	if got, err := askFrom("127.0.0.2", pub); err != nil || got != "a\n" {
+		t.Errorf("allowed source: %q %v", got, err)
+	}
+	if got, err := askFrom("127.0.0.3", pub); err == nil {
+		t.Errorf("refused source got an answer: %q", got)
+	}
+	if got, err := askFrom("127.0.0.3", private.Addr().String()); err != nil || got != "a\n" {
+		t.Errorf("private listener from any source: %q %v", got, err)
+	}
+	b.SetAccess(nil)
+	if got, err := askFrom("127.0.0.3", pub); err != nil || got != "a\n" {
+		t.Errorf("after SetAccess(nil): %q %v", got, err)
 	}
 }

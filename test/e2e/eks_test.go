@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,9 +200,53 @@ func TestEKSAPI(t *testing.T) {
 	if d["status"] != "ACTIVE" || d["version"] != "1.37" {
 		t.Errorf("after the upgrade: %v %v", d["status"], d["version"])
 	}
-	if out := mustKubectl(t, kc, "version", "-o", "json"); !strings.Contains(out, `"gitVersion": "v1.37.2"`) {
-		t.Errorf("kubectl version after the upgrade: %s", out)
+	if out, err := kubectlEnv(t, s.env, kc, "version", "-o", "json"); err != nil || !strings.Contains(out, `"gitVersion": "v1.37.2"`) {
+		t.Errorf("kubectl version after the upgrade: %s %v", out, err)
 	}
+
+	// Issue 15: publicAccessCidrs and endpointPublicAccess hold on the
+	// endpoint's host-facing address, as on EKS, while skiff keeps
+	// managing the cluster.
+	ep := strings.TrimPrefix(d["endpoint"].(string), "https://")
+	if _, _, err := net.SplitHostPort(ep); err != nil {
+		ep = net.JoinHostPort(ep, "443")
+	}
+	readyz := func(src string) error {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+			DialContext: (&net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).DialContext}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + ep + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	access := func(cfg string, from string, want bool) {
+		t.Helper()
+		up := mustAWS(t, s, "eks", "update-cluster-config", "--name", "web", "--resources-vpc-config", cfg)["update"].(map[string]any)
+		waitAWSUpdate(t, s, "web", up["id"].(string))
+		if err := eventually(20*time.Second, func() error {
+			if err := readyz(from); (err == nil) != want {
+				return fmt.Errorf("from %s: %v, want reachable=%v", from, err, want)
+			}
+			return nil
+		}); err != nil {
+			t.Errorf("after %s: %v", cfg, err)
+		}
+	}
+	access("publicAccessCidrs=127.0.0.2/32", "127.0.0.1", false)
+	if err := readyz("127.0.0.2"); err != nil {
+		t.Errorf("from an allowed CIDR: %v", err)
+	}
+	access("endpointPublicAccess=false,endpointPrivateAccess=true", "127.0.0.2", false)
+	if st := mustAWS(t, s, "eks", "describe-cluster", "--name", "web")["cluster"].(map[string]any)["status"]; st != "ACTIVE" {
+		t.Errorf("status with a private endpoint only: %v", st)
+	}
+	access("endpointPublicAccess=true,publicAccessCidrs=0.0.0.0/0", "127.0.0.1", true)
 
 	for _, n := range []string{"web", "api"} {
 		if d := mustAWS(t, s, "eks", "delete-cluster", "--name", n)["cluster"].(map[string]any); d["status"] != "DELETING" {
