@@ -31,12 +31,38 @@ func (l Layout) EgressSocket() string {
 	return filepath.Join(EgressDir, hex.EncodeToString(sum[:10])+".sock")
 }
 
+// ControlPlaneEgressSocket is where skiff serves the apiservers'
+// "controlplane" egress: the token-review webhook and every webhook given
+// by URL (admission, conversion, authentication, audit). Only the
+// cluster's own authenticator is dialled from the host; any other URL is
+// dialled inside the cluster's VPC, as the cluster's traffic is, so a
+// tenant's webhook URL cannot reach the host (127.x, skiff's API) or
+// another cluster.
+func (l Layout) ControlPlaneEgressSocket() string {
+	sum := sha256.Sum256([]byte(l.Dir))
+	return filepath.Join(EgressDir, hex.EncodeToString(sum[:10])+"-cp.sock")
+}
+
+// controlPlaneDialer dials the cluster's own authenticator directly and
+// anything else with inVPC.
+func (l Layout) controlPlaneDialer(inVPC Dialer) Dialer {
+	own := hostPort(l.WebhookIP(), WebhookPort)
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		if addr == own {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+		return inVPC(ctx, addr)
+	}
+}
+
 // EgressConfigPath is the apiservers' EgressSelectorConfiguration.
 func (l Layout) EgressConfigPath() string { return filepath.Join(l.Dir, "egress-selector.yaml") }
 
 // egressConfig sends the apiservers' "cluster" traffic (kubelets, pods,
-// services) through the egress socket with HTTP CONNECT; the control
-// plane's own traffic (etcd, webhooks on loopback) goes direct.
+// services) through the egress socket with HTTP CONNECT, and their
+// "controlplane" traffic (webhooks by URL, skiff's authenticator among
+// them) through the control-plane socket; etcd goes direct.
 func (l Layout) egressConfig() string {
 	return fmt.Sprintf(`apiVersion: apiserver.k8s.io/v1beta1
 kind: EgressSelectorConfiguration
@@ -49,11 +75,14 @@ egressSelections:
         udsName: %s
 - name: controlplane
   connection:
-    proxyProtocol: Direct
+    proxyProtocol: HTTPConnect
+    transport:
+      uds:
+        udsName: %s
 - name: etcd
   connection:
     proxyProtocol: Direct
-`, l.EgressSocket())
+`, l.EgressSocket(), l.ControlPlaneEgressSocket())
 }
 
 // Dialer connects to an address inside a cluster's network (a node or a

@@ -75,3 +75,32 @@ func TestEgressConnect(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestControlPlaneDialer: only the cluster's own authenticator is dialled
+// from the host; every other webhook URL goes to the VPC dialer (issue 15).
+func TestControlPlaneDialer(t *testing.T) {
+	l := Layout{Slot: 9, Dir: t.TempDir()}
+	own, err := net.Listen("tcp", hostPort(l.WebhookIP(), WebhookPort))
+	if err != nil {
+		t.Fatalf("listen on the webhook address: %v", err)
+	}
+	defer own.Close()
+	var asked []string
+	d := l.controlPlaneDialer(func(_ context.Context, addr string) (net.Conn, error) {
+		asked = append(asked, addr)
+		return nil, errors.New("not in the VPC")
+	})
+	c, err := d(context.Background(), own.Addr().String())
+	if err != nil {
+		t.Fatalf("own authenticator: %v", err)
+	}
+	c.Close()
+	for _, addr := range []string{"127.0.0.1:7443", "127.1.9.20:6443", "10.0.0.5:443", "webhook.example.com:443"} {
+		if _, err := d(context.Background(), addr); err == nil {
+			t.Errorf("%s dialled from the host", addr)
+		}
+	}
+	if len(asked) != 4 {
+		t.Errorf("VPC dialer asked %v", asked)
+	}
+}

@@ -47,15 +47,16 @@ type worker struct {
 	wake    chan struct{}
 	done    chan struct{}
 
-	lb      *lb.Balancer
-	private net.Listener // the endpoint inside the VPC, for nodes
-	egress  *egress      // the apiservers' way into the VPC
-	webhook *webhook
-	prober  *prober
-	admin   kubernetes.Interface
-	pkiOK   string // hash of the PKI spec last ensured
-	inst    map[string]*instState
-	started time.Time
+	lb       *lb.Balancer
+	private  net.Listener // the endpoint inside the VPC, for nodes
+	egress   *egress      // the apiservers' way into the VPC
+	cpEgress *egress      // their way to webhooks given by URL
+	webhook  *webhook
+	prober   *prober
+	admin    kubernetes.Interface
+	pkiOK    string // hash of the PKI spec last ensured
+	inst     map[string]*instState
+	started  time.Time
 	// accessSynced is the access configuration last synced to RBAC, at accessAt.
 	accessSynced string
 	accessAt     time.Time
@@ -105,6 +106,7 @@ func (w *worker) run(ctx context.Context) {
 		}
 		w.webhook.Close()
 		w.egress.Close()
+		w.cpEgress.Close()
 		if w.private != nil {
 			w.private.Close()
 		}
@@ -436,6 +438,13 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		w.liveLB = bal
 		w.mu.Unlock()
 	}
+	if w.cpEgress == nil {
+		eg, err := startEgress(l.ControlPlaneEgressSocket(), l.controlPlaneDialer(w.dial), w.cfg.Log)
+		if err != nil {
+			return err
+		}
+		w.cpEgress = eg
+	}
 	if w.egress == nil {
 		eg, err := startEgress(l.EgressSocket(), w.dial, w.cfg.Log)
 		if err != nil {
@@ -645,6 +654,8 @@ func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
 	w.webhook = nil
 	w.egress.Close()
 	w.egress = nil
+	w.cpEgress.Close()
+	w.cpEgress = nil
 	if w.private != nil {
 		w.private.Close()
 		w.private = nil

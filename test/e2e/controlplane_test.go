@@ -4,9 +4,11 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +46,49 @@ func TestControlPlaneCreate(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+
+	// Issue 15: a webhook given by URL is not dialled from the host. The
+	// test listens on the host's loopback and registers itself as a
+	// validating webhook (failurePolicy Ignore): a ConfigMap is created,
+	// and nothing may have connected to the listener.
+	hook, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hook.Close()
+	var dialled atomic.Int32
+	go func() {
+		for {
+			c, err := hook.Accept()
+			if err != nil {
+				return
+			}
+			dialled.Add(1)
+			c.Close()
+		}
+	}()
+	whc := filepath.Join(t.TempDir(), "webhook.yaml")
+	os.WriteFile(whc, []byte(`apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: host-probe}
+webhooks:
+- name: host-probe.skiff.dev
+  clientConfig: {url: "https://`+hook.Addr().String()+`/validate"}
+  rules: [{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}]
+  failurePolicy: Ignore
+  sideEffects: None
+  admissionReviewVersions: [v1]
+  timeoutSeconds: 3
+`), 0o600)
+	mustKubectl(t, kc, "apply", "-f", whc)
+	time.Sleep(2 * time.Second) // the webhook configuration reaches every apiserver
+	for i := range 4 {
+		mustKubectl(t, kc, "create", "configmap", "probe-"+strconv.Itoa(i))
+	}
+	if n := dialled.Load(); n > 0 {
+		t.Errorf("an apiserver connected %d times to a webhook URL on the host's loopback", n)
+	}
+	mustKubectl(t, kc, "delete", "validatingwebhookconfiguration", "host-probe")
 
 	// Issue 15: etcd's metrics listener speaks TLS and wants a client
 	// certificate of the cluster's etcd CA (skiff's prober has one).
