@@ -401,25 +401,40 @@ const (
 	KindGroup = "group"
 )
 
-// entity reads, changes and writes the attachments of a user, role or
+// entityRecord is the store key and an empty record of a user, role or
 // group of account.
-func entity(tx *store.Tx, kind, account, name string, fn func(a *Attachments) error) error {
-	var key string
-	var rec interface{ attachments() *Attachments }
+func entityRecord(kind, account, name string) (string, interface{ attachments() *Attachments }, error) {
 	switch kind {
 	case KindUser:
-		key, rec = userKey(account, name), &User{}
+		return userKey(account, name), &User{}, nil
 	case KindRole:
-		key, rec = roleKey(account, name), &Role{}
+		return roleKey(account, name), &Role{}, nil
 	case KindGroup:
-		key, rec = groupKey(account, name), &Group{}
-	default:
-		return fmt.Errorf("%w: unknown entity kind %q", ErrInvalid, kind)
+		return groupKey(account, name), &Group{}, nil
+	}
+	return "", nil, fmt.Errorf("%w: unknown entity kind %q", ErrInvalid, kind)
+}
+
+// getEntity reads a user, role or group of account.
+func getEntity(tx *store.Tx, kind, account, name string) (string, interface{ attachments() *Attachments }, error) {
+	key, rec, err := entityRecord(kind, account, name)
+	if err != nil {
+		return "", nil, err
 	}
 	if err := tx.Get(key, rec); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: The %s with name %s cannot be found.", ErrNoSuchEntity, kind, name)
+			return "", nil, fmt.Errorf("%w: The %s with name %s cannot be found.", ErrNoSuchEntity, kind, name)
 		}
+		return "", nil, err
+	}
+	return key, rec, nil
+}
+
+// entity reads, changes and writes the attachments of a user, role or
+// group of account.
+func entity(tx *store.Tx, kind, account, name string, fn func(a *Attachments) error) error {
+	key, rec, err := getEntity(tx, kind, account, name)
+	if err != nil {
 		return err
 	}
 	if err := fn(rec.attachments()); err != nil {
@@ -490,25 +505,10 @@ func (s *Service) AttachedPolicies(kind, account, name string) ([]Policy, error)
 	return out, err
 }
 
+// entityView reads the attachments of a user, role or group of account.
 func entityView(tx *store.Tx, kind, account, name string, fn func(a *Attachments)) error {
-	// entity() only writes what fn changed; a view transaction cannot
-	// write, so read through it without putting back.
-	var key string
-	var rec interface{ attachments() *Attachments }
-	switch kind {
-	case KindUser:
-		key, rec = userKey(account, name), &User{}
-	case KindRole:
-		key, rec = roleKey(account, name), &Role{}
-	case KindGroup:
-		key, rec = groupKey(account, name), &Group{}
-	default:
-		return fmt.Errorf("%w: unknown entity kind %q", ErrInvalid, kind)
-	}
-	if err := tx.Get(key, rec); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: The %s with name %s cannot be found.", ErrNoSuchEntity, kind, name)
-		}
+	_, rec, err := getEntity(tx, kind, account, name)
+	if err != nil {
 		return err
 	}
 	fn(rec.attachments())

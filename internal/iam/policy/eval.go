@@ -8,6 +8,20 @@ import "strings"
 // are not allowed in identity-based policies and are ignored. Result.Matched lists every statement
 // behind the decision, in policy order.
 func Evaluate(policies []Named, req Request) Result {
+	return evaluate(policies, req, false)
+}
+
+// EvaluateResource evaluates a resource-based policy, such as a role trust policy. A statement
+// applies only if its Principal matches req.Principal (or its NotPrincipal does not; a statement
+// with neither applies to nobody), and then as in Evaluate its Action, Resource (a statement
+// without Resource or NotResource, as in a trust policy, applies to any resource) and Condition
+// must match.
+func EvaluateResource(doc Named, req Request) Result {
+	return evaluate([]Named{doc}, req, true)
+}
+
+// evaluate is Evaluate, or with principals EvaluateResource's principal matching first.
+func evaluate(policies []Named, req Request, principals bool) Result {
 	r := newEvalCtx(&req)
 	var allows, denies []Match
 	for _, p := range policies {
@@ -21,6 +35,9 @@ func Evaluate(policies []Named, req Request) Result {
 			if c == nil {
 				c = compileStatement(st, vars)
 			}
+			if principals && (!c.hasPrincipal || c.principals.matches(&req.Principal) == c.notPrincipal) {
+				continue
+			}
 			if !c.matches(&r) {
 				continue
 			}
@@ -30,46 +47,6 @@ func Evaluate(policies []Named, req Request) Result {
 			} else {
 				allows = append(allows, m)
 			}
-		}
-	}
-	switch {
-	case len(denies) > 0:
-		return Result{Decision: ExplicitDeny, Matched: denies}
-	case len(allows) > 0:
-		return Result{Decision: Allow, Matched: allows}
-	}
-	return Result{Decision: ImplicitDeny}
-}
-
-// EvaluateResource evaluates a resource-based policy, such as a role trust policy. A statement
-// applies only if its Principal matches req.Principal (or its NotPrincipal does not; a statement
-// with neither applies to nobody), and then as in Evaluate its Action, Resource (a statement
-// without Resource or NotResource, as in a trust policy, applies to any resource) and Condition
-// must match.
-func EvaluateResource(doc Named, req Request) Result {
-	if doc.Doc == nil {
-		return Result{Decision: ImplicitDeny}
-	}
-	r := newEvalCtx(&req)
-	vars := doc.Doc.Version == Version2012
-	var allows, denies []Match
-	for i := range doc.Doc.Statements {
-		st := &doc.Doc.Statements[i]
-		c := st.c
-		if c == nil {
-			c = compileStatement(st, vars)
-		}
-		if !c.hasPrincipal || c.principals.matches(&req.Principal) == c.notPrincipal {
-			continue
-		}
-		if !c.matches(&r) {
-			continue
-		}
-		m := Match{PolicyID: doc.ID, Sid: st.Sid, Statement: i}
-		if c.deny {
-			denies = append(denies, m)
-		} else {
-			allows = append(allows, m)
 		}
 	}
 	switch {
