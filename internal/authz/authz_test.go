@@ -1,15 +1,11 @@
 package authz
 
 import (
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -18,6 +14,7 @@ import (
 
 	"skiff.dev/skiff/internal/api/eks"
 	"skiff.dev/skiff/internal/api/skiffapi"
+	"skiff.dev/skiff/internal/botocore"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/store"
 )
@@ -40,42 +37,15 @@ func TestRoutesCoverHandlers(t *testing.T) {
 // botocoreModel reads a service model of the installed AWS CLI.
 func botocoreModel(t *testing.T, service string) map[string]any {
 	t.Helper()
-	var roots []string
-	if out, err := exec.Command("python3", "-c", "import botocore, os; print(os.path.dirname(botocore.__file__))").Output(); err == nil {
-		roots = append(roots, strings.TrimSpace(string(out)))
+	data, err := botocore.Model(service)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, g := range []string{"/root/.pyenv/versions/*/lib/python*/site-packages/botocore", "/usr/lib/python3/dist-packages/botocore",
-		"/usr/local/lib/python3*/*-packages/botocore", "/usr/local/aws-cli/v2/current/dist/awscli/botocore"} {
-		m, _ := filepath.Glob(g)
-		roots = append(roots, m...)
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
 	}
-	for _, root := range roots {
-		files, _ := filepath.Glob(filepath.Join(root, "data", service, "*", "service-2.json*"))
-		if len(files) == 0 {
-			continue
-		}
-		sort.Strings(files)
-		data, err := os.ReadFile(files[len(files)-1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(files[len(files)-1], ".gz") {
-			zr, err := gzip.NewReader(bytes.NewReader(data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if data, err = io.ReadAll(zr); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var m map[string]any
-		if err := json.Unmarshal(data, &m); err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	t.Fatalf("botocore's %s model not found: install the AWS CLI (the README's set-up does)", service)
-	return nil
+	return m
 }
 
 // TestEKSOperationsAreBotocore's: each EKS operation's name and HTTP
