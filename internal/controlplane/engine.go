@@ -231,7 +231,9 @@ func (e *Engine) sweep(ctx context.Context, ids, busy map[string]bool) error {
 		if !ids[d.Name()] && !busy[d.Name()] {
 			e.cfg.Log.Warn("removing orphan cluster directory", "cluster", d.Name())
 			dir := filepath.Join(e.cfg.DataDir, "clusters", d.Name())
-			os.Remove(Layout{Dir: dir}.EgressSocket())
+			l := Layout{Dir: dir}
+			os.Remove(l.EgressSocket())
+			os.Remove(l.ControlPlaneEgressSocket())
 			os.RemoveAll(dir)
 		}
 	}
