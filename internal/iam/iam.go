@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"skiff.dev/skiff/internal/iam/policy"
 	"skiff.dev/skiff/internal/sigv4"
 	"skiff.dev/skiff/internal/store"
 )
@@ -124,6 +125,23 @@ type Service struct {
 
 	docs  sync.Map // policy text → *policy.Document
 	docsN atomic.Int64
+	// gen counts identity writes: a principal's cached policy set is good
+	// while gen has not moved.
+	gen      atomic.Uint64
+	policies sync.Map // account/kind/name → cachedPolicies
+}
+
+type cachedPolicies struct {
+	gen uint64
+	set []policy.Named
+}
+
+// update is the store's identity write transaction; it invalidates every
+// cached policy set.
+func (s *Service) update(fn func(tx *store.Tx) error) error {
+	err := s.Store.Identity(fn)
+	s.gen.Add(1)
+	return err
 }
 
 func (s *Service) now() time.Time {
@@ -141,7 +159,7 @@ func (s *Service) EnsureAccount(name string) (*Account, *AccessKey, error) {
 	}
 	var acct Account
 	var key AccessKey
-	err := s.Store.Identity(func(tx *store.Tx) error {
+	err := s.update(func(tx *store.Tx) error {
 		var id string
 		if err := tx.Get("accountname/"+name, &id); err == nil {
 			if err := tx.Get("account/"+id, &acct); err != nil {
@@ -269,7 +287,7 @@ func normPath(p string) string {
 // CreateUser creates a user in account.
 func (s *Service) CreateUser(account, name, path string) (*User, error) {
 	var u *User
-	err := s.Store.Identity(func(tx *store.Tx) (err error) {
+	err := s.update(func(tx *store.Tx) (err error) {
 		u, err = createUser(tx, account, name, path, s.now())
 		return err
 	})
@@ -298,7 +316,7 @@ func (s *Service) ListUsers(account string) ([]User, error) {
 
 // DeleteUser deletes a user that has no access keys (as IAM requires).
 func (s *Service) DeleteUser(account, name string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		if !tx.Has(userKey(account, name)) {
 			return fmt.Errorf("%w: The user with name %s cannot be found.", ErrNoSuchEntity, name)
 		}
@@ -325,7 +343,7 @@ func (s *Service) DeleteUser(account, name string) error {
 // CreateAccessKey creates a key for a user of account.
 func (s *Service) CreateAccessKey(account, user string) (*AccessKey, error) {
 	var k *AccessKey
-	err := s.Store.Identity(func(tx *store.Tx) (err error) {
+	err := s.update(func(tx *store.Tx) (err error) {
 		if !tx.Has(userKey(account, user)) {
 			return fmt.Errorf("%w: The user with name %s cannot be found.", ErrNoSuchEntity, user)
 		}
@@ -376,7 +394,7 @@ func (s *Service) ListAccessKeys(account, user string) ([]AccessKey, error) {
 
 // DeleteAccessKey deletes a key of a user of account.
 func (s *Service) DeleteAccessKey(account, user, id string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		var k AccessKey
 		if err := tx.Get("key/"+id, &k); err != nil || k.Account != account || k.User != user {
 			return fmt.Errorf("%w: The Access Key with id %s cannot be found.", ErrNoSuchEntity, id)
@@ -407,7 +425,7 @@ func (s *Service) CreateRole(account, name, path, policy, description string, ma
 	}
 	r := &Role{Account: account, Name: name, ID: "AROA" + randomID(17), Path: normPath(path), AssumeRolePolicy: policy,
 		Description: description, MaxSessionDuration: maxSession, CreatedAt: s.now().UTC()}
-	err := s.Store.Identity(func(tx *store.Tx) error {
+	err := s.update(func(tx *store.Tx) error {
 		if tx.Has(roleKey(account, name)) {
 			return fmt.Errorf("%w: Role with name %s already exists.", ErrExists, name)
 		}
@@ -459,7 +477,7 @@ func (s *Service) ListRoles(account string) ([]Role, error) {
 
 // DeleteRole deletes a role.
 func (s *Service) DeleteRole(account, name string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		var r Role
 		if err := tx.Get(roleKey(account, name), &r); err != nil {
 			return fmt.Errorf("%w: The role with name %s cannot be found.", ErrNoSuchEntity, name)

@@ -162,7 +162,7 @@ func (s *Service) CreatePolicy(account, name, path, document, description string
 	p := &Policy{Account: account, Name: name, ID: "ANPA" + randomID(17), Path: normPath(path), Description: description,
 		DefaultVersion: "v1", Versions: []PolicyVersion{{ID: "v1", Document: document, CreatedAt: now}}, NextVersion: 2,
 		CreatedAt: now, UpdatedAt: now}
-	err := s.Store.Identity(func(tx *store.Tx) error {
+	err := s.update(func(tx *store.Tx) error {
 		if tx.Has(policyKey(account, name)) {
 			return fmt.Errorf("%w: A policy called %s already exists. Duplicate names are not allowed.", ErrExists, name)
 		}
@@ -287,7 +287,7 @@ func (s *Service) ListPolicies(account, scope string, onlyAttached bool, pathPre
 // DeletePolicy deletes a customer managed policy that is attached to
 // nothing and has no version but its default.
 func (s *Service) DeletePolicy(account, arn string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		p, err := policyByArn(tx, account, arn)
 		if err != nil {
 			return err
@@ -308,7 +308,7 @@ func (s *Service) DeletePolicy(account, arn string) error {
 // customerPolicy changes a customer managed policy.
 func (s *Service) customerPolicy(account, arn string, fn func(p *Policy) error) (*Policy, error) {
 	var p *Policy
-	err := s.Store.Identity(func(tx *store.Tx) (err error) {
+	err := s.update(func(tx *store.Tx) (err error) {
 		if p, err = policyByArn(tx, account, arn); err != nil {
 			return err
 		}
@@ -449,7 +449,7 @@ func (g *Group) attachments() *Attachments { return &g.Attachments }
 
 // AttachPolicy attaches a managed policy to a user, role or group.
 func (s *Service) AttachPolicy(kind, account, name, arn string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		if _, err := policyByArn(tx, account, arn); err != nil {
 			return err
 		}
@@ -470,7 +470,7 @@ func title(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
 
 // DetachPolicy detaches a managed policy.
 func (s *Service) DetachPolicy(kind, account, name, arn string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		return entity(tx, kind, account, name, func(a *Attachments) error {
 			if !contains(a.Policies, arn) {
 				return fmt.Errorf("%w: Policy %s was not found.", ErrNoSuchEntity, arn)
@@ -527,7 +527,7 @@ func (s *Service) PutInlinePolicy(kind, account, name, policyName, document stri
 		return fmt.Errorf("%w: %v", ErrMalformedPolicy, err)
 	}
 	limit := map[string]int{KindUser: maxInlineUserPolicies, KindRole: maxInlineRolePolicies, KindGroup: maxInlineGroupPolicies}[kind]
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		return entity(tx, kind, account, name, func(a *Attachments) error {
 			total := nonSpace(document)
 			for n, d := range a.Inline {
@@ -576,7 +576,7 @@ func (s *Service) InlinePolicies(kind, account, name string) ([]string, error) {
 
 // DeleteInlinePolicy deletes an entity's inline policy.
 func (s *Service) DeleteInlinePolicy(kind, account, name, policyName string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		return entity(tx, kind, account, name, func(a *Attachments) error {
 			if _, ok := a.Inline[policyName]; !ok {
 				return fmt.Errorf("%w: The %s policy with name %s cannot be found.", ErrNoSuchEntity, kind, policyName)
@@ -596,7 +596,7 @@ func (s *Service) CreateGroup(account, name, path string) (*Group, error) {
 		return nil, err
 	}
 	g := &Group{Account: account, Name: name, ID: "AGPA" + randomID(17), Path: normPath(path), CreatedAt: s.now().UTC()}
-	err := s.Store.Identity(func(tx *store.Tx) error {
+	err := s.update(func(tx *store.Tx) error {
 		if tx.Has(groupKey(account, name)) {
 			return fmt.Errorf("%w: Group with name %s already exists.", ErrExists, name)
 		}
@@ -648,7 +648,7 @@ func (s *Service) ListGroups(account, user string) ([]Group, error) {
 
 // DeleteGroup deletes a group with no users and no policies.
 func (s *Service) DeleteGroup(account, name string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		var g Group
 		if err := tx.Get(groupKey(account, name), &g); err != nil {
 			return fmt.Errorf("%w: The group with name %s cannot be found.", ErrNoSuchEntity, name)
@@ -675,7 +675,7 @@ func noPolicies(a *Attachments) error {
 
 // AddUserToGroup adds a user to a group.
 func (s *Service) AddUserToGroup(account, group, user string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		var g Group
 		if err := tx.Get(groupKey(account, group), &g); err != nil {
 			return fmt.Errorf("%w: The group with name %s cannot be found.", ErrNoSuchEntity, group)
@@ -697,7 +697,7 @@ func (s *Service) AddUserToGroup(account, group, user string) error {
 
 // RemoveUserFromGroup removes a user from a group.
 func (s *Service) RemoveUserFromGroup(account, group, user string) error {
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		var g Group
 		if err := tx.Get(groupKey(account, group), &g); err != nil {
 			return fmt.Errorf("%w: The group with name %s cannot be found.", ErrNoSuchEntity, group)
@@ -720,6 +720,22 @@ func (s *Service) RemoveUserFromGroup(account, group, user string) error {
 // a user's attached and inline policies and its groups', or an assumed
 // role's. Each is named as simulate-principal-policy names its source.
 func (s *Service) PoliciesOf(p *Principal) ([]policy.Named, error) {
+	key := p.Account + "/user/" + p.User
+	if p.Role != "" {
+		key = p.Account + "/role/" + p.Role
+	}
+	gen := s.gen.Load() // read before the store: a write after it is seen next time
+	if c, ok := s.policies.Load(key); ok && c.(cachedPolicies).gen == gen {
+		return c.(cachedPolicies).set, nil
+	}
+	out, err := s.policiesOf(p)
+	if err == nil {
+		s.policies.Store(key, cachedPolicies{gen: gen, set: out})
+	}
+	return out, err
+}
+
+func (s *Service) policiesOf(p *Principal) ([]policy.Named, error) {
 	var out []policy.Named
 	err := s.Store.IdentityView(func(tx *store.Tx) error {
 		add := func(kind, name string, a *Attachments) error {

@@ -120,7 +120,7 @@ func (s *Service) AssumeRole(caller *Principal, req AssumeRequest) (*Session, *R
 	sess := &Session{AccessKeyID: "ASIA" + randomID(16), Secret: randomSecret(), Token: randomToken(),
 		Account: role.Account, Role: role.Name, RoleID: role.ID, Name: req.SessionName, Source: who,
 		Expiration: s.now().Add(time.Duration(duration) * time.Second).UTC().Truncate(time.Second)}
-	err = s.Store.Identity(func(tx *store.Tx) error {
+	err = s.update(func(tx *store.Tx) error {
 		// Drop sessions that expired more than an hour ago.
 		var stale []string
 		tx.Scan("session/", func(k string, data []byte) error {
@@ -176,7 +176,7 @@ func (s *Service) UpdateAssumeRolePolicy(account, name, doc string) error {
 	if _, err := trustPolicy(doc); err != nil {
 		return err
 	}
-	return s.Store.Identity(func(tx *store.Tx) error {
+	return s.update(func(tx *store.Tx) error {
 		var r Role
 		if err := tx.Get(roleKey(account, name), &r); err != nil {
 			return fmt.Errorf("%w: The role with name %s cannot be found.", ErrNoSuchEntity, name)
