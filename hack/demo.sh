@@ -9,7 +9,7 @@ data=$(mktemp -d /tmp/skiff-demo.XXXX)
 listen=127.0.0.1:7443
 bin/skiff serve --data-dir "$data" --listen "$listen" 2>"$data/serve.log" &
 serve=$!
-trap 'bin/skiff delete cluster demo --endpoint http://$listen >/dev/null 2>&1 || true; kill $serve; wait $serve || true; rm -rf "$data"' EXIT
+trap 'bin/skiff delete cluster demo >/dev/null 2>&1 || true; kill $serve; wait $serve || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do [ -f "$data/serve.json" ] && break; sleep 0.1; done
 eval "$(bin/skiff env --data-dir "$data")"   # the default account's admin credentials
 export AWS_PAGER=

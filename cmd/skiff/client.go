@@ -17,6 +17,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"skiff.dev/skiff/internal/apitls"
 )
 
 // client talks to a skiff server's EKS, IAM and skiff APIs, signing every
@@ -27,6 +29,7 @@ type client struct {
 	region   string
 	creds    aws.Credentials
 	http     *http.Client
+	err      error // of the client's set-up (an unreadable AWS_CA_BUNDLE)
 }
 
 func defaultEndpoint() string {
@@ -35,7 +38,7 @@ func defaultEndpoint() string {
 			return e
 		}
 	}
-	return "http://127.0.0.1:7443"
+	return "https://127.0.0.1:7443"
 }
 
 func newClient(endpoint string) *client {
@@ -46,8 +49,14 @@ func newClient(endpoint string) *client {
 	if region == "" {
 		region = "us-east-1"
 	}
-	return &client{endpoint: strings.TrimSuffix(endpoint, "/"), region: region, http: &http.Client{Timeout: 30 * time.Second},
-		creds: envCredentials()}
+	// AWS_CA_BUNDLE as the AWS CLI honours it: skiff env points it at
+	// skiff's own CA.
+	tr, err := apitls.Transport(os.Getenv("AWS_CA_BUNDLE"))
+	if err != nil {
+		err = fmt.Errorf("AWS_CA_BUNDLE: %w", err)
+	}
+	return &client{endpoint: strings.TrimSuffix(endpoint, "/"), region: region, http: &http.Client{Timeout: 30 * time.Second, Transport: tr},
+		creds: envCredentials(), err: err}
 }
 
 // envCredentials are the credentials of the environment, else of the
@@ -86,6 +95,9 @@ func envCredentials() aws.Credentials {
 }
 
 func (c *client) send(service, method, path, contentType string, body []byte) (*http.Response, []byte, error) {
+	if c.err != nil {
+		return nil, nil, c.err
+	}
 	if c.creds.AccessKeyID == "" {
 		return nil, nil, fmt.Errorf("no credentials: run eval \"$(skiff env --data-dir DIR)\" first")
 	}

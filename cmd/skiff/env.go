@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"skiff.dev/skiff/internal/api/router"
+	"skiff.dev/skiff/internal/apitls"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/store"
 )
@@ -35,16 +36,22 @@ Accounts are isolated: one account neither sees nor changes another's resources.
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), `export AWS_ENDPOINT_URL=%q
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, `export AWS_ENDPOINT_URL=%q
 export AWS_ENDPOINT_URL_STS=%q
 export SKIFF_ENDPOINT=%q
 export AWS_ACCESS_KEY_ID=%q
 export AWS_SECRET_ACCESS_KEY=%q
 export AWS_DEFAULT_REGION=%q
 export AWS_REGION=%q
-unset AWS_SESSION_TOKEN AWS_PROFILE
-# account %s (%s), user admin
-`, env.Endpoint, env.Endpoint, env.Endpoint, env.AccessKeyID, env.SecretAccessKey, env.Region, env.Region, env.Account, env.AccountID)
+`, env.Endpoint, env.Endpoint, env.Endpoint, env.AccessKeyID, env.SecretAccessKey, env.Region, env.Region)
+			unset := "AWS_SESSION_TOKEN AWS_PROFILE"
+			if env.CABundle != "" {
+				fmt.Fprintf(out, "export AWS_CA_BUNDLE=%q\n", env.CABundle)
+			} else {
+				unset += " AWS_CA_BUNDLE"
+			}
+			fmt.Fprintf(out, "unset %s\n# account %s (%s), user admin\n", unset, env.Account, env.AccountID)
 			return nil
 		},
 	}
@@ -55,22 +62,31 @@ unset AWS_SESSION_TOKEN AWS_PROFILE
 
 // localEnv asks the running skiff (proving access to its data dir with the
 // local token) or, if none runs, opens the store itself.
-func localEnv(dataDir, account string) (*router.LocalEnv, error) {
+type localEnvironment struct {
+	router.LocalEnv
+	CABundle string // what clients trust to reach Endpoint ("" for the system's roots)
+}
+
+func localEnv(dataDir, account string) (*localEnvironment, error) {
 	info, infoErr := readServeInfo(dataDir)
 	token, tokErr := os.ReadFile(filepath.Join(dataDir, "local-token"))
 	if infoErr == nil && tokErr == nil {
+		tr, err := apitls.Transport(info.CABundle)
+		if err != nil {
+			return nil, err
+		}
 		req, _ := http.NewRequest("POST", info.Endpoint+"/skiff/v1/local/env?account="+account, nil)
 		req.Header.Set("X-Skiff-Local-Token", string(token))
-		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
 		if err == nil {
 			defer resp.Body.Close()
-			var env router.LocalEnv
+			env := &localEnvironment{CABundle: info.CABundle}
 			if resp.StatusCode != http.StatusOK {
 				var e struct{ Message string }
 				json.NewDecoder(resp.Body).Decode(&e)
 				return nil, errors.New(e.Message)
 			}
-			return &env, json.NewDecoder(resp.Body).Decode(&env)
+			return env, json.NewDecoder(resp.Body).Decode(&env.LocalEnv)
 		}
 	}
 	// No skiff serving: create the account offline.
@@ -86,10 +102,11 @@ func localEnv(dataDir, account string) (*router.LocalEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	endpoint, region := "http://127.0.0.1:7443", "us-east-1"
+	// Where skiff served last, else its defaults.
+	endpoint, region, bundle := "https://127.0.0.1:7443", "us-east-1", filepath.Join(dataDir, "tls", "ca.crt")
 	if infoErr == nil {
-		endpoint, region = info.Endpoint, info.Region
+		endpoint, region, bundle = info.Endpoint, info.Region, info.CABundle
 	}
-	return &router.LocalEnv{Account: acct.Name, AccountID: acct.ID, AccessKeyID: key.ID, SecretAccessKey: key.Secret,
-		Region: region, Endpoint: endpoint}, nil
+	return &localEnvironment{LocalEnv: router.LocalEnv{Account: acct.Name, AccountID: acct.ID, AccessKeyID: key.ID, SecretAccessKey: key.Secret,
+		Region: region, Endpoint: endpoint}, CABundle: bundle}, nil
 }

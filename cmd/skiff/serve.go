@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ import (
 	"skiff.dev/skiff/internal/api/query"
 	"skiff.dev/skiff/internal/api/router"
 	"skiff.dev/skiff/internal/api/skiffapi"
+	"skiff.dev/skiff/internal/apitls"
 	"skiff.dev/skiff/internal/authn"
 	"skiff.dev/skiff/internal/authz"
 	"skiff.dev/skiff/internal/bundle"
@@ -61,6 +63,7 @@ func newServeCmd() *cobra.Command {
 		verbose bool
 		sandbox = nodes.SandboxUserNS
 		quotas  = clusters.DefaultQuotas
+		tlsCfg  apitls.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -80,7 +83,10 @@ control-plane instances keep running while skiff restarts and are adopted again.
 			if sandbox != nodes.SandboxUserNS && sandbox != nodes.SandboxHost {
 				return fmt.Errorf("--node-sandbox %q: want %s or %s", sandbox, nodes.SandboxUserNS, nodes.SandboxHost)
 			}
-			return serve(ctx, log, dataDir, listen, bundles, imgDir, region, sandbox, quotas)
+			if err := tlsCfg.Validate(listen); err != nil {
+				return err
+			}
+			return serve(ctx, log, dataDir, listen, bundles, imgDir, region, sandbox, quotas, tlsCfg)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", dataDir, "where skiff keeps its state (env SKIFF_DATA_DIR)")
@@ -93,14 +99,20 @@ control-plane instances keep running while skiff restarts and are adopted again.
 		" (each a system container in its own user namespace) or "+nodes.SandboxHost+" (host root; no boundary against a privileged pod)")
 	cmd.Flags().IntVar(&quotas.Clusters, "quota-clusters", quotas.Clusters, "clusters an account may have")
 	cmd.Flags().IntVar(&quotas.Nodes, "quota-nodes", quotas.Nodes, "worker nodes an account's node groups may run in all")
+	cmd.Flags().StringVar(&tlsCfg.CertFile, "tls-cert-file", "", "the API's serving certificate (PEM); default: one of skiff's own CA, DATA/tls/ca.crt")
+	cmd.Flags().StringVar(&tlsCfg.KeyFile, "tls-key-file", "", "the key of --tls-cert-file")
+	cmd.Flags().StringVar(&tlsCfg.CAFile, "tls-ca-file", "", "CA bundle that clients need to trust --tls-cert-file (skiff env prints it as AWS_CA_BUNDLE)")
+	cmd.Flags().BoolVar(&tlsCfg.Insecure, "insecure-http", false, "serve plain HTTP (only on a loopback --listen address)")
 	return cmd
 }
 
-func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgDir, region, sandbox string, quotas clusters.Quotas) error {
+func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgDir, region, sandbox string, quotas clusters.Quotas,
+	tlsCfg apitls.Config) error {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
 	}
+	tlsCfg.Dir = filepath.Join(dataDir, "tls")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -146,6 +158,21 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another skiff running? pick another --listen): %w", listen, err)
 	}
+	serverTLS, caBundle, err := tlsCfg.Server(ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	scheme := "http"
+	if serverTLS != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, serverTLS)
+	}
+	endpoint := scheme + "://" + ln.Addr().String()
+	if err := writeServeInfo(dataDir, serveInfo{Endpoint: endpoint, Region: region, CABundle: caBundle}); err != nil {
+		ln.Close()
+		return err
+	}
 	ids := &iam.Service{Store: st}
 	rt := process.New(dataDir, filepath.Join(dataDir, "clusters"), log)
 	self, err := os.Executable()
@@ -183,17 +210,14 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	if err != nil {
 		return err
 	}
-	endpoint := "http://" + ln.Addr().String()
 	regTokens, err := registry.OpenTokens(filepath.Join(dataDir, "registry-token.key"))
 	if err != nil {
 		return err
 	}
 	regHost := registry.Host(ln.Addr())
 	ecrAPI := &ecr.Handler{Store: st, Registry: reg, Tokens: regTokens, Region: region, Host: regHost, Account: router.Account, Log: log,
+		Scheme:    scheme,
 		AccessKey: func(r *http.Request) string { return router.Caller(r).AccessKeyID }}
-	if err := writeServeInfo(dataDir, serveInfo{Endpoint: endpoint, Region: region}); err != nil {
-		return err
-	}
 	eksAPI := eks.New(eks.Handler{Clusters: svc, IAM: ids, Region: region, Account: router.Account, Log: log,
 		CallerArn: func(r *http.Request) string { return router.Caller(r).Arn }})
 	az := &authz.Authorizer{IAM: ids, Region: region, Resolve: func(account, kind string, names ...string) (string, map[string]string, bool) {
@@ -331,6 +355,7 @@ func vpcServiceHost(host string) bool {
 type serveInfo struct {
 	Endpoint string `json:"endpoint"`
 	Region   string `json:"region"`
+	CABundle string `json:"caBundle,omitempty"` // what clients trust to reach Endpoint
 }
 
 func writeServeInfo(dataDir string, info serveInfo) error {

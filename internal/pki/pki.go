@@ -86,6 +86,23 @@ func Ensure(dir string, spec Spec) error {
 	return nil
 }
 
+// EnsureServer makes dir hold a CA of its own (ca.crt, ca.key) and one
+// serving leaf signed by it, re-issued when it expires soon or lacks a SAN
+// of c: skiff's API certificate.
+func EnsureServer(dir string, c Cert) error {
+	a, err := ensureCA(dir, ClusterCA)
+	if err != nil {
+		return fmt.Errorf("ensure CA: %w", err)
+	}
+	if c.CA != ClusterCA {
+		return fmt.Errorf("cert %s: CA %q, want %q", c.Name, c.CA, ClusterCA)
+	}
+	if err := ensureLeaf(dir, a, c); err != nil {
+		return fmt.Errorf("ensure cert %s: %w", c.Name, err)
+	}
+	return nil
+}
+
 // Path returns the path of a PKI file, e.g. Path(dir, "apiserver", ".crt").
 func Path(dir, name, ext string) string { return filepath.Join(dir, name+ext) }
 

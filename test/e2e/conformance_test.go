@@ -272,7 +272,7 @@ func summarize(cases []junitCase, took time.Duration) conformanceSummary {
 // that points e2e.test at them.
 func pushConformanceImages(t *testing.T, s *server, b bundle.Bundle, bin, report string) string {
 	t.Helper()
-	host := strings.TrimPrefix(s.endpoint, "http://")
+	host := s.host()
 	account := strings.TrimSpace(mustAWSText(t, s, "sts", "get-caller-identity", "--query", "Account", "--output", "text"))
 	base := host + "/" + account
 	list := filepath.Join(report, "repo-list.yaml")
@@ -325,7 +325,7 @@ cloudProviderGcpRegistry: %[1]s/cloud-provider-gcp
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := remote.Write(ref, v1img, auth, remote.WithContext(context.Background())); err != nil {
+		if err := remote.Write(ref, v1img, auth, remote.WithTransport(s.client.Transport), remote.WithContext(context.Background())); err != nil {
 			t.Fatalf("push %s: %v", ref, err)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 // surviving a restart.
 func TestECR(t *testing.T) {
 	s, dataDir := serveTest(t)
-	host := strings.TrimPrefix(s.endpoint, "http://")
+	host := s.host()
 	account := mustAWS(t, s, "sts", "get-caller-identity")["Account"].(string)
 
 	// Repositories.
@@ -67,6 +67,7 @@ func TestECR(t *testing.T) {
 		}
 		return strings.TrimSpace(out)
 	}
+	tr := remote.WithTransport(s.client.Transport) // trusting skiff's CA
 	basic := func(pw string) remote.Option { return remote.WithAuth(&authn.Basic{Username: "AWS", Password: pw}) }
 	authA := basic(login(nil))
 	ref := func(s string) name.Reference {
@@ -82,14 +83,14 @@ func TestECR(t *testing.T) {
 		t.Fatal(err)
 	}
 	digest, _ := img.Digest()
-	if err := remote.Write(ref(uri+":v1"), img, authA); err != nil {
+	if err := remote.Write(ref(uri+":v1"), img, authA, tr); err != nil {
 		t.Fatalf("push: %v", err)
 	}
-	if err := remote.Tag(ref(uri+":v1").Context().Tag("latest"), img, authA); err != nil {
+	if err := remote.Tag(ref(uri+":v1").Context().Tag("latest"), img, authA, tr); err != nil {
 		t.Fatalf("tag: %v", err)
 	}
 	pull := func(r string, auth remote.Option) (v1.Hash, error) {
-		got, err := remote.Image(ref(r), auth)
+		got, err := remote.Image(ref(r), auth, tr)
 		if err != nil {
 			return v1.Hash{}, err
 		}
@@ -124,7 +125,7 @@ func TestECR(t *testing.T) {
 	if got, err := pull(uri+":v1", authPuller); err != nil || got != digest {
 		t.Errorf("read-only principal pulls: %v %v", got, err)
 	}
-	if err := remote.Tag(ref(uri+":v1").Context().Tag("puller"), img, authPuller); err == nil || !strings.Contains(err.Error(), "DENIED") ||
+	if err := remote.Tag(ref(uri+":v1").Context().Tag("puller"), img, authPuller, tr); err == nil || !strings.Contains(err.Error(), "DENIED") ||
 		!strings.Contains(err.Error(), "is not authorized to perform: ecr:PutImage") {
 		t.Errorf("read-only principal pushes a tag: %v, want DENIED", err)
 	}
@@ -162,11 +163,11 @@ func TestECR(t *testing.T) {
 	}
 
 	// Refusals.
-	if err := remote.Write(ref(host+"/"+account+"/nope:v1"), img, authA); err == nil ||
+	if err := remote.Write(ref(host+"/"+account+"/nope:v1"), img, authA, tr); err == nil ||
 		!strings.Contains(err.Error(), "NAME_UNKNOWN") || !strings.Contains(err.Error(), "create-repository") {
 		t.Errorf("push to a missing repository: %v, want NAME_UNKNOWN", err)
 	}
-	resp, err := http.Get(s.endpoint + "/v2/" + account + "/team/web/manifests/v1")
+	resp, err := s.client.Get(s.endpoint + "/v2/" + account + "/team/web/manifests/v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,19 +186,19 @@ func TestECR(t *testing.T) {
 	if _, err := pull(uri+":v1", authB); err == nil || !strings.Contains(err.Error(), "DENIED") {
 		t.Errorf("another account pulls A's image: %v, want DENIED", err)
 	}
-	if err := remote.Write(ref(uri+":evil"), img, authB); err == nil {
+	if err := remote.Write(ref(uri+":evil"), img, authB, tr); err == nil {
 		t.Error("another account pushed into A's repository")
 	}
 	if _, err := pull(host+"/pause:3.10", authB); err != nil {
 		t.Errorf("pull the system image pause:3.10 with another account's token: %v", err)
 	}
-	if err := remote.Write(ref(host+"/pause:evil"), img, authA); err == nil {
+	if err := remote.Write(ref(host+"/pause:evil"), img, authA, tr); err == nil {
 		t.Error("pushed into a system repository")
 	}
 	var catalog struct{ Repositories []string }
 	req, _ := http.NewRequest(http.MethodGet, s.endpoint+"/v2/_catalog", nil)
 	req.SetBasicAuth("AWS", pwB)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+	if resp, err := s.client.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Errorf("catalog: %v %v", resp, err)
 	} else {
 		json.NewDecoder(resp.Body).Decode(&catalog)
@@ -234,7 +235,7 @@ func TestECR(t *testing.T) {
 	if ids := mustAWS(t, s, "ecr", "list-images", "--repository-name", "team/web")["imageIds"].([]any); len(ids) != 0 {
 		t.Errorf("list-images after deleting the last tag: %v", ids)
 	}
-	if err := remote.Write(ref(uri+":v2"), img, authA); err != nil {
+	if err := remote.Write(ref(uri+":v2"), img, authA, tr); err != nil {
 		t.Fatal(err)
 	}
 	mustAWS(t, s, "ecr", "delete-repository", "--repository-name", "team/web", "--force")

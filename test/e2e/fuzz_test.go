@@ -83,7 +83,7 @@ func TestAPIFuzz(t *testing.T) {
 		SecretAccessKey: key["SecretAccessKey"].(string)}}
 
 	f := &apiFuzzer{t: t, s: s, r: r, models: models, failures: map[string]*fuzzFailure{}, statuses: map[string]map[int]int{},
-		client: &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+		client: s.client}
 	subnets := regexp.MustCompile(`<subnetId>([^<]+)</subnetId>`).FindAllStringSubmatch(f.list(admin, "ec2", "Action=DescribeSubnets&Version=2016-11-15"), -1)
 	f.pool = fuzzStrings(account)
 	for _, m := range subnets {

@@ -195,13 +195,13 @@ func TestSigV4Replay(t *testing.T) {
 	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hash, "iam", "us-east-1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if code, body := do(t, req); code != 200 || !strings.Contains(body, "ListUsersResponse") {
+	if code, body := do(t, s, req); code != 200 || !strings.Contains(body, "ListUsersResponse") {
 		t.Fatalf("the signed request itself: %d %s", code, body)
 	}
 	replay, _ := http.NewRequest("POST", s.endpoint+"/", strings.NewReader("Action=CreateAccessKey&UserName=admin&Version=2010-05-08"))
 	replay.Header = req.Header.Clone()
 	replay.Header.Set("X-Amz-Content-Sha256", hash)
-	if code, body := do(t, replay); code != 403 || !strings.Contains(body, "SignatureDoesNotMatch") {
+	if code, body := do(t, s, replay); code != 403 || !strings.Contains(body, "SignatureDoesNotMatch") {
 		t.Errorf("replayed with another body: %d %s", code, body)
 	}
 	keys := mustAWS(t, s, "iam", "list-access-keys")["AccessKeyMetadata"].([]any)
@@ -215,14 +215,14 @@ func TestSigV4Replay(t *testing.T) {
 	if err := v4.NewSigner().SignHTTP(context.Background(), creds, unsigned, "UNSIGNED-PAYLOAD", "iam", "us-east-1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if code, body := do(t, unsigned); code != 403 || !strings.Contains(body, "SignatureDoesNotMatch") {
+	if code, body := do(t, s, unsigned); code != 403 || !strings.Contains(body, "SignatureDoesNotMatch") {
 		t.Errorf("unsigned payload: %d %s", code, body)
 	}
 }
 
-func do(t *testing.T, req *http.Request) (int, string) {
+func do(t *testing.T, s *server, req *http.Request) (int, string) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func signedRequest(t *testing.T, s *server, method, path, body string, at time.T
 	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "eks", "us-east-1", at); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestIdentity(t *testing.T) {
 	wantAWSError(t, out, err, "UnrecognizedClientException")
 	out, err = awsCLIEnv(t, s, []string{"AWS_ACCESS_KEY_ID=AKIAUNKNOWN0000000000"}, "sts", "get-caller-identity")
 	wantAWSError(t, out, err, "InvalidClientTokenId")
-	resp, err := http.Post(s.endpoint+"/clusters", "application/json", bytes.NewBufferString(`{"name":"x"}`))
+	resp, err := s.client.Post(s.endpoint+"/clusters", "application/json", bytes.NewBufferString(`{"name":"x"}`))
 	if err != nil || resp.StatusCode != 403 || resp.Header.Get("x-amzn-ErrorType") != "MissingAuthenticationTokenException" {
 		t.Errorf("unsigned: %v %v", resp, err)
 	}
@@ -132,7 +132,7 @@ func TestIdentity(t *testing.T) {
 	wantAWSError(t, out, err, "InvalidParameterException")
 
 	// Another account sees nothing of ours, and may use the same name.
-	other := &server{dataDir: s.dataDir, endpoint: s.endpoint, env: skiffEnv(t, s.dataDir, "other")}
+	other := &server{dataDir: s.dataDir, endpoint: s.endpoint, client: s.client, env: skiffEnv(t, s.dataDir, "other")}
 	if got := mustAWS(t, other, "sts", "get-caller-identity")["Account"]; got == account {
 		t.Fatal("accounts share an ID")
 	}

@@ -115,7 +115,7 @@ func attackNode(t *testing.T, s *server, dataDir, kcA, kcB string, a, b nodeSand
 	if out, err := sh("wget -qO- http://127.0.0.1:10248/healthz"); err != nil || !strings.Contains(out, "ok") {
 		t.Errorf("the attacker cannot reach its node's kubelet (the check could not fail): %v %s", err, out)
 	}
-	targets := append(listeners(t, filepath.Join(dataDir, "clusters", b.Cluster)), strings.TrimPrefix(s.endpoint, "http://"))
+	targets := append(listeners(t, filepath.Join(dataDir, "clusters", b.Cluster)), s.host())
 	for _, addr := range targets {
 		host, port, _ := strings.Cut(addr, ":")
 		if i := strings.LastIndexByte(addr, ':'); i > 0 {

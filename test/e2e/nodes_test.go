@@ -362,7 +362,7 @@ func TestCLINodegroups(t *testing.T) {
 	defer func() { deleteAll(t, s) }()
 	skiff := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(skiffBin, append(args, "--endpoint", "http://"+listen)...)
+		cmd := exec.Command(skiffBin, append(args, "--endpoint", s.endpoint)...)
 		cmd.Env = append(os.Environ(), s.env...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -393,7 +393,7 @@ func TestCLINodegroups(t *testing.T) {
 	if out, err := kubectlEnv(t, s.env, kc, "get", "nodes", "-l", "eks.amazonaws.com/nodegroup=tainted", "-o", "jsonpath={.items[*].spec.taints[*].key}={.items[*].metadata.labels.topology\\.kubernetes\\.io/zone}"); err != nil || out != "dedicated=us-east-1c" {
 		t.Errorf("tainted node: %v %q", err, out)
 	}
-	cmd := exec.Command(skiffBin, "create", "nodegroup", "--cluster", "cli-nodes", "--node-taints", "x:Sometimes", "--endpoint", "http://"+listen)
+	cmd := exec.Command(skiffBin, "create", "nodegroup", "--cluster", "cli-nodes", "--node-taints", "x:Sometimes", "--endpoint", s.endpoint)
 	cmd.Env = append(os.Environ(), s.env...)
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "NoSchedule, NoExecute or PreferNoSchedule") {
 		t.Errorf("bad taint: %v %s", err, out)

@@ -32,6 +32,7 @@ func sdkConfig(s *server) aws.Config {
 		Region:       get("AWS_DEFAULT_REGION"),
 		BaseEndpoint: aws.String(get("AWS_ENDPOINT_URL")),
 		Credentials:  credentials.NewStaticCredentialsProvider(get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"), ""),
+		HTTPClient:   s.client, // trusting skiff's CA, as AWS_CA_BUNDLE makes LoadDefaultConfig do
 	}
 }
 

@@ -6,15 +6,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"skiff.dev/skiff/internal/apitls"
 )
 
 var skiffBin string // built once by TestMain
@@ -38,6 +43,7 @@ func TestMain(m *testing.M) {
 // credentials (from `skiff env`).
 type server struct {
 	dataDir, endpoint string
+	client            *http.Client // trusts skiff's CA (AWS_CA_BUNDLE of env)
 	cmd               *exec.Cmd
 	log               *os.File
 	env               []string // AWS_* variables for the stock clients
@@ -83,7 +89,7 @@ func serveTest(t *testing.T) (*server, string) {
 // address, in place (cleanups registered with s see the new process).
 func (s *server) restart(t testing.TB) {
 	s.stop(t)
-	*s = *startServe(t, s.dataDir, strings.TrimPrefix(s.endpoint, "http://"))
+	*s = *startServe(t, s.dataDir, s.host())
 }
 
 func startServe(t testing.TB, dataDir, listen string, flags ...string) *server {
@@ -96,20 +102,55 @@ func startServe(t testing.TB, dataDir, listen string, flags ...string) *server {
 		"--images", filepath.Join(filepath.Dir(bundlesDir(t)), "images")}, flags...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.WaitDelay = 5 * time.Second
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{dataDir: dataDir, endpoint: "http://" + listen, cmd: cmd, log: logf}
+	scheme := "https"
+	if slices.Contains(flags, "--insecure-http") {
+		scheme = "http"
+	}
+	s := &server{dataDir: dataDir, endpoint: scheme + "://" + listen, cmd: cmd, log: logf}
 	deadline := time.Now().Add(60 * time.Second) // a fresh data dir: the registry seeds the system images
-	for !listening(listen) {
+	// Listening, and serve.json written by this process (not left from an
+	// earlier run on the data dir).
+	written := func() bool {
+		fi, err := os.Stat(filepath.Join(dataDir, "serve.json"))
+		return err == nil && !fi.ModTime().Before(started)
+	}
+	for !listening(listen) || !written() {
 		if time.Now().After(deadline) {
 			s.kill()
-			t.Fatalf("skiff serve did not listen on %s", listen)
+			data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
+			t.Fatalf("skiff serve did not listen on %s (and write serve.json) in 60 s; its log:\n%s", listen, tail(string(data), 20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.env = skiffEnv(t, dataDir, "default")
+	s.client = caClient(t, envValue(s.env, "AWS_CA_BUNDLE"))
+	if got := envValue(s.env, "AWS_ENDPOINT_URL"); got != s.endpoint {
+		s.kill()
+		t.Fatalf("skiff env: AWS_ENDPOINT_URL=%s, want %s", got, s.endpoint)
+	}
 	return s
+}
+
+// host is the server's host:port.
+func (s *server) host() string {
+	u, _ := url.Parse(s.endpoint)
+	return u.Host
+}
+
+// caClient is an HTTP client trusting the CA bundle as the AWS CLI does
+// with AWS_CA_BUNDLE ("" for plain HTTP), never following redirects.
+func caClient(t testing.TB, bundle string) *http.Client {
+	t.Helper()
+	tr, err := apitls.Transport(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // skiffEnv runs `skiff env` and returns its variables.

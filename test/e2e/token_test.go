@@ -43,7 +43,7 @@ func TestGetTokenFormat(t *testing.T) {
 		}
 		return sigv4.Secret{}, sigv4.ErrUnknownKey
 	}
-	host := strings.TrimPrefix(env["AWS_ENDPOINT_URL"], "http://")
+	host := strings.TrimPrefix(env["AWS_ENDPOINT_URL"], "https://")
 	v := &authn.Verifier{Lookup: lookup, Hosts: []string{host}}
 	now := time.Now()
 	if id, err := v.Verify(context.Background(), cred.Status.Token, "web", now); err != nil || id.AccessKeyID != env["AWS_ACCESS_KEY_ID"] {

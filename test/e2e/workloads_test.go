@@ -121,7 +121,7 @@ func TestWorkloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(ref, web, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: "AWS", Password: strings.TrimSpace(pw)})); err != nil {
+	if err := remote.Write(ref, web, remote.WithContext(ctx), remote.WithTransport(s.client.Transport), remote.WithAuth(&authn.Basic{Username: "AWS", Password: strings.TrimSpace(pw)})); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
 

@@ -7,6 +7,7 @@
 package ecr
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -39,8 +40,11 @@ type Handler struct {
 	Tokens   *registry.Tokens
 	Region   string
 	// Host is the registry host as clients reach it: repositoryUri is
-	// HOST/ACCOUNT/NAME, proxyEndpoint http://HOST.
+	// HOST/ACCOUNT/NAME, proxyEndpoint SCHEME://HOST.
 	Host string
+	// Scheme is the API listener's: https, or http when skiff serves
+	// plain HTTP (the default when empty).
+	Scheme string
 	// Account resolves the caller's account ID from the request.
 	Account func(r *http.Request) string
 	// AccessKey, if set, resolves the access key the request was signed
@@ -406,7 +410,7 @@ func (h *Handler) getAuthorizationToken(c *call) (any, error) {
 	data := map[string]any{
 		"authorizationToken": base64.StdEncoding.EncodeToString([]byte("AWS:" + pw)),
 		"expiresAt":          epoch(exp),
-		"proxyEndpoint":      "http://" + h.Host,
+		"proxyEndpoint":      cmp.Or(h.Scheme, "http") + "://" + h.Host,
 	}
 	return map[string]any{"authorizationData": []any{data}}, nil
 }
