@@ -2,11 +2,13 @@ package clusters
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 
 	"skiff.dev/skiff/internal/access"
 	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/store"
 )
 
@@ -51,5 +53,47 @@ func TestNodeQuota(t *testing.T) {
 	}
 	if err := s.checkNodeQuota(c, 3); !errors.Is(err, ErrLimit) {
 		t.Fatalf("6 of 5: %v", err)
+	}
+}
+
+// TestNodegroupQuota: a cluster has at most MaxNodegroups managed node
+// groups, as on EKS; the refused one is not recorded.
+func TestNodegroupQuota(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const own = "111111111111"
+	nets := &network.Service{Store: st, Region: "us-east-1"}
+	vpc, err := nets.EnsureDefault(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subnets, err := nets.Subnets(own, nil)
+	if err != nil || len(subnets) == 0 {
+		t.Fatal(err, subnets)
+	}
+	s := &Service{Store: st, Network: nets}
+	if err := st.CreateCluster(&model.Cluster{Name: "web", Account: own, ID: "web-1", Status: model.StatusActive,
+		Network: model.ClusterNetwork{VpcID: vpc.ID}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	zero, one := 0, 1
+	create := func(i int) error {
+		_, _, err := s.CreateNodegroup(own, "web", NodegroupRequest{Name: fmt.Sprintf("ng-%d", i), NodeRole: "arn:aws:iam::" + own + ":role/nodes",
+			Subnets: []string{subnets[0].ID}, Min: &zero, Max: &one, Desired: &zero})
+		return err
+	}
+	for i := range MaxNodegroups {
+		if err := create(i); err != nil {
+			t.Fatalf("node group %d of %d: %v", i+1, MaxNodegroups, err)
+		}
+	}
+	if err := create(MaxNodegroups); !errors.Is(err, ErrLimit) {
+		t.Fatalf("node group %d: %v, want ErrLimit", MaxNodegroups+1, err)
+	}
+	if c, err := st.GetCluster(model.ClusterKey(own, "web")); err != nil || len(c.Nodegroups) != MaxNodegroups {
+		t.Fatalf("after the refusal: %v node groups, %v", len(c.Nodegroups), err)
 	}
 }

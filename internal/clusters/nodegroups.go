@@ -61,6 +61,9 @@ func validateLabelsTaints(labels map[string]string, taints []model.Taint) error 
 	return nil
 }
 
+// MaxNodegroups is EKS's quota of managed node groups per cluster.
+const MaxNodegroups = 30
+
 // CreateNodegroup records a node group in CREATING state.
 func (s *Service) CreateNodegroup(account, cluster string, req NodegroupRequest) (*model.Cluster, *model.Nodegroup, error) {
 	if !ngNameRE.MatchString(req.Name) {
@@ -133,6 +136,9 @@ func (s *Service) CreateNodegroup(account, cluster string, req NodegroupRequest)
 		}
 		if c.Status != model.StatusActive {
 			return fmt.Errorf("%w: Cluster '%s' is not in ACTIVE status (it is %s); wait with 'aws eks wait cluster-active'", ErrInvalidRequest, cluster, c.Status)
+		}
+		if len(c.Nodegroups) >= MaxNodegroups {
+			return fmt.Errorf("%w: You've reached the maximum number of managed node groups (%d) for cluster %s; delete one first", ErrLimit, MaxNodegroups, cluster)
 		}
 		for _, sn := range subnets {
 			if sn.VpcID != c.Network.VpcID {

@@ -120,11 +120,11 @@ type Principal struct {
 
 // Service is the identity store.
 type Service struct {
-	Store *store.Store
-	Now   func() time.Time // default time.Now
-
-	docs  sync.Map // policy text → *policy.Document
-	docsN atomic.Int64
+	Store  *store.Store
+	Now    func() time.Time // default time.Now
+	Quotas Quotas           // zero fields: DefaultQuotas
+	docs   sync.Map         // policy text → *policy.Document
+	docsN  atomic.Int64
 	// gen counts identity writes: a principal's cached policy set is good
 	// while gen has not moved.
 	gen      atomic.Uint64
@@ -284,10 +284,37 @@ func normPath(p string) string {
 	return p
 }
 
+// Quotas are an account's IAM quotas (AWS's names: UsersPerAccount, …).
+type Quotas struct {
+	Users, Roles, Groups, Policies int
+}
+
+// DefaultQuotas are AWS's default IAM quotas of an account.
+var DefaultQuotas = Quotas{Users: 5000, Roles: 1000, Groups: 300, Policies: 1500}
+
+// quota refuses one more entity under prefix ("user/", …) of account
+// when the account has max already.
+func quota(tx *store.Tx, prefix, account string, max, def int, name string) error {
+	if max == 0 {
+		max = def
+	}
+	n := 0
+	tx.Scan(prefix+account+"/", func(string, []byte) error { n++; return nil })
+	if n >= max {
+		return fmt.Errorf("%w: Cannot exceed quota for %sPerAccount: %d", ErrLimit, name, max)
+	}
+	return nil
+}
+
 // CreateUser creates a user in account.
 func (s *Service) CreateUser(account, name, path string) (*User, error) {
 	var u *User
 	err := s.update(func(tx *store.Tx) (err error) {
+		if !tx.Has(userKey(account, name)) {
+			if err := quota(tx, "user/", account, s.Quotas.Users, DefaultQuotas.Users, "Users"); err != nil {
+				return err
+			}
+		}
 		u, err = createUser(tx, account, name, path, s.now())
 		return err
 	})
@@ -428,6 +455,9 @@ func (s *Service) CreateRole(account, name, path, policy, description string, ma
 	err := s.update(func(tx *store.Tx) error {
 		if tx.Has(roleKey(account, name)) {
 			return fmt.Errorf("%w: Role with name %s already exists.", ErrExists, name)
+		}
+		if err := quota(tx, "role/", account, s.Quotas.Roles, DefaultQuotas.Roles, "Roles"); err != nil {
+			return err
 		}
 		return tx.Put(roleKey(account, name), r)
 	})

@@ -129,3 +129,48 @@ func mustKey(t *testing.T, s *Service, account string) string {
 	}
 	return k.ID
 }
+
+// TestQuotas: an account's users, roles, groups and customer managed
+// policies stop at its quotas (LimitExceeded), counted per account.
+func TestQuotas(t *testing.T) {
+	s := newService(t)
+	s.Quotas = Quotas{Users: 2, Roles: 1, Groups: 1, Policies: 1}
+	a, _, _ := s.EnsureAccount("a") // its admin is the first user
+	b, _, _ := s.EnsureAccount("b")
+	const trust = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	for _, acct := range []string{a.ID, b.ID} {
+		if _, err := s.CreateUser(acct, "bob", ""); err != nil {
+			t.Fatalf("user 2 of 2: %v", err)
+		}
+		if _, err := s.CreateRole(acct, "r1", "", trust, "", 3600); err != nil {
+			t.Fatalf("role 1 of 1: %v", err)
+		}
+		if _, err := s.CreateGroup(acct, "g1", ""); err != nil {
+			t.Fatalf("group 1 of 1: %v", err)
+		}
+		if _, err := s.CreatePolicy(acct, "p1", "", allowDescribe, ""); err != nil {
+			t.Fatalf("policy 1 of 1: %v", err)
+		}
+	}
+	if _, err := s.CreateUser(a.ID, "carol", ""); !errors.Is(err, ErrLimit) || err.Error() != "limit exceeded: Cannot exceed quota for UsersPerAccount: 2" {
+		t.Errorf("user 3: %v", err)
+	}
+	if _, err := s.CreateUser(a.ID, "bob", ""); !errors.Is(err, ErrExists) {
+		t.Errorf("an existing user at the quota: %v, want EntityAlreadyExists", err)
+	}
+	if _, err := s.CreateRole(a.ID, "r2", "", trust, "", 3600); !errors.Is(err, ErrLimit) {
+		t.Errorf("role 2: %v", err)
+	}
+	if _, err := s.CreateGroup(a.ID, "g2", ""); !errors.Is(err, ErrLimit) {
+		t.Errorf("group 2: %v", err)
+	}
+	if _, err := s.CreatePolicy(a.ID, "p2", "", allowDescribe, ""); !errors.Is(err, ErrLimit) {
+		t.Errorf("policy 2: %v", err)
+	}
+	if err := s.DeleteUser(a.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(a.ID, "carol", ""); err != nil {
+		t.Errorf("a user after deleting one: %v", err)
+	}
+}

@@ -166,6 +166,9 @@ func (s *Service) CreatePolicy(account, name, path, document, description string
 		if tx.Has(policyKey(account, name)) {
 			return fmt.Errorf("%w: A policy called %s already exists. Duplicate names are not allowed.", ErrExists, name)
 		}
+		if err := quota(tx, "policy/", account, s.Quotas.Policies, DefaultQuotas.Policies, "Policies"); err != nil {
+			return err
+		}
 		return tx.Put(policyKey(account, name), p)
 	})
 	if err != nil {
@@ -599,6 +602,9 @@ func (s *Service) CreateGroup(account, name, path string) (*Group, error) {
 	err := s.update(func(tx *store.Tx) error {
 		if tx.Has(groupKey(account, name)) {
 			return fmt.Errorf("%w: Group with name %s already exists.", ErrExists, name)
+		}
+		if err := quota(tx, "group/", account, s.Quotas.Groups, DefaultQuotas.Groups, "Groups"); err != nil {
+			return err
 		}
 		return tx.Put(groupKey(account, name), g)
 	})
