@@ -745,30 +745,9 @@ func (s *Service) policiesOf(p *Principal) ([]policy.Named, error) {
 	var out []policy.Named
 	err := s.Store.IdentityView(func(tx *store.Tx) error {
 		add := func(kind, name string, a *Attachments) error {
-			for _, arn := range a.Policies {
-				pol, err := policyByArn(tx, p.Account, arn)
-				if err != nil {
-					continue // deleted since: no longer in force
-				}
-				doc, err := s.parsed(pol.Document())
-				if err != nil {
-					return err
-				}
-				out = append(out, policy.Named{ID: arn, Doc: doc})
-			}
-			names := make([]string, 0, len(a.Inline))
-			for n := range a.Inline {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				doc, err := s.parsed(a.Inline[n])
-				if err != nil {
-					return err
-				}
-				out = append(out, policy.Named{ID: kind + "/" + name + "/" + n, Doc: doc})
-			}
-			return nil
+			pols, err := s.attached(tx, p.Account, kind, name, a)
+			out = append(out, pols...)
+			return err
 		}
 		switch {
 		case p.Role != "":
@@ -798,6 +777,36 @@ func (s *Service) policiesOf(p *Principal) ([]policy.Named, error) {
 		return nil
 	})
 	return out, err
+}
+
+// attached returns the policies in force through one entity's attachments
+// (managed, then inline by name); kind/name identify its inline ones.
+func (s *Service) attached(tx *store.Tx, account, kind, name string, a *Attachments) ([]policy.Named, error) {
+	var out []policy.Named
+	for _, arn := range a.Policies {
+		pol, err := policyByArn(tx, account, arn)
+		if err != nil {
+			continue // deleted since: no longer in force
+		}
+		doc, err := s.parsed(pol.Document())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, policy.Named{ID: arn, Doc: doc})
+	}
+	names := make([]string, 0, len(a.Inline))
+	for n := range a.Inline {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		doc, err := s.parsed(a.Inline[n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, policy.Named{ID: kind + "/" + name + "/" + n, Doc: doc})
+	}
+	return out, nil
 }
 
 // parsed parses a stored document once; documents are validated when
@@ -856,25 +865,9 @@ func (s *Service) SimulationPolicies(account, arn string) ([]policy.Named, *Prin
 			if err := tx.Get(groupKey(account, name), &g); err != nil || g.Arn() != arn {
 				return missing
 			}
-			for _, pa := range g.Policies {
-				pol, err := policyByArn(tx, account, pa)
-				if err != nil {
-					continue
-				}
-				doc, err := s.parsed(pol.Document())
-				if err != nil {
-					return err
-				}
-				out = append(out, policy.Named{ID: pa, Doc: doc})
-			}
-			for n, d := range g.Inline {
-				doc, err := s.parsed(d)
-				if err != nil {
-					return err
-				}
-				out = append(out, policy.Named{ID: KindGroup + "/" + g.Name + "/" + n, Doc: doc})
-			}
-			return nil
+			var err error
+			out, err = s.attached(tx, account, KindGroup, g.Name, &g.Attachments)
+			return err
 		})
 		return out, &Principal{Account: account, Arn: arn}, err
 	}
