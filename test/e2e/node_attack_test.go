@@ -74,6 +74,15 @@ func attackNode(t *testing.T, s *server, dataDir, kcA, kcB string, a, b nodeSand
 		}
 	}
 
+	// Nothing of skiff's environment (hostEnvMarker, as an operator's
+	// AWS keys would be) is in any process of its node; its kubelet's own
+	// variables are.
+	if out, err := sh("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\000' '\\n' | sort -u"); err != nil || !strings.Contains(out, "AWS_SHARED_CREDENTIALS_FILE=") {
+		t.Errorf("the attacker cannot read its kubelet's environment (the check could not fail): %v %s", err, out)
+	} else if strings.Contains(out, hostEnvMarker) {
+		t.Errorf("skiff's own environment reaches the attacker's node:\n%s", out)
+	}
+
 	// It runs as the node's root: an unprivileged uid on the host, the
 	// same as its node's kubelet.
 	podUID, kubeletUID := uidOf(t, "sleep\x003600.123"), uidOf(t, "--hostname-override="+nodeA.Name)

@@ -51,6 +51,10 @@ type server struct {
 	subnets           []string // the default VPC's subnets, once looked up
 }
 
+// hostEnvMarker is a variable of skiff serve's environment that no
+// instance may see (TestClusterIsolation looks for it in a node).
+const hostEnvMarker = "SKIFF_E2E_HOST_ONLY"
+
 func freePort(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -100,6 +104,7 @@ func startServe(t testing.TB, dataDir, listen string, flags ...string) *server {
 	}
 	cmd := exec.Command(skiffBin, append([]string{"serve", "--data-dir", dataDir, "--listen", listen, "--bundles", bundlesDir(t),
 		"--images", filepath.Join(filepath.Dir(bundlesDir(t)), "images")}, flags...)...)
+	cmd.Env = append(os.Environ(), hostEnvMarker+"=in-skiff-serve-only")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.WaitDelay = 5 * time.Second
 	started := time.Now()

@@ -58,6 +58,9 @@ func New(root, logDir string, log *slog.Logger) *Runtime {
 
 // LogPath is where the output of instance id goes: LOGDIR/CLUSTER/logs/NAME.log,
 // so that with LOGDIR = DATA/clusters a cluster's logs live (and go) with it.
+// instancePath is an instance's PATH (Debian's root PATH).
+const instancePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 func (r *Runtime) LogPath(id string) string {
 	return filepath.Join(r.logDir, runtime.ClusterOf(id), "logs", runtime.NameOf(id)+".log")
 }
@@ -104,7 +107,9 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: false}
 	}
-	cmd.Env = append(append(os.Environ(), spec.Env...),
+	// Nothing of skiff's own environment (an operator's AWS keys, …)
+	// reaches an instance: a node's root could read it.
+	cmd.Env = append(append([]string{"PATH=" + instancePath}, spec.Env...),
 		envRoot+"="+r.root, envInstance+"="+spec.ID, envHash+"="+spec.Hash())
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {

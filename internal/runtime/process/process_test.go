@@ -206,3 +206,27 @@ func TestUserNS(t *testing.T) {
 		t.Fatal("still listed after Stop")
 	}
 }
+
+// TestEnvironment: an instance gets its spec's variables and a PATH, none
+// of skiff's own environment (an operator's AWS keys would reach a node).
+func TestEnvironment(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
+	spec := runtime.Spec{ID: "c1/env", Cluster: "c1", Env: []string{"MINE=yes"}, Command: []string{"sh", "-c", "env; exec sleep 60"}}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(ctx, spec.ID, time.Second) })
+	var env string
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(env, "MINE=yes"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the spec's variable is not in the instance's environment:\n%s", env)
+		}
+		data, _ := os.ReadFile(r.LogPath(spec.ID))
+		env = string(data)
+	}
+	if strings.Contains(env, "operator-secret") || !strings.Contains(env, "PATH=/usr/local/sbin:") {
+		t.Errorf("instance environment:\n%s", env)
+	}
+}
