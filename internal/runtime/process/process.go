@@ -3,8 +3,10 @@
 //
 // Instances outlive skiff (a crash or restart of skiff does not take the
 // control planes down). Each process carries SKIFF_ROOT, SKIFF_INSTANCE and
-// SKIFF_HASH in its environment; List finds them again by reading /proc, so
-// after a restart skiff adopts what still runs and finds orphans.
+// SKIFF_HASH in its environment, and its pid and start time are recorded
+// under ROOT/pids; List finds the recorded processes that still run with
+// their markers, so after a restart skiff adopts what still runs and finds
+// orphans (no process can pose as an instance by its environment alone).
 package process
 
 import (
@@ -115,6 +117,11 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", spec.ID, err)
 	}
+	if err := r.record(spec.ID, cmd.Process.Pid); err != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		return fmt.Errorf("start %s: record its pid: %w", spec.ID, err)
+	}
 	ch := &child{cmd: cmd, reaped: make(chan struct{})}
 	r.mu.Lock()
 	delete(r.exited, spec.ID)
@@ -147,6 +154,16 @@ func (r *Runtime) reap(id, hash string, ch *child, started time.Time) {
 
 // Stop implements runtime.Runtime.
 func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
+	if err := r.stop(ctx, id, grace); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(r.pidDir(), pidFile(id))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("stop %s: %w", id, err)
+	}
+	return nil
+}
+
+func (r *Runtime) stop(ctx context.Context, id string, grace time.Duration) error {
 	r.mu.Lock()
 	delete(r.exited, id)
 	ch := r.live[id]
@@ -265,8 +282,116 @@ func (r *Runtime) find(id string) (*proc, error) {
 	return nil, nil
 }
 
-// scan finds the live process-group leaders marked with this runtime's root.
+// scan finds the live instances: the processes this runtime recorded
+// when it started them (pid files under ROOT/pids), still alive (same
+// start time) and still carrying their markers. Processes that merely
+// carry markers are not instances: a node's containerd hands its
+// environment to its shims, which outlive it, and whoever is root in a
+// node can forge any environment.
 func (r *Runtime) scan() ([]proc, error) {
+	entries, err := os.ReadDir(r.pidDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return r.adoptLegacy()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scan instances: %w", err)
+	}
+	var out []proc
+	for _, e := range entries {
+		path := filepath.Join(r.pidDir(), e.Name())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var pid int
+		var tick string
+		if _, err := fmt.Sscanf(string(data), "%d %s", &pid, &tick); err != nil {
+			os.Remove(path)
+			continue
+		}
+		if t, state, err := readStat(pid); err != nil || t != tick || state == "Z" {
+			os.Remove(path) // ended (or its pid is another process's now)
+			continue
+		}
+		p := r.marked(pid)
+		if p == nil || pidFile(p.id) != e.Name() {
+			continue // between fork and exec, or not what was recorded
+		}
+		p.startTick = tick
+		out = append(out, *p)
+	}
+	return out, nil
+}
+
+// pidDir holds one file per instance started: "PID STARTTICK".
+func (r *Runtime) pidDir() string { return filepath.Join(r.root, "pids") }
+
+func pidFile(id string) string { return strings.ReplaceAll(id, "/", "~") }
+
+// record notes that pid is instance id.
+func (r *Runtime) record(id string, pid int) error {
+	tick, _, err := readStat(pid)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(r.pidDir(), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(r.pidDir(), pidFile(id)), []byte(fmt.Sprintf("%d %s\n", pid, tick)), 0o600)
+}
+
+// adoptLegacy adopts the instances a skiff without pid files started: the
+// process-group leaders marked with this runtime's root, recorded from now
+// on.
+func (r *Runtime) adoptLegacy() ([]proc, error) {
+	procs, err := r.scanMarkers()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(r.pidDir(), 0o700); err != nil {
+		return nil, err
+	}
+	for _, p := range procs {
+		r.record(p.id, p.pid)
+	}
+	return procs, nil
+}
+
+// marked returns pid's instance markers of this runtime (nil if it has
+// none: a process in the middle of execve shows no environment for a
+// moment, so look twice).
+func (r *Runtime) marked(pid int) *proc {
+	rootMarker := []byte(envRoot + "=" + r.root + "\x00")
+	env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+	if err != nil || len(env) == 0 {
+		time.Sleep(5 * time.Millisecond)
+		env, err = os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+	}
+	if err != nil || !bytes.Contains(env, rootMarker) {
+		return nil
+	}
+	p := &proc{pid: pid}
+	for _, kv := range strings.Split(string(env), "\x00") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case envInstance:
+			p.id = v
+		case envHash:
+			p.hash = v
+		}
+	}
+	if p.id == "" {
+		return nil
+	}
+	if st, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
+		p.started = st.ModTime()
+	}
+	return p
+}
+
+// scanMarkers finds the live process-group leaders marked with this
+// runtime's root (how a skiff without pid files found its instances).
+func (r *Runtime) scanMarkers() ([]proc, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("scan processes: %w", err)

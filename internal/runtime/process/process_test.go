@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -228,5 +229,51 @@ func TestEnvironment(t *testing.T) {
 	}
 	if strings.Contains(env, "operator-secret") || !strings.Contains(env, "PATH=/usr/local/sbin:") {
 		t.Errorf("instance environment:\n%s", env)
+	}
+}
+
+// TestImpostors: only the process the runtime started is the instance. A
+// child that leaves the instance's process group with its environment (a
+// node's containerd shims) and a process that forges the markers (root in
+// a node can) are not: when the instance dies it is reported gone, so it
+// is started again.
+func TestImpostors(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t)
+	// The instance starts a "shim": its own process group, same environment.
+	spec := runtime.Spec{ID: "c1/containerd", Cluster: "c1", Command: []string{"sh", "-c", "setsid sleep 60 & exec sleep 60"}}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(ctx, spec.ID, time.Second) })
+	forged := exec.Command("sleep", "60")
+	forged.Env = []string{envRoot + "=" + r.root, envInstance + "=c1/apiserver-0", envHash + "=x"}
+	forged.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := forged.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { forged.Process.Kill(); forged.Wait() })
+	var st runtime.Status
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var ok bool
+		if st, ok = status(t, r, spec.ID); ok && st.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the instance is not listed")
+		}
+	}
+	if _, ok := status(t, New(r.root, r.logDir, r.log), "c1/apiserver-0"); ok {
+		t.Error("a process with forged markers is listed as an instance")
+	}
+	syscall.Kill(st.PID, syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		restarted := New(r.root, r.logDir, r.log) // skiff restarted: no children of its own
+		if st, ok := status(t, restarted, spec.ID); !ok || !st.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the instance's orphaned child is listed as the instance after it died")
+		}
 	}
 }
