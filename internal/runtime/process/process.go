@@ -41,6 +41,8 @@ type Runtime struct {
 	logDir string
 	log    *slog.Logger
 
+	adopting sync.Mutex // adoptLegacy
+
 	mu     sync.Mutex
 	exited map[string]runtime.Status // children that ended and were not stopped yet
 	live   map[string]*child         // children started by this skiff
@@ -291,7 +293,10 @@ func (r *Runtime) find(id string) (*proc, error) {
 func (r *Runtime) scan() ([]proc, error) {
 	entries, err := os.ReadDir(r.pidDir())
 	if errors.Is(err, os.ErrNotExist) {
-		return r.adoptLegacy()
+		if err := r.adoptLegacy(); err != nil {
+			return nil, err
+		}
+		entries, err = os.ReadDir(r.pidDir())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("scan instances: %w", err)
@@ -330,31 +335,46 @@ func pidFile(id string) string { return strings.ReplaceAll(id, "/", "~") }
 
 // record notes that pid is instance id.
 func (r *Runtime) record(id string, pid int) error {
+	if err := os.MkdirAll(r.pidDir(), 0o700); err != nil {
+		return err
+	}
+	return recordIn(r.pidDir(), id, pid)
+}
+
+func recordIn(dir, id string, pid int) error {
 	tick, _, err := readStat(pid)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(r.pidDir(), 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(r.pidDir(), pidFile(id)), []byte(fmt.Sprintf("%d %s\n", pid, tick)), 0o600)
+	return os.WriteFile(filepath.Join(dir, pidFile(id)), []byte(fmt.Sprintf("%d %s\n", pid, tick)), 0o600)
 }
 
-// adoptLegacy adopts the instances a skiff without pid files started: the
-// process-group leaders marked with this runtime's root, recorded from now
-// on.
-func (r *Runtime) adoptLegacy() ([]proc, error) {
+// adoptLegacy records the instances a skiff without pid files started:
+// the process-group leaders marked with this runtime's root. The pid
+// directory appears whole (a rename), so no caller sees half of them.
+func (r *Runtime) adoptLegacy() error {
+	r.adopting.Lock()
+	defer r.adopting.Unlock()
+	if _, err := os.Stat(r.pidDir()); err == nil {
+		return nil // adopted meanwhile
+	}
 	procs, err := r.scanMarkers()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := os.MkdirAll(r.pidDir(), 0o700); err != nil {
-		return nil, err
+	tmp := r.pidDir() + ".new"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
 	}
 	for _, p := range procs {
-		r.record(p.id, p.pid)
+		recordIn(tmp, p.id, p.pid)
 	}
-	return procs, nil
+	if err := os.Rename(tmp, r.pidDir()); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("adopt instances: %w", err)
+	}
+	return nil
 }
 
 // marked returns pid's instance markers of this runtime (nil if it has

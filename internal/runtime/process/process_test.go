@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -275,5 +276,26 @@ func TestImpostors(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the instance's orphaned child is listed as the instance after it died")
 		}
+	}
+}
+
+// TestAdoptLegacy: instances of a skiff that kept no pid files are adopted
+// by their markers once, and recorded.
+func TestAdoptLegacy(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t)
+	spec := runtime.Spec{ID: "c1/old", Cluster: "c1", Command: []string{"sleep", "60"}}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(ctx, spec.ID, time.Second) })
+	time.Sleep(100 * time.Millisecond) // exec'd: markers visible
+	os.RemoveAll(r.pidDir())
+	upgraded := New(r.root, r.logDir, r.log)
+	if st, ok := status(t, upgraded, spec.ID); !ok || !st.Running {
+		t.Fatalf("not adopted: %+v %v", st, ok)
+	}
+	if _, err := os.Stat(filepath.Join(r.pidDir(), pidFile(spec.ID))); err != nil {
+		t.Fatalf("not recorded: %v", err)
 	}
 }
