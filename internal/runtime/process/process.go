@@ -367,7 +367,15 @@ func (r *Runtime) adoptLegacy() error {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return err
 	}
+	// Children that left the instance's process group carry its markers
+	// too (a node's containerd shims): the oldest is the instance.
+	oldest := map[string]proc{}
 	for _, p := range procs {
+		if o, ok := oldest[p.id]; !ok || ticks(p.startTick) < ticks(o.startTick) {
+			oldest[p.id] = p
+		}
+	}
+	for _, p := range oldest {
 		recordIn(tmp, p.id, p.pid)
 	}
 	if err := os.Rename(tmp, r.pidDir()); err != nil {
@@ -475,6 +483,11 @@ func kernelThread(pid int) bool {
 	}
 	flags, err := strconv.ParseUint(fields[6], 10, 64)
 	return err != nil || flags&0x00200000 != 0
+}
+
+func ticks(s string) uint64 {
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
 }
 
 // readStat returns the start time (in clock ticks since boot) and state of pid.
