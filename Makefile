@@ -24,11 +24,18 @@ skiff:
 bundles: $(STAMPS)
 
 # Sources of the system images skiff pushes into its registry at start:
-# pause, the demo web app, and CoreDNS from its own module (images/coredns).
-images:
+# pause, the demo web app, and CoreDNS from its own module (images/coredns);
+# and gVisor for the nodes' image (dist/gvisor; rebuilt when it changes).
+GVISOR := _output/images/.gvisor.stamp
+images: $(GVISOR)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o _output/images/pause ./images/pause
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o _output/images/web ./images/web
 	cd images/coredns && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o ../../_output/images/coredns .
+
+$(GVISOR): dist/gvisor/go.mod dist/gvisor/go.sum
+	cd dist/gvisor && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o ../../_output/images/runsc gvisor.dev/gvisor/runsc
+	cd dist/gvisor && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o ../../_output/images/containerd-shim-runsc-v1 gvisor.dev/gvisor/shim
+	@touch $@
 
 $(BUNDLES)/.%.stamp: dist/%/go.mod dist/%/go.sum dist/kubernetes-1.37/main.go hack/bundle.sh
 	bash hack/bundle.sh dist/$* $(BUNDLES)

@@ -146,7 +146,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	}
 	nodeImage := ""
 	if sandbox == nodes.SandboxUserNS {
-		files, err := images.NodeFiles(filepath.Join(imgDir, "pause"))
+		files, err := images.NodeFiles(filepath.Join(imgDir, "pause"), imgDir)
 		if err != nil {
 			return err
 		}

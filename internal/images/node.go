@@ -31,7 +31,11 @@ var nodeBinaries = []string{
 // busybox userland, init (a reaper: the pause program), and the /etc a
 // node needs. Its /etc/skiff is the node's own configuration (mounted);
 // /var, /run and /tmp are the node's own too.
-func NodeFiles(init string) ([]File, error) {
+//
+// gVisor (runsc and containerd-shim-runsc-v1, static programs built from
+// gVisor's Go module by `make images`) comes from gvisor, a directory; ""
+// leaves it out.
+func NodeFiles(init, gvisor string) ([]File, error) {
 	files := []File{
 		// A merged /usr, as Debian 12's.
 		{Path: "/usr/bin", Dir: true}, {Path: "/usr/sbin", Dir: true}, {Path: "/usr/lib", Dir: true}, {Path: "/usr/lib64", Dir: true},
@@ -54,6 +58,15 @@ func NodeFiles(init string) ([]File, error) {
 			return nil, fmt.Errorf("node image: %w", err)
 		}
 		libs = append(libs, l...)
+	}
+	if gvisor != "" {
+		for _, name := range []string{"runsc", "containerd-shim-runsc-v1"} {
+			src := filepath.Join(gvisor, name)
+			if _, err := os.Stat(src); err != nil {
+				return nil, fmt.Errorf("node image: %w (make images builds it)", err)
+			}
+			files = append(files, File{Path: "/usr/bin/" + name, Source: src})
+		}
 	}
 	ipt, err := iptables()
 	if err != nil {

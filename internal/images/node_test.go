@@ -17,7 +17,7 @@ func TestNodeFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := NodeFiles(init)
+	files, err := NodeFiles(init, "")
 	if err != nil {
 		t.Fatal(err)
 	}

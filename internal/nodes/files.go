@@ -164,14 +164,17 @@ temp = %[10]q
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".cni]
+%[12]s  [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[8]q
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = %[9]q
 `, p.state("containerd/root", "/var/lib/containerd"), p.stateRun(), p.containerdSock(), p.containerdSock()+".ttrpc",
 		filepath.Join(p.cgroup(nodeID), "containerd"), p.state("containerd/opt", "/var/lib/containerd/opt"), registry+"/"+images.PauseImage,
-		p.cniDir(), p.registryHosts(), p.state("containerd/tmp", "/var/lib/containerd/tmp"), p.userns)}
+		p.cniDir(), p.registryHosts(), p.state("containerd/tmp", "/var/lib/containerd/tmp"), p.userns, gvisorRuntime(p))}
+	if p.userns {
+		files[p.runscConfig()] = runscConfig
+	}
 	for _, host := range append([]string{registry, ecrHost}, mirroredHosts...) {
 		if host != "" {
 			files[filepath.Join(p.registryHosts(), host, "hosts.toml")] = fmt.Sprintf(

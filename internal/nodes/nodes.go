@@ -102,6 +102,7 @@ type Reconciler struct {
 	vpcs      map[string][]*http.Server // API and registry listeners by VPC ID
 	crashes   map[string]*crash         // by instance ID
 	sandboxes map[string]bool           // nodes whose sandbox this run built
+	classes   map[string]bool           // clusters given RuntimeClass gvisor by this run
 }
 
 // crash counts an instance's exits, for the restart backoff.
@@ -125,7 +126,8 @@ func New(cfg Config) *Reconciler {
 		}
 		cfg.Host = h
 	}
-	return &Reconciler{cfg: cfg, vpcs: map[string][]*http.Server{}, crashes: map[string]*crash{}, sandboxes: map[string]bool{}}
+	return &Reconciler{cfg: cfg, vpcs: map[string][]*http.Server{}, crashes: map[string]*crash{}, sandboxes: map[string]bool{},
+		classes: map[string]bool{}}
 }
 
 // SetAPI sets the handler served in VPCs (it is built after the engine).
@@ -267,6 +269,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *model.Cluster, admin kube
 	}
 	var errs []error
 	if err := r.ApproveCSRs(ctx, admin); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.runtimeClass(ctx, c, admin); err != nil {
 		errs = append(errs, err)
 	}
 	all, err := r.cfg.Runtime.List(ctx)

@@ -181,6 +181,8 @@ func TestWorkloads(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
+	gvisorPod(t, s, kc, webPods[1].Node)
+
 	// The VPC's registry serves the account's images to its nodes only (they
 	// pulled demo/web above); a pod asking anonymously is refused, while
 	// the public system images stay open to it (the check can fail).
@@ -394,4 +396,44 @@ func imagesDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// gvisorPod: a pod of RuntimeClass gvisor (which skiff gives every
+// cluster) runs in a gVisor sandbox inside its node: gVisor's kernel
+// answers it, the runc pod "box" gets the machine's; it resolves and
+// reaches the web Service; its sandbox is an unprivileged host user.
+func gvisorPod(t *testing.T, s *server, kc, node string) {
+	t.Helper()
+	if out, err := kubectlEnv(t, s.env, kc, "get", "runtimeclass", "gvisor", "-o", "jsonpath={.handler}"); err != nil || out != "runsc" {
+		t.Fatalf("RuntimeClass gvisor: %v %q, want handler runsc", err, out)
+	}
+	if _, err := kubectlEnv(t, s.env, kc, "run", "gv", "--image=busybox", "--restart=Never", "--overrides",
+		fmt.Sprintf(`{"spec":{"nodeName":%q,"runtimeClassName":"gvisor"}}`, node), "--", "sleep", "3600"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "wait", "--for=condition=Ready", "pod/gv", "--timeout=90s"); err != nil {
+		desc, _ := kubectlEnv(t, s.env, kc, "describe", "pod", "gv")
+		t.Fatalf("gVisor pod: %v %s\n%s", err, out, desc)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "exec", "gv", "--", "dmesg"); err != nil || !strings.Contains(out, "Starting gVisor") {
+		t.Errorf("dmesg in the gVisor pod: %v %s", err, out)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "exec", "gv", "--", "uname", "-r"); err != nil || !strings.Contains(out, "gvisor") {
+		t.Errorf("uname -r in the gVisor pod: %v %q", err, out)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "exec", "box", "--", "uname", "-r"); err != nil || strings.Contains(out, "gvisor") {
+		t.Errorf("uname -r in the runc pod (the check could not fail): %v %q", err, out)
+	}
+	if err := eventually(30*time.Second, func() error {
+		out, err := kubectlEnv(t, s.env, kc, "exec", "gv", "--", "timeout", "5", "wget", "-qO-", "http://web.default.svc.cluster.local")
+		if err != nil || !strings.Contains(out, "hello from web-") {
+			return fmt.Errorf("the gVisor pod GETs the web Service: %v %s", err, out)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if uid := uidOf(t, "runsc-sandbox"); uid < 1<<28 {
+		t.Errorf("gVisor's sandbox runs as host uid %d, want a node's unprivileged range", uid)
+	}
 }
