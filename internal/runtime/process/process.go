@@ -391,7 +391,7 @@ func (r *Runtime) adoptLegacy() error {
 func (r *Runtime) marked(pid int) *proc {
 	rootMarker := []byte(envRoot + "=" + r.root + "\x00")
 	env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
-	if err != nil || len(env) == 0 {
+	if (err != nil && !errors.Is(err, os.ErrNotExist) || len(env) == 0) && !kernelThread(pid) {
 		time.Sleep(5 * time.Millisecond)
 		env, err = os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
 	}
@@ -424,21 +424,10 @@ func (r *Runtime) scanMarkers() ([]proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan processes: %w", err)
 	}
-	rootMarker := []byte(envRoot + "=" + r.root + "\x00")
 	var out []proc
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if (err != nil && !errors.Is(err, os.ErrNotExist) || len(env) == 0) && !kernelThread(pid) {
-			// A process in the middle of execve shows no environment for a
-			// moment (an instance that execs its real binary): look again.
-			time.Sleep(5 * time.Millisecond)
-			env, err = os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		}
-		if err != nil || !bytes.Contains(env, rootMarker) {
 			continue
 		}
 		if pgid, err := syscall.Getpgid(pid); err != nil || pgid != pid {
@@ -448,23 +437,12 @@ func (r *Runtime) scanMarkers() ([]proc, error) {
 		if err != nil || state == "Z" {
 			continue
 		}
-		p := proc{pid: pid, startTick: tick}
-		for _, kv := range strings.Split(string(env), "\x00") {
-			k, v, _ := strings.Cut(kv, "=")
-			switch k {
-			case envInstance:
-				p.id = v
-			case envHash:
-				p.hash = v
-			}
-		}
-		if p.id == "" {
+		p := r.marked(pid)
+		if p == nil {
 			continue
 		}
-		if st, err := os.Stat(filepath.Join("/proc", e.Name())); err == nil {
-			p.started = st.ModTime()
-		}
-		out = append(out, p)
+		p.startTick = tick
+		out = append(out, *p)
 	}
 	return out, nil
 }
