@@ -28,8 +28,6 @@ const (
 	SchedulerPort         = 10259
 )
 
-// ServiceCIDR is the cluster's Service IP range (EKS' default).
-const ServiceCIDR = "10.100.0.0/16"
 
 // ServiceAccountIssuer is the issuer of the cluster's service-account
 // tokens: the "kubernetes" Service's name, which pods resolve and whose

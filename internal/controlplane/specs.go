@@ -160,7 +160,7 @@ func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.
 		"--service-account-jwks-uri="+ServiceAccountIssuer+"/openid/v1/jwks",
 		"--service-account-key-file="+l.pki("sa.pub"),
 		"--service-account-signing-key-file="+l.pki("sa.key"),
-		"--service-cluster-ip-range="+ServiceCIDR,
+		"--service-cluster-ip-range="+model.ServiceCIDR,
 		// IAM identities: skiff's webhook verifies `aws eks get-token`
 		// tokens and maps them through the cluster's access entries. Results
 		// are cached briefly, so sessions outlive a skiff restart and a
@@ -205,7 +205,7 @@ func (l Layout) controllerManagerSpec(c *model.Cluster, b bundle.Bundle, i int) 
 			"--cluster-signing-key-file=" + l.pki("ca.key"),
 			"--root-ca-file=" + l.pki("ca.crt"),
 			"--service-account-private-key-file=" + l.pki("sa.key"),
-			"--service-cluster-ip-range=" + ServiceCIDR,
+			"--service-cluster-ip-range=" + model.ServiceCIDR,
 			"--use-service-account-credentials=true",
 			"--controllers=*,bootstrapsigner,tokencleaner",
 			"--profiling=false",

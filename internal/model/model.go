@@ -252,3 +252,6 @@ const (
 func (e Event) String() string {
 	return fmt.Sprintf("%s %s %s %s: %s", e.Time.Format(time.RFC3339), e.Cluster, e.Instance, e.Type, e.Reason)
 }
+
+// ServiceCIDR is every cluster's Service IP range (EKS' default).
+const ServiceCIDR = "10.100.0.0/16"

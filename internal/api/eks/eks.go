@@ -17,7 +17,6 @@ import (
 
 	"skiff.dev/skiff/internal/api/awserr"
 	"skiff.dev/skiff/internal/clusters"
-	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/vpcnet"
@@ -154,8 +153,8 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, invalid("encryptionConfig is not supported by skiff yet; create the cluster without it"))
 		return
 	}
-	if k := req.KubernetesNetworkConfig; k != nil && (k.ServiceIpv4Cidr != "" && k.ServiceIpv4Cidr != controlplane.ServiceCIDR || k.IPFamily != "" && k.IPFamily != "ipv4") {
-		awserr.WriteJSON(w, invalid(fmt.Sprintf("skiff clusters use serviceIpv4Cidr %s and ipFamily ipv4; omit kubernetesNetworkConfig or pass those", controlplane.ServiceCIDR)))
+	if k := req.KubernetesNetworkConfig; k != nil && (k.ServiceIpv4Cidr != "" && k.ServiceIpv4Cidr != model.ServiceCIDR || k.IPFamily != "" && k.IPFamily != "ipv4") {
+		awserr.WriteJSON(w, invalid(fmt.Sprintf("skiff clusters use serviceIpv4Cidr %s and ipFamily ipv4; omit kubernetesNetworkConfig or pass those", model.ServiceCIDR)))
 		return
 	}
 	if _, err := h.IAM.RoleByArn(h.Account(r), *req.RoleArn); err != nil {
@@ -321,7 +320,7 @@ func (h *Handler) Cluster(c *model.Cluster) map[string]any {
 			"endpointPublicAccess": c.Network.EndpointPublicAccess, "endpointPrivateAccess": c.Network.EndpointPrivateAccess,
 			"publicAccessCidrs": nonNil(c.Network.PublicAccessCidrs),
 		},
-		"kubernetesNetworkConfig": map[string]any{"serviceIpv4Cidr": controlplane.ServiceCIDR, "ipFamily": "ipv4",
+		"kubernetesNetworkConfig": map[string]any{"serviceIpv4Cidr": model.ServiceCIDR, "ipFamily": "ipv4",
 			"elasticLoadBalancing": map[string]any{"enabled": false}},
 		"logging":              loggingOut(c.Logging),
 		"certificateAuthority": map[string]any{},
