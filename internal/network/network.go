@@ -5,6 +5,7 @@
 package network
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -443,4 +444,18 @@ func (s *Service) Realization(account, vpcID string) (cidr netip.Prefix, subnets
 		}
 	}
 	return netip.MustParsePrefix(vpcs[0].CidrBlock), subnets, nil
+}
+
+type originKey struct{}
+
+// WithVPC marks a request context as coming from inside a VPC (skiff's
+// listeners in the VPC's namespace set it).
+func WithVPC(ctx context.Context, vpcID string) context.Context {
+	return context.WithValue(ctx, originKey{}, vpcID)
+}
+
+// VPCOf returns the VPC a request came from ("" from the host).
+func VPCOf(ctx context.Context) string {
+	v, _ := ctx.Value(originKey{}).(string)
+	return v
 }

@@ -225,7 +225,7 @@ var defaultVPCLimits = vpcLimits{Header: 10 * time.Second, Read: 30 * time.Secon
 // their context.
 func serveVPC(ln net.Listener, h http.Handler, vpc string, l vpcLimits) *http.Server {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: l.Header, ReadTimeout: l.Read, IdleTimeout: l.Idle,
-		BaseContext: func(net.Listener) context.Context { return vpcnet.WithVPC(context.Background(), vpc) }}
+		BaseContext: func(net.Listener) context.Context { return network.WithVPC(context.Background(), vpc) }}
 	go srv.Serve(netutil.LimitListener(ln, l.Conns))
 	return srv
 }

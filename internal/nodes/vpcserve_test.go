@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"skiff.dev/skiff/internal/vpcnet"
+	"skiff.dev/skiff/internal/network"
 )
 
 // TestServeVPCLimits: a client in a VPC (a pod, say) cannot hold skiff's
@@ -22,7 +22,7 @@ func TestServeVPCLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, vpcnet.VPCOf(r.Context()))
+		io.WriteString(w, network.VPCOf(r.Context()))
 	})
 	l := vpcLimits{Header: 300 * time.Millisecond, Read: 400 * time.Millisecond, Idle: 300 * time.Millisecond, Conns: 2}
 	srv := serveVPC(ln, h, "vpc-1", l)

@@ -368,16 +368,3 @@ func sysctlIn(ns, key, value string) error {
 func AddAddr(ctx context.Context, ns string, addr netip.Prefix) error {
 	return ipOK(ctx, "-n", ns, "addr", "add", addr.String(), "dev", bridge)
 }
-
-type vpcKey struct{}
-
-// WithVPC marks a request context as coming from inside a VPC.
-func WithVPC(ctx context.Context, vpcID string) context.Context {
-	return context.WithValue(ctx, vpcKey{}, vpcID)
-}
-
-// VPCOf returns the VPC a request came from ("" from the host).
-func VPCOf(ctx context.Context) string {
-	v, _ := ctx.Value(vpcKey{}).(string)
-	return v
-}

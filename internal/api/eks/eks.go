@@ -19,7 +19,7 @@ import (
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/model"
-	"skiff.dev/skiff/internal/vpcnet"
+	"skiff.dev/skiff/internal/network"
 )
 
 // APIServersTag sets a cluster's apiserver count at creation (EKS has no
@@ -206,7 +206,7 @@ func (h *Handler) describeCluster(w http.ResponseWriter, r *http.Request) {
 	out := h.Cluster(c)
 	// Inside the cluster's VPC the endpoint is its address there, as the
 	// private endpoint's DNS name resolves inside a VPC on EKS.
-	if p, err := netip.ParsePrefix(c.EndpointAddr); err == nil && vpcnet.VPCOf(r.Context()) == c.Network.VpcID {
+	if p, err := netip.ParsePrefix(c.EndpointAddr); err == nil && network.VPCOf(r.Context()) == c.Network.VpcID {
 		out["endpoint"] = "https://" + p.Addr().String()
 	}
 	awserr.WriteOK(w, map[string]any{"cluster": out})
@@ -221,7 +221,7 @@ func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
 	out := h.Cluster(c)
 	// Inside the cluster's VPC the endpoint is its address there, as the
 	// private endpoint's DNS name resolves inside a VPC on EKS.
-	if p, err := netip.ParsePrefix(c.EndpointAddr); err == nil && vpcnet.VPCOf(r.Context()) == c.Network.VpcID {
+	if p, err := netip.ParsePrefix(c.EndpointAddr); err == nil && network.VPCOf(r.Context()) == c.Network.VpcID {
 		out["endpoint"] = "https://" + p.Addr().String()
 	}
 	awserr.WriteOK(w, map[string]any{"cluster": out})
