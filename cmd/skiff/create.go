@@ -19,7 +19,6 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"skiff.dev/skiff/internal/api/eks"
-	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/eksctl"
 	"skiff.dev/skiff/internal/model"
 )
@@ -258,7 +257,7 @@ func waitProgress(c *client, name, status string, timeout time.Duration, out io.
 		if got, err = c.describe(name); err != nil {
 			return false, err
 		}
-		var snap controlplane.Snapshot
+		var snap instancesView
 		if c.do("GET", "/skiff/v1/clusters/"+url.PathEscape(name)+"/instances", nil, &snap) == nil && len(snap.Instances) > 0 {
 			if line := progressLine(snap.Instances); line != last {
 				fmt.Fprintf(out, "  %5.1fs  %s\n", time.Since(start).Seconds(), line)
@@ -293,8 +292,21 @@ func poll(timeout time.Duration, fn func() (bool, error)) error {
 	}
 }
 
+// instancesView is the skiff API's view of a control plane's instances
+// (GET /skiff/v1/clusters/NAME/instances).
+type instancesView struct {
+	Instances []instanceView `json:"instances"`
+	Backends  []string       `json:"backends"`
+}
+
+type instanceView struct {
+	Name, Role, Zone, Error string
+	PID                     int
+	Running, Healthy        bool
+}
+
 // progressLine summarizes instances by zone: "a: etcd ✓ apiserver-0 ✓ | b: …".
-func progressLine(insts []controlplane.InstanceStatus) string {
+func progressLine(insts []instanceView) string {
 	byZone := map[string][]string{}
 	up := 0
 	for _, in := range insts {
@@ -367,7 +379,7 @@ func newDescribeCmd() *cobra.Command {
 			row("Issue", is.Code+": "+is.Message)
 		}
 		tw.Flush()
-		var snap controlplane.Snapshot
+		var snap instancesView
 		if err := c.do("GET", "/skiff/v1/clusters/"+url.PathEscape(args[0])+"/instances", nil, &snap); err == nil && len(snap.Instances) > 0 {
 			fmt.Fprintln(cmd.OutOrStdout(), "\nInstances:")
 			tw = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)

@@ -236,7 +236,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		EC2:      &ec2.Handler{Network: nets, Account: router.Account, Region: region},
 		ECR:      ecrAPI,
 		Registry: reg.Authenticated(registry.Auth{Tokens: regTokens, Host: regHost, Lookup: ecrAPI.Lookup, Log: log, Authorize: az.Registry}),
-		Skiff: skiffapi.New(skiffapi.Handler{Clusters: svc, Engine: eng, Account: router.Account, Region: region,
+		Skiff: skiffapi.New(skiffapi.Handler{Clusters: svc, Account: router.Account, Region: region,
 			Caller: func(r *http.Request) access.Caller { return callerOf(router.Caller(r)) }}),
 		IAMQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "iam", Context: globalKeys},
 		STSQuery:   &query.Handler{IAM: ids, Caller: router.Caller, Service: "sts", Context: globalKeys},

@@ -99,12 +99,9 @@ func (e *Engine) Trigger() {
 	}
 }
 
-// Snapshot is what the reconciler saw of a cluster in its last pass.
-type Snapshot struct {
-	At        time.Time        `json:"at"` // when the pass began
-	Instances []InstanceStatus `json:"instances"`
-	Backends  []string         `json:"backends"` // healthy apiservers behind the endpoint
-}
+// Snapshot is what the reconciler saw of a cluster in its last pass (the
+// store holds it too: model.Cluster.Observed).
+type Snapshot = model.ControlPlaneStatus
 
 // Snapshot returns the last pass's view of cluster c (zero before the first).
 func (e *Engine) Snapshot(c *model.Cluster) Snapshot {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -68,15 +69,7 @@ type worker struct {
 }
 
 // InstanceStatus is what the reconciler last saw of one instance.
-type InstanceStatus struct {
-	Name    string       `json:"name"`
-	Role    runtime.Role `json:"role"`
-	Zone    string       `json:"zone"`
-	PID     int          `json:"pid,omitempty"`
-	Running bool         `json:"running"`
-	Healthy bool         `json:"healthy"` // running, on its spec, and passed its last probe
-	Error   string       `json:"error,omitempty"`
-}
+type InstanceStatus = model.InstanceStatus
 
 // instState is what the worker remembers of an instance between passes;
 // losing it (a skiff restart) costs at most a fresh startup grace.
@@ -221,7 +214,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	apiUp := false
 	for i, s := range specs {
 		st := observed[s.ID]
-		snap[i] = InstanceStatus{Name: s.Name(), Role: s.Role, Zone: s.Zone, PID: st.PID, Running: st.Running,
+		snap[i] = InstanceStatus{Name: s.Name(), Role: string(s.Role), Zone: s.Zone, PID: st.PID, Running: st.Running,
 			Healthy: st.Running && st.Hash == s.Hash() && probes[i] == nil}
 		if probes[i] != nil {
 			snap[i].Error = probes[i].Error()
@@ -256,9 +249,13 @@ func (w *worker) reconcile(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	seen := Snapshot{At: passStart, Instances: snap, Backends: w.lb.Healthy()}
 	w.mu.Lock()
-	w.snapshot = Snapshot{At: passStart, Instances: snap, Backends: w.lb.Healthy()}
+	w.snapshot = seen
 	w.mu.Unlock()
+	if c, err = w.record(c, seen); err != nil {
+		errs = append(errs, wrap(c, "record the observed state", err))
+	}
 	if apiUp && (c.Status == model.StatusActive || c.Status == model.StatusUpdating) {
 		if err := w.syncAccess(ctx, c); err != nil {
 			errs = append(errs, wrap(c, "sync access entries to RBAC", err))
@@ -275,6 +272,22 @@ func (w *worker) reconcile(ctx context.Context) error {
 		allHealthy = allHealthy && st.Healthy
 	}
 	return w.updateStatus(ctx, c, allHealthy)
+}
+
+// record stores what this pass observed when it differs from what the
+// store holds (the time of the pass aside): the API reads it there.
+func (w *worker) record(c *model.Cluster, seen Snapshot) (*model.Cluster, error) {
+	if o := c.Observed; o != nil && slices.Equal(o.Instances, seen.Instances) && slices.Equal(o.Backends, seen.Backends) {
+		return c, nil
+	}
+	fresh, err := w.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		c.Observed = &seen
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	return fresh, nil
 }
 
 // indexOf returns an instance's index within its role: the zone index for

@@ -86,6 +86,28 @@ type Cluster struct {
 	// EndpointAddr is the endpoint's address inside the VPC (with the
 	// subnet's prefix length), where the cluster's nodes reach it.
 	EndpointAddr string `json:"endpointAddr,omitempty"`
+	// Observed is what the reconciler saw of the control plane in its
+	// last pass that changed it (the API reads it here, not from the
+	// reconciler).
+	Observed *ControlPlaneStatus `json:"observed,omitempty"`
+}
+
+// ControlPlaneStatus is the observed state of a cluster's control plane.
+type ControlPlaneStatus struct {
+	At        time.Time        `json:"at"` // the pass that saw it
+	Instances []InstanceStatus `json:"instances"`
+	Backends  []string         `json:"backends"` // healthy apiservers behind the endpoint
+}
+
+// InstanceStatus is one control-plane instance as the reconciler saw it.
+type InstanceStatus struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Zone    string `json:"zone"`
+	PID     int    `json:"pid,omitempty"`
+	Running bool   `json:"running"`
+	Healthy bool   `json:"healthy"` // running, on its spec, and passed its last probe
+	Error   string `json:"error,omitempty"`
 }
 
 // Access entry types, as EKS names them.

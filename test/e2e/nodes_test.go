@@ -378,6 +378,12 @@ func TestCLINodegroups(t *testing.T) {
 			t.Errorf("create output lacks %q", want)
 		}
 	}
+	// The control plane's instances as the store holds them (the
+	// reconciler records what it observes; the API reads the record).
+	if out := skiff("describe", "cluster", "cli-nodes"); !strings.Contains(out, "Instances:") || !strings.Contains(out, "etcd-a") ||
+		!strings.Contains(out, "apiserver-1") || strings.Count(out, "true") < 7 {
+		t.Errorf("describe cluster: no healthy instances:\n%s", out)
+	}
 	nodes := readyNodes(t, s, kc, 2)
 	if nodes[0].Zone == nodes[1].Zone || nodes[0].Group != "ng-1" {
 		t.Errorf("nodes %+v: want two zones, group ng-1", nodes)

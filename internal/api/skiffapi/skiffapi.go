@@ -14,14 +14,12 @@ import (
 	"skiff.dev/skiff/internal/access"
 	"skiff.dev/skiff/internal/api/awserr"
 	"skiff.dev/skiff/internal/clusters"
-	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/model"
 )
 
 // Handler serves /skiff/v1/.
 type Handler struct {
 	Clusters *clusters.Service
-	Engine   *controlplane.Engine
 	Account  func(r *http.Request) string
 	// Caller is the request's IAM principal as the cluster's access
 	// entries see it.
@@ -115,14 +113,18 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 }
 
 // instances reports what the reconciler saw of each control-plane instance
-// in its last pass (the CLI's progress and `describe cluster`).
+// as the store holds it (the CLI's progress and `describe cluster`).
 func (h *Handler) instances(w http.ResponseWriter, r *http.Request) {
 	c, err := h.Clusters.Get(h.Account(r), r.PathValue("name"))
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	awserr.WriteOK(w, h.Engine.Snapshot(c))
+	seen := model.ControlPlaneStatus{}
+	if c.Observed != nil {
+		seen = *c.Observed
+	}
+	awserr.WriteOK(w, seen)
 }
 
 // nodegroup returns a node group with its nodes (zone, address, Ready):
