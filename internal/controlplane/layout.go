@@ -28,7 +28,6 @@ const (
 	SchedulerPort         = 10259
 )
 
-
 // ServiceAccountIssuer is the issuer of the cluster's service-account
 // tokens: the "kubernetes" Service's name, which pods resolve and whose
 // certificate they trust (the cluster CA in every service account's
