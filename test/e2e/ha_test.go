@@ -116,6 +116,13 @@ func TestHAControlPlane(t *testing.T) {
 		t.Error(err)
 	}
 
+	// chaos: the HA promise is that any single failure is survived. So
+	// the test kills one random instance at a time, each once the
+	// previous kill has been repaired (all instances healthy, both
+	// apiservers in the pool), while a client writes and reads. A SIGKILL
+	// cuts what is in flight on the victim (no TCP balancer can hide
+	// that), so each kill may cost the requests in flight; what must not
+	// happen is an outage: a stretch with no successful request.
 	t.Run("chaos", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var ok, failed atomic.Int64
@@ -125,6 +132,8 @@ func TestHAControlPlane(t *testing.T) {
 		failures := map[int64]int{} // second since start → failures
 		errKinds := map[string]int{}
 		t0 := time.Now()
+		lastOK := t0
+		var longest time.Duration // the longest stretch without a success
 		recordFail := func(err error) {
 			failed.Add(1)
 			lastErr.Store(err.Error())
@@ -135,6 +144,15 @@ func TestHAControlPlane(t *testing.T) {
 				msg = msg[:80]
 			}
 			errKinds[msg]++
+			failMu.Unlock()
+		}
+		recordOK := func() {
+			ok.Add(1)
+			failMu.Lock()
+			if gap := time.Since(lastOK); gap > longest {
+				longest = gap
+			}
+			lastOK = time.Now()
 			failMu.Unlock()
 		}
 		var wg sync.WaitGroup
@@ -150,7 +168,7 @@ func TestHAControlPlane(t *testing.T) {
 					}
 					continue
 				}
-				ok.Add(1)
+				recordOK()
 				written.Store(name, fmt.Sprint(i))
 				if _, err := cs.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{}); err != nil {
 					if ctx.Err() == nil {
@@ -158,7 +176,7 @@ func TestHAControlPlane(t *testing.T) {
 					}
 					continue
 				}
-				ok.Add(1)
+				recordOK()
 			}
 		}()
 
@@ -169,7 +187,8 @@ func TestHAControlPlane(t *testing.T) {
 		var kills []kill
 		end := time.Now().Add(60 * time.Second)
 		for time.Now().Before(end) {
-			time.Sleep(5 * time.Second)
+			e.waitHealthy(t, c, 90*time.Second) // the last kill is repaired
+			time.Sleep(2 * time.Second)
 			var running []controlplane.InstanceStatus
 			for _, in := range e.engine.Snapshot(c).Instances {
 				// SKIFF_CHAOS_ROLE narrows the victims (to study one role).
@@ -185,20 +204,30 @@ func TestHAControlPlane(t *testing.T) {
 			kills = append(kills, kill{victim.Name, time.Now()})
 			t.Logf("%5.1fs killed %s (pid %d)", time.Since(t0).Seconds(), victim.Name, victim.PID)
 		}
+		e.waitHealthy(t, c, 90*time.Second)
+		time.Sleep(2 * time.Second)
 		cancel()
 		wg.Wait()
 
 		total := ok.Load() + failed.Load()
 		rate := float64(ok.Load()) / float64(total)
-		t.Logf("%d requests, %d failed: %.4f%% succeeded (last error: %v)", total, failed.Load(), 100*rate, lastErr.Load())
+		failMu.Lock()
+		t.Logf("%d kills, %d requests, %d failed: %.4f%% succeeded, longest stretch without a success %v (last error: %v)",
+			len(kills), total, failed.Load(), 100*rate, longest.Round(time.Millisecond), lastErr.Load())
 		if failed.Load() > 0 {
 			t.Logf("failures per second since start: %v; kinds: %v", failures, errKinds)
 		}
-		if total < 1000 || rate < 0.999 {
-			t.Errorf("want ≥ 1000 requests and ≥ 99.9%% success, got %d at %.4f%%", total, 100*rate)
+		failMu.Unlock()
+		if total < 1000 || len(kills) < 5 {
+			t.Errorf("want ≥ 1000 requests and ≥ 5 kills, got %d and %d", total, len(kills))
+		}
+		if budget := int64(2 * len(kills)); failed.Load() > budget {
+			t.Errorf("%d requests failed for %d single kills: want at most %d (what is in flight on the victim)", failed.Load(), len(kills), budget)
+		}
+		if longest > 5*time.Second {
+			t.Errorf("no request succeeded for %v: want no outage longer than 5s", longest)
 		}
 
-		e.waitHealthy(t, c, 90*time.Second)
 		for _, k := range kills {
 			if !e.replacedAfter(c, k.name, k.at.Add(-time.Second)) {
 				t.Errorf("%s killed at %s was not replaced", k.name, k.at.Format(time.TimeOnly))
