@@ -31,7 +31,7 @@ import (
 	"skiff.dev/skiff/internal/api/router"
 	"skiff.dev/skiff/internal/api/skiffapi"
 	"skiff.dev/skiff/internal/apitls"
-	"skiff.dev/skiff/internal/authn"
+	"skiff.dev/skiff/internal/authenticator"
 	"skiff.dev/skiff/internal/authz"
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/clusters"
@@ -194,7 +194,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 		return addons.Params{Endpoint: "https://" + net.JoinHostPort(p.Addr().String(), "443"), DNSIP: nodes.ClusterDNS, PodRange: nodes.PodRange.String()}
 	}}
 	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log, Addons: addonMgr,
-		Tokens: tokenVerifier(ids, ln.Addr()), Nodes: nodeRec})
+		Credentials: credentials(ids), TokenHosts: tokenHosts(ln.Addr()), TokenVPCPort: nodes.APIPort, Nodes: nodeRec, SkiffBin: self})
 	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets, Addons: addonCat,
 		Quotas: quotas}
 	nets.InUse = svc.UserOf
@@ -314,10 +314,10 @@ func callerOf(p *iam.Principal) access.Caller {
 	return c
 }
 
-// tokenVerifier verifies the tokens of `aws eks get-token` for the
-// clusters' webhooks: presigned for this skiff's STS endpoint (any host if
-// skiff listens on all addresses) with a key of its IAM store.
-func tokenVerifier(ids *iam.Service, addr net.Addr) *access.Tokens {
+// tokenHosts are the hosts an `aws eks get-token` token may be presigned
+// for: this skiff's STS endpoint (any host if skiff listens on all
+// addresses).
+func tokenHosts(addr net.Addr) []string {
 	var hosts []string
 	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsUnspecified() {
 		hosts = []string{addr.String()}
@@ -325,30 +325,23 @@ func tokenVerifier(ids *iam.Service, addr net.Addr) *access.Tokens {
 			hosts = append(hosts, net.JoinHostPort("localhost", strconv.Itoa(tcp.Port)))
 		}
 	}
-	return &access.Tokens{
-		Verifier: &authn.Verifier{Lookup: ids.Lookup, Hosts: hosts, AllowHost: vpcServiceHost},
-		Principal: func(keyID string) (access.Caller, error) {
-			p, err := ids.Principal(keyID)
-			if err != nil {
-				return access.Caller{}, err
-			}
-			return callerOf(p), nil
-		},
-	}
+	return hosts
 }
 
-// vpcServiceHost accepts skiff's API address inside a VPC (nodes mint
-// their tokens against it): a private address on the VPC API port.
-func vpcServiceHost(host string) bool {
-	ap, err := netip.ParseAddrPort(host)
-	if err != nil {
-		if a, err2 := netip.ParseAddr(host); err2 == nil {
-			ap = netip.AddrPortFrom(a, 80)
-		} else {
-			return false
+// credentials gives the clusters' authenticators the usable keys of
+// accounts, with their callers.
+func credentials(ids *iam.Service) controlplane.Credentials {
+	return func(accounts []string) (map[string]authenticator.Credential, error) {
+		creds, err := ids.Credentials(accounts...)
+		if err != nil {
+			return nil, err
 		}
+		out := make(map[string]authenticator.Credential, len(creds))
+		for id, cr := range creds {
+			out[id] = authenticator.Credential{Secret: cr.Secret, Expiration: cr.Expiration, Caller: callerOf(&cr.Principal)}
+		}
+		return out, nil
 	}
-	return ap.Port() == nodes.APIPort && (ap.Addr().IsPrivate() || netip.MustParsePrefix("100.64.0.0/10").Contains(ap.Addr()))
 }
 
 // serveInfo tells local commands (skiff env) where this skiff serves.

@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"net"
 	"net/netip"
 
 	"k8s.io/client-go/kubernetes"
@@ -30,12 +29,20 @@ type Config struct {
 	Log     *slog.Logger
 	// Interval between two passes over one cluster; default 500ms.
 	Interval time.Duration
-	// Tokens verifies IAM tokens for the clusters' webhooks; nil refuses them.
-	Tokens Tokens
+	// Credentials gives the clusters' authenticators the IAM keys they
+	// verify tokens with; nil gives none (every IAM token is refused).
+	Credentials Credentials
+	// TokenHosts are the hosts a token may be presigned for (skiff's STS
+	// endpoints; empty: any), and TokenVPCPort the port of skiff's API
+	// inside VPCs (any private address on it).
+	TokenHosts   []string
+	TokenVPCPort int
 	// Nodes runs the clusters' managed node groups; nil runs none.
 	Nodes Nodes
 	// Addons installs and manages the clusters' add-ons; nil installs none.
 	Addons Addons
+	// SkiffBin is the skiff binary: the endpoints' replicas run it.
+	SkiffBin string
 }
 
 // Addons is the add-on reconciler, run by each cluster's worker after its
@@ -57,9 +64,6 @@ type Nodes interface {
 	Forget(ctx context.Context, clusterID, nodeID string) error
 	// SweepVPCs removes this skiff's VPC namespaces that no cluster uses.
 	SweepVPCs(ctx context.Context, clusters []*model.Cluster) error
-	// Dial connects to one of the cluster's nodes or pods from inside its
-	// VPC (for the apiservers' egress), refusing any other address.
-	Dial(ctx context.Context, c *model.Cluster, addr string) (net.Conn, error)
 }
 
 // Engine runs one worker per stored cluster. Each worker is a
@@ -82,6 +86,9 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.SkiffBin == "" {
+		cfg.SkiffBin, _ = os.Executable()
 	}
 	return &Engine{cfg: cfg, workers: map[string]*worker{}, wake: make(chan struct{}, 1)}
 }
@@ -113,15 +120,15 @@ func (e *Engine) Snapshot(c *model.Cluster) Snapshot {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	snap := w.snapshot
-	if w.liveLB != nil {
-		snap.Backends = w.liveLB.Healthy() // the pool as of now, not of the last pass
-	}
-	return snap
+	return w.snapshot
 }
 
 // Layout returns where cluster c lives.
-func (e *Engine) Layout(c *model.Cluster) Layout { return NewLayout(e.cfg.DataDir, c) }
+func (e *Engine) Layout(c *model.Cluster) Layout {
+	l := NewLayout(e.cfg.DataDir, c)
+	l.Skiff = e.cfg.SkiffBin
+	return l
+}
 
 // Run reconciles until ctx ends. Instances keep running after Run returns:
 // control planes outlive skiff.

@@ -5,14 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 
 	"k8s.io/client-go/util/cert"
 
-	"skiff.dev/skiff/internal/lb"
 	"skiff.dev/skiff/internal/runtime"
 )
 
@@ -96,20 +94,6 @@ func get(ctx context.Context, c *http.Client, url string) ([]byte, error) {
 		return body, statusError{url, resp.Status}
 	}
 	return body, nil
-}
-
-// readyz is the load balancer's check of one apiserver: an answer other
-// than 200 is lb.ErrNotReady (alive, but send it nothing new); no answer is
-// another error.
-func (p *prober) readyz() func(ctx context.Context, addr string) error {
-	return func(ctx context.Context, addr string) error {
-		_, err := get(ctx, p.apiserver, "https://"+addr+"/readyz")
-		var status statusError
-		if errors.As(err, &status) {
-			return fmt.Errorf("%w: %v", lb.ErrNotReady, err)
-		}
-		return err
-	}
 }
 
 // statusError is an HTTP answer other than 200.

@@ -19,6 +19,7 @@ import (
 // Ports of the components on their instance address.
 const (
 	EndpointPort          = 443
+	EndpointStatusPort    = 7080
 	WebhookPort           = 443
 	APIServerPort         = 6443
 	EtcdClientPort        = 2379
@@ -44,6 +45,8 @@ const ServiceIP = "10.100.0.1"
 type Layout struct {
 	Slot int
 	Dir  string // DATA/clusters/ID
+	// Skiff is the skiff binary, the program of the endpoint's replicas.
+	Skiff string
 }
 
 // NewLayout returns the layout of cluster c under dataDir.
@@ -61,8 +64,29 @@ func (l Layout) EndpointURL() string {
 	return "https://" + net.JoinHostPort(l.EndpointIP().String(), strconv.Itoa(EndpointPort))
 }
 
-// WebhookIP is the address of the token-review webhook skiff serves for
-// the cluster's apiservers.
+// EndpointReplicas is how many load balancers serve a cluster's endpoint
+// (sharing its address): one may be replaced while the other serves.
+const EndpointReplicas = 2
+
+// EndpointStatusAddr is where the i-th endpoint replica reports its pool.
+func (l Layout) EndpointStatusAddr(i int) string {
+	return net.JoinHostPort(l.ip(3+i).String(), strconv.Itoa(EndpointStatusPort))
+}
+
+// AuthenticatorReplicas is how many authenticators serve a cluster's
+// token-review webhook (sharing its address).
+const AuthenticatorReplicas = 2
+
+// AuthenticatorStatusAddr is where the i-th authenticator answers /healthz.
+func (l Layout) AuthenticatorStatusAddr(i int) string {
+	return net.JoinHostPort(l.ip(5+i).String(), strconv.Itoa(EndpointStatusPort))
+}
+
+// AuthnMaterialPath is the authenticator's material (keys: mode 0600).
+func (l Layout) AuthnMaterialPath() string { return filepath.Join(l.Dir, "authn", "material.json") }
+
+// WebhookIP is the address of the token-review webhook (the cluster's
+// authenticators) for the cluster's apiservers.
 func (l Layout) WebhookIP() net.IP { return l.ip(2) }
 
 // WebhookURL is the token-review webhook's URL.

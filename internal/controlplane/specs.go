@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"fmt"
+	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -9,6 +11,7 @@ import (
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/pki"
 	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/vpcnet"
 )
 
 // Specs returns the desired instances of cluster c, run from bundle b. The
@@ -25,7 +28,102 @@ func (l Layout) Specs(c *model.Cluster, b bundle.Bundle) []runtime.Spec {
 	for i := range 2 {
 		out = append(out, l.controllerManagerSpec(c, b, i), l.schedulerSpec(c, b, i))
 	}
-	return out
+	for i := range EndpointReplicas {
+		out = append(out, l.endpointSpec(c, i))
+	}
+	for i := range AuthenticatorReplicas {
+		out = append(out, l.authenticatorSpec(c, i))
+	}
+	return append(out, l.tunnelSpec(c))
+}
+
+// tunnelSpec is the cluster's tunnel (`skiff tunnel`): the apiservers'
+// egress into the VPC and to webhooks. One instance: its unix sockets
+// cannot be shared, and a replacement takes a fraction of a second.
+func (l Layout) tunnelSpec(c *model.Cluster) runtime.Spec {
+	args := []string{"tunnel",
+		"--name=" + c.Name,
+		"--cluster-socket=" + l.EgressSocket(),
+		"--controlplane-socket=" + l.ControlPlaneEgressSocket(),
+		"--direct=" + hostPort(l.WebhookIP(), WebhookPort),
+		"--nodes=" + l.TunnelNodesPath(),
+		"--pod-range=" + model.PodCIDR,
+		"--status=" + l.TunnelStatusAddr(),
+	}
+	if c.Network.VpcID != "" {
+		args = append(args, "--netns="+vpcnet.VPCNamespace(c.Network.VpcID))
+	}
+	return runtime.Spec{
+		ID:      c.ID + "/tunnel",
+		Cluster: c.ID,
+		Role:    runtime.Tunnel,
+		Zone:    zoneOf(c, 0),
+		Command: append([]string{l.Skiff}, args...),
+		Files:   []string{filepath.Dir(l.TunnelNodesPath()), EgressDir},
+	}
+}
+
+// authenticatorSpec is the i-th replica of the cluster's IAM token
+// authenticator (`skiff authenticator`), the apiservers' token-review
+// webhook; like the endpoint, it does not depend on the Kubernetes version.
+func (l Layout) authenticatorSpec(c *model.Cluster, i int) runtime.Spec {
+	name := "authenticator-" + strconv.Itoa(i)
+	return runtime.Spec{
+		ID:      c.ID + "/" + name,
+		Cluster: c.ID,
+		Role:    runtime.Authenticator,
+		Zone:    zoneOf(c, i),
+		Command: []string{l.Skiff, "authenticator",
+			"--listen=" + hostPort(l.WebhookIP(), WebhookPort),
+			"--cert=" + l.pki("webhook.crt"),
+			"--key=" + l.pki("webhook.key"),
+			"--client-ca=" + l.pki("ca.crt"),
+			"--client-cn=" + webhookClientCN,
+			"--material=" + l.AuthnMaterialPath(),
+			"--kubeconfig=" + l.KubeconfigPath("admin"),
+			"--source=" + l.EndpointIP().String(),
+			"--status=" + l.AuthenticatorStatusAddr(i),
+		},
+		Files: []string{l.PKIDir(), filepath.Dir(l.AuthnMaterialPath()), l.KubeconfigPath("admin")},
+	}
+}
+
+// endpointSpec is the i-th replica of the cluster's endpoint: skiff's own
+// load balancer (`skiff endpoint`), so the endpoint does not depend on the
+// skiff server. It does not depend on the Kubernetes version either: an
+// upgrade does not replace it.
+func (l Layout) endpointSpec(c *model.Cluster, i int) runtime.Spec {
+	name := "endpoint-" + strconv.Itoa(i)
+	args := []string{"endpoint",
+		"--name=" + c.Name,
+		"--listen=" + hostPort(l.EndpointIP(), EndpointPort),
+		"--ca=" + l.pki("ca.crt"),
+		"--own=" + l.EndpointIP().String(),
+		"--status=" + l.EndpointStatusAddr(i),
+		"--public-access=" + strconv.FormatBool(c.Network.EndpointPublicAccess),
+	}
+	for j := range c.APIServers {
+		args = append(args, "--backend="+hostPort(l.APIServerIP(j), APIServerPort))
+	}
+	for _, s := range c.Network.PublicAccessCidrs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			args = append(args, "--public-cidr="+p.Masked().String())
+		}
+	}
+	// The endpoint inside the cluster's VPC, for its nodes (EKS' private
+	// endpoint): served as soon as the VPC's namespace exists.
+	if p, err := netip.ParsePrefix(c.EndpointAddr); err == nil && c.Network.VpcID != "" {
+		args = append(args, "--listen-in="+vpcnet.VPCNamespace(c.Network.VpcID)+"="+
+			netip.AddrPortFrom(p.Addr(), EndpointPort).String())
+	}
+	return runtime.Spec{
+		ID:      c.ID + "/" + name,
+		Cluster: c.ID,
+		Role:    runtime.Endpoint,
+		Zone:    zoneOf(c, i),
+		Command: append([]string{l.Skiff}, args...),
+		Files:   []string{l.pki("ca.crt")},
+	}
 }
 
 func (l Layout) spec(c *model.Cluster, b bundle.Bundle, role runtime.Role, name, zone string, files []string, args ...string) runtime.Spec {

@@ -27,21 +27,28 @@ func arg(s runtime.Spec, flag string) string {
 func TestSpecs(t *testing.T) {
 	b := bundle.Bundle{Manifest: bundle.Manifest{KubernetesVersion: "v1.37.2", Binary: "kube"}, Dir: "/b"}
 	c := testCluster()
-	l := Layout{Slot: c.Slot, Dir: "/data/clusters/c-1"}
+	l := Layout{Slot: c.Slot, Dir: "/data/clusters/c-1", Skiff: "/bin/skiff"}
 	specs := l.Specs(c, b)
 	var names []string
 	for _, s := range specs {
 		names = append(names, s.Name())
 	}
 	want := []string{"etcd-a", "etcd-b", "etcd-c", "apiserver-0", "apiserver-1", "apiserver-2",
-		"controller-manager-0", "scheduler-0", "controller-manager-1", "scheduler-1"}
+		"controller-manager-0", "scheduler-0", "controller-manager-1", "scheduler-1", "endpoint-0", "endpoint-1", "authenticator-0", "authenticator-1", "tunnel"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("instances %v, want %v", names, want)
 	}
 	for i, s := range specs {
 		if indexOf(s) != map[string]int{"etcd-a": 0, "etcd-b": 1, "etcd-c": 2, "apiserver-0": 0, "apiserver-1": 1,
-			"apiserver-2": 2, "controller-manager-0": 0, "scheduler-0": 0, "controller-manager-1": 1, "scheduler-1": 1}[s.Name()] {
+			"apiserver-2": 2, "controller-manager-0": 0, "scheduler-0": 0, "controller-manager-1": 1, "scheduler-1": 1,
+			"endpoint-0": 0, "endpoint-1": 1, "authenticator-0": 0, "authenticator-1": 1, "tunnel": 0}[s.Name()] {
 			t.Errorf("indexOf(%s) = %d", s.Name(), indexOf(s))
+		}
+		if s.Role == runtime.Endpoint || s.Role == runtime.Authenticator || s.Role == runtime.Tunnel {
+			if s.Command[0] != "/bin/skiff" || s.Command[1] != string(s.Role) {
+				t.Errorf("%d: command %v", i, s.Command[:2])
+			}
+			continue
 		}
 		if s.Command[0] != "/b/kube" || s.Command[1] != string(s.Role) {
 			t.Errorf("%d: command %v", i, s.Command[:2])
@@ -51,6 +58,9 @@ func TestSpecs(t *testing.T) {
 	// are named from the hostname.
 	hosts := map[string]bool{}
 	for _, s := range specs {
+		if s.Role == runtime.Endpoint || s.Role == runtime.Authenticator || s.Role == runtime.Tunnel {
+			continue
+		}
 		if s.Hostname == "" || hosts[s.Hostname] {
 			t.Errorf("%s: hostname %q empty or taken", s.ID, s.Hostname)
 		}
@@ -100,6 +110,50 @@ func TestSpecs(t *testing.T) {
 		!strings.HasSuffix(arg(eb, "--data-dir"), "/etcd/etcd-b-1") ||
 		arg(eb, "--initial-cluster") != "etcd-a=https://127.1.7.11:2380,etcd-b-1=https://127.1.7.12:2380,etcd-c=https://127.1.7.13:2380" {
 		t.Errorf("replacement member args: %v", eb.Command)
+	}
+}
+
+// TestEndpointSpecs: the endpoint's replicas share the address, front
+// every apiserver, listen in the VPC once the cluster has an address there,
+// and are not replaced by a version upgrade.
+func TestEndpointSpecs(t *testing.T) {
+	b := bundle.Bundle{Manifest: bundle.Manifest{KubernetesVersion: "v1.37.2", Binary: "kube"}, Dir: "/b"}
+	c := testCluster()
+	l := Layout{Slot: c.Slot, Dir: "/data/clusters/c-1", Skiff: "/bin/skiff"}
+	var eps []runtime.Spec
+	for _, s := range l.Specs(c, b) {
+		if s.Role == runtime.Endpoint {
+			eps = append(eps, s)
+		}
+	}
+	if len(eps) != EndpointReplicas || EndpointReplicas < 2 {
+		t.Fatalf("%d endpoint replicas", len(eps))
+	}
+	if arg(eps[0], "--listen") != "127.1.7.1:443" || arg(eps[1], "--listen") != "127.1.7.1:443" ||
+		arg(eps[0], "--status") == arg(eps[1], "--status") {
+		t.Errorf("listen %s %s, status %s %s", arg(eps[0], "--listen"), arg(eps[1], "--listen"), arg(eps[0], "--status"), arg(eps[1], "--status"))
+	}
+	var backends []string
+	for _, a := range eps[0].Command {
+		if v, ok := strings.CutPrefix(a, "--backend="); ok {
+			backends = append(backends, v)
+		}
+	}
+	if !slices.Equal(backends, []string{"127.1.7.21:6443", "127.1.7.22:6443", "127.1.7.23:6443"}) {
+		t.Errorf("backends %v", backends)
+	}
+	if got := arg(eps[0], "--listen-in"); got != "" {
+		t.Errorf("listens in %q without a VPC address", got)
+	}
+	v := testCluster()
+	v.Network.VpcID, v.EndpointAddr = "vpc-0abc", "10.0.1.5/24"
+	ev := l.Specs(v, b)[10]
+	if got := arg(ev, "--listen-in"); !strings.HasSuffix(got, "=10.0.1.5:443") || !strings.Contains(got, "0abc") {
+		t.Errorf("--listen-in=%q", got)
+	}
+	up := bundle.Bundle{Manifest: bundle.Manifest{KubernetesVersion: "v1.38.0", Binary: "kube"}, Dir: "/b2"}
+	if l.Specs(c, up)[10].Hash() != eps[0].Hash() {
+		t.Error("a version upgrade replaces the endpoint")
 	}
 }
 

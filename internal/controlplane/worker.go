@@ -18,11 +18,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff.dev/skiff/internal/access"
-	"skiff.dev/skiff/internal/lb"
+	"skiff.dev/skiff/internal/endpoint"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/status"
+	"skiff.dev/skiff/internal/tunnel"
 	"skiff.dev/skiff/internal/store"
-	"skiff.dev/skiff/internal/vpcnet"
 )
 
 // Health policy.
@@ -48,11 +49,7 @@ type worker struct {
 	wake    chan struct{}
 	done    chan struct{}
 
-	lb       *lb.Balancer
-	private  net.Listener // the endpoint inside the VPC, for nodes
-	egress   *egress      // the apiservers' way into the VPC
-	cpEgress *egress      // their way to webhooks given by URL
-	webhook  *webhook
+	netOK    bool    // the cluster's VPC was realized by this worker
 	prober   *prober
 	admin    kubernetes.Interface
 	pkiOK    string // hash of the PKI spec last ensured
@@ -65,7 +62,6 @@ type worker struct {
 
 	mu       sync.Mutex
 	snapshot Snapshot // as of the last pass, for Engine.Snapshot
-	liveLB   *lb.Balancer
 }
 
 // InstanceStatus is what the reconciler last saw of one instance.
@@ -89,21 +85,14 @@ func (w *worker) trigger() {
 	}
 }
 
-func (w *worker) layout(c *model.Cluster) Layout { return NewLayout(w.cfg.DataDir, c) }
+func (w *worker) layout(c *model.Cluster) Layout {
+	l := NewLayout(w.cfg.DataDir, c)
+	l.Skiff = w.cfg.SkiffBin
+	return l
+}
 
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
-	defer func() {
-		if w.lb != nil {
-			w.lb.Close()
-		}
-		w.webhook.Close()
-		w.egress.Close()
-		w.cpEgress.Close()
-		if w.private != nil {
-			w.private.Close()
-		}
-	}()
 	w.started = time.Now()
 	for {
 		err := w.reconcile(ctx)
@@ -157,14 +146,13 @@ func (w *worker) reconcile(ctx context.Context) error {
 	if err := w.ensureAccess(c, l); err != nil {
 		return err
 	}
-	specs := l.Specs(c, b)
-	var apis []string
-	for i := range c.APIServers {
-		apis = append(apis, hostPort(l.APIServerIP(i), APIServerPort))
+	if err := w.writeMaterial(ctx, c, l); err != nil {
+		return wrap(c, "the authenticator's material", err)
 	}
-	w.lb.SetBackends(apis)
-	own, _ := netip.AddrFromSlice(l.EndpointIP().To4())
-	w.lb.SetAccess(publicAccess(c.Network, own))
+	if err := tunnel.WriteNodes(l.TunnelNodesPath(), nodeAddrs(c)); err != nil {
+		return wrap(c, "the tunnel's node list", err)
+	}
+	specs := l.Specs(c, b)
 
 	passStart := time.Now()
 	all, err := w.cfg.Runtime.List(ctx)
@@ -194,6 +182,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	// Probe every running instance at once; act on each result.
 	var wg sync.WaitGroup
 	probes := make([]error, len(specs))
+	pools := make([][]string, len(specs)) // endpoint replicas' pools
 	for i, s := range specs {
 		// Instances on an older spec are probed too: a rolling replacement
 		// waits until every other instance is up.
@@ -203,6 +192,20 @@ func (w *worker) reconcile(ctx context.Context) error {
 				defer wg.Done()
 				pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 				defer cancel()
+				if s.Role == runtime.Tunnel {
+					probes[i] = status.Get(pctx, l.TunnelStatusAddr(), nil)
+					return
+				}
+				if s.Role == runtime.Authenticator {
+					probes[i] = status.Get(pctx, l.AuthenticatorStatusAddr(indexOf(s)), nil)
+					return
+				}
+				if s.Role == runtime.Endpoint {
+					var st endpoint.Status
+					st, probes[i] = endpoint.Get(pctx, l.EndpointStatusAddr(indexOf(s)))
+					pools[i] = st.Healthy
+					return
+				}
 				probes[i] = w.prober.probe(pctx, l, s, indexOf(s))
 			}()
 		}
@@ -249,7 +252,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	seen := Snapshot{At: passStart, Instances: snap, Backends: w.lb.Healthy()}
+	seen := Snapshot{At: passStart, Instances: snap, Backends: backends(specs, snap, pools)}
 	w.mu.Lock()
 	w.snapshot = seen
 	w.mu.Unlock()
@@ -271,7 +274,39 @@ func (w *worker) reconcile(ctx context.Context) error {
 	for _, st := range snap {
 		allHealthy = allHealthy && st.Healthy
 	}
-	return w.updateStatus(ctx, c, allHealthy)
+	return w.updateStatus(ctx, c, allHealthy, seen.Backends)
+}
+
+// nodeAddrs are the addresses of c's nodes.
+func nodeAddrs(c *model.Cluster) []netip.Addr {
+	out := []netip.Addr{}
+	for _, g := range c.Nodegroups {
+		for _, n := range g.Nodes {
+			if p, err := netip.ParsePrefix(n.Addr); err == nil {
+				out = append(out, p.Addr())
+			}
+		}
+	}
+	return out
+}
+
+// backends is the endpoint's pool: the apiservers that every healthy
+// replica has in its pool.
+func backends(specs []runtime.Spec, snap []InstanceStatus, pools [][]string) []string {
+	var out []string
+	first := true
+	for i, s := range specs {
+		if s.Role != runtime.Endpoint || !snap[i].Healthy {
+			continue
+		}
+		if first {
+			out, first = slices.Clone(pools[i]), false
+			continue
+		}
+		out = slices.DeleteFunc(out, func(a string) bool { return !slices.Contains(pools[i], a) })
+	}
+	slices.Sort(out)
+	return out
 }
 
 // record stores what this pass observed when it differs from what the
@@ -428,94 +463,9 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		if w.admin, err = kubernetes.NewForConfig(cfg); err != nil {
 			return err
 		}
-		if w.lb != nil {
-			w.lb.Close()
-			w.lb = nil
-		}
-		w.webhook.Close()
-		w.webhook = nil
-		if w.private != nil {
-			w.private.Close()
-			w.private = nil
-		}
 		w.pkiOK = spec
 	}
-	if w.lb == nil {
-		bal := lb.New(lb.Config{Name: c.Name, Check: w.prober.readyz(), Log: w.cfg.Log})
-		if err := bal.Listen(hostPort(l.EndpointIP(), EndpointPort)); err != nil {
-			bal.Close()
-			return err
-		}
-		w.lb = bal
-		w.mu.Lock()
-		w.liveLB = bal
-		w.mu.Unlock()
-	}
-	if w.cpEgress == nil {
-		eg, err := startEgress(l.ControlPlaneEgressSocket(), l.controlPlaneDialer(w.dial), w.cfg.Log)
-		if err != nil {
-			return err
-		}
-		w.cpEgress = eg
-	}
-	if w.egress == nil {
-		eg, err := startEgress(l.EgressSocket(), w.dial, w.cfg.Log)
-		if err != nil {
-			return err
-		}
-		w.egress = eg
-	}
-	if w.webhook == nil {
-		wh, err := startWebhook(c, l, w.cfg.Store, w.cfg.Tokens, w.admin, w.cfg.Log)
-		if err != nil {
-			return err
-		}
-		w.webhook = wh
-	}
 	return nil
-}
-
-// publicAccess is who may use the endpoint's host-facing address, as EKS
-// enforces endpointPublicAccess and publicAccessCidrs on the public
-// endpoint: nobody when public access is off, else the sources in the
-// CIDRs. own (skiff's own clients' source) always may. The endpoint in the
-// VPC (private access) is not filtered.
-func publicAccess(n model.ClusterNetwork, own netip.Addr) func(netip.Addr) bool {
-	var cidrs []netip.Prefix
-	for _, s := range n.PublicAccessCidrs {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			cidrs = append(cidrs, p.Masked())
-		}
-	}
-	return func(a netip.Addr) bool {
-		if a == own {
-			return true
-		}
-		if !n.EndpointPublicAccess {
-			return false
-		}
-		if len(cidrs) == 0 {
-			return true
-		}
-		for _, p := range cidrs {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
-}
-
-// dial is the egress proxy's way to the cluster's nodes and pods.
-func (w *worker) dial(ctx context.Context, addr string) (net.Conn, error) {
-	if w.cfg.Nodes == nil {
-		return nil, errors.New("this skiff runs no nodes")
-	}
-	c, err := w.cfg.Store.GetCluster(w.key)
-	if err != nil {
-		return nil, err
-	}
-	return w.cfg.Nodes.Dial(ctx, c, addr)
 }
 
 // reconcileNodes serves the endpoint inside the cluster's VPC and runs
@@ -524,20 +474,16 @@ func (w *worker) reconcileNodes(ctx context.Context, c *model.Cluster) error {
 	if w.cfg.Nodes == nil || len(c.Nodegroups) == 0 && c.EndpointAddr == "" {
 		return nil
 	}
-	if w.private == nil {
-		ns, addr, err := w.cfg.Nodes.Network(ctx, c)
-		if err != nil {
+	// The endpoint's replicas listen in the VPC (their spec names it)
+	// once it exists.
+	if !w.netOK {
+		if _, _, err := w.cfg.Nodes.Network(ctx, c); err != nil {
 			return err
 		}
 		if c.EndpointAddr == "" {
 			return nil // the next pass, with the certificate for the new address
 		}
-		ln, err := vpcnet.ListenIn(ns, hostPort(net.IP(addr.Addr().AsSlice()), EndpointPort))
-		if err != nil {
-			return fmt.Errorf("endpoint in the VPC: %w", err)
-		}
-		w.private = ln
-		go w.lb.Serve(ln)
+		w.netOK = true
 	}
 	err := w.cfg.Nodes.Reconcile(ctx, c, w.admin)
 	if w.cfg.Addons != nil {
@@ -574,14 +520,14 @@ func (w *worker) syncAccess(ctx context.Context, c *model.Cluster) error {
 
 // updateStatus records what the pass saw: a CREATING cluster turns ACTIVE
 // once its endpoint serves the API and the default namespaces exist.
-func (w *worker) updateStatus(ctx context.Context, c *model.Cluster, allHealthy bool) error {
+func (w *worker) updateStatus(ctx context.Context, c *model.Cluster, allHealthy bool, backends []string) error {
 	if c.Status == model.StatusUpdating {
 		return w.finishUpdate(c, allHealthy)
 	}
 	if c.Status != model.StatusCreating {
 		return nil
 	}
-	if len(w.lb.Healthy()) == 0 {
+	if len(backends) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -659,20 +605,6 @@ func (w *worker) setStatus(c *model.Cluster, status, msg string) error {
 // teardown stops every instance of a DELETING cluster, removes its files
 // and finally its record. A crash halfway repeats it from the start.
 func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
-	if w.lb != nil {
-		w.lb.Close()
-		w.lb = nil
-	}
-	w.webhook.Close()
-	w.webhook = nil
-	w.egress.Close()
-	w.egress = nil
-	w.cpEgress.Close()
-	w.cpEgress = nil
-	if w.private != nil {
-		w.private.Close()
-		w.private = nil
-	}
 	if w.cfg.Nodes != nil {
 		if err := w.cfg.Nodes.Teardown(ctx, c); err != nil {
 			return wrap(c, "remove nodes", err)
@@ -698,7 +630,13 @@ func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(w.layout(c).Dir); err != nil {
+	l := w.layout(c)
+	for _, sock := range []string{l.EgressSocket(), l.ControlPlaneEgressSocket()} { // a tunnel killed after its grace
+		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return wrap(c, "remove the tunnel's socket", err)
+		}
+	}
+	if err := os.RemoveAll(l.Dir); err != nil {
 		return wrap(c, "remove files", err)
 	}
 	if err := w.cfg.Store.DeleteCluster(c.Key()); err != nil {

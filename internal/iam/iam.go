@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -225,36 +226,79 @@ func (s *Service) resolve(accessKeyID string) (*Principal, sigv4.Secret, error) 
 	var p *Principal
 	var secret sigv4.Secret
 	err := s.Store.IdentityView(func(tx *store.Tx) error {
-		var k AccessKey
-		if err := tx.Get("key/"+accessKeyID, &k); err == nil {
-			if k.Status != "Active" {
-				return sigv4.ErrUnknownKey
-			}
-			var u User
-			if err := tx.Get(userKey(k.Account, k.User), &u); err != nil {
-				return sigv4.ErrUnknownKey
-			}
-			p = &Principal{Account: k.Account, Arn: u.Arn(), UserID: u.ID, User: u.Name, Root: u.Name == AdminUser, AccessKeyID: accessKeyID}
-			secret = sigv4.Secret{SecretAccessKey: k.Secret}
-			return nil
-		}
-		var sess Session
-		if err := tx.Get("session/"+accessKeyID, &sess); err == nil && s.now().Before(sess.Expiration) {
-			// A session ends with its role (a role re-created under the
-			// same name is another role).
-			var r Role
-			if err := tx.Get(roleKey(sess.Account, sess.Role), &r); err != nil || r.ID != sess.RoleID {
-				return sigv4.ErrUnknownKey
-			}
-			p = &Principal{Account: sess.Account, Role: sess.Role, RoleArn: r.Arn(), AccessKeyID: accessKeyID,
-				Arn:    fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/%s", sess.Account, sess.Role, sess.Name),
-				UserID: sess.RoleID + ":" + sess.Name}
-			secret = sigv4.Secret{SecretAccessKey: sess.Secret, SessionToken: sess.Token}
-			return nil
-		}
-		return sigv4.ErrUnknownKey
+		var err error
+		p, secret, _, err = s.resolveTx(tx, accessKeyID)
+		return err
 	})
 	return p, secret, err
+}
+
+// resolveTx finds the principal and secret of a usable key: an active key
+// of an existing user, or a live session of an existing role. A session's
+// expiry is returned too (zero for long-term keys).
+func (s *Service) resolveTx(tx *store.Tx, accessKeyID string) (*Principal, sigv4.Secret, time.Time, error) {
+	var k AccessKey
+	if err := tx.Get("key/"+accessKeyID, &k); err == nil {
+		if k.Status != "Active" {
+			return nil, sigv4.Secret{}, time.Time{}, sigv4.ErrUnknownKey
+		}
+		var u User
+		if err := tx.Get(userKey(k.Account, k.User), &u); err != nil {
+			return nil, sigv4.Secret{}, time.Time{}, sigv4.ErrUnknownKey
+		}
+		p := &Principal{Account: k.Account, Arn: u.Arn(), UserID: u.ID, User: u.Name, Root: u.Name == AdminUser, AccessKeyID: accessKeyID}
+		return p, sigv4.Secret{SecretAccessKey: k.Secret}, time.Time{}, nil
+	}
+	var sess Session
+	if err := tx.Get("session/"+accessKeyID, &sess); err == nil && s.now().Before(sess.Expiration) {
+		// A session ends with its role (a role re-created under the
+		// same name is another role).
+		var r Role
+		if err := tx.Get(roleKey(sess.Account, sess.Role), &r); err != nil || r.ID != sess.RoleID {
+			return nil, sigv4.Secret{}, time.Time{}, sigv4.ErrUnknownKey
+		}
+		p := &Principal{Account: sess.Account, Role: sess.Role, RoleArn: r.Arn(), AccessKeyID: accessKeyID,
+			Arn:    fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/%s", sess.Account, sess.Role, sess.Name),
+			UserID: sess.RoleID + ":" + sess.Name}
+		return p, sigv4.Secret{SecretAccessKey: sess.Secret, SessionToken: sess.Token}, sess.Expiration, nil
+	}
+	return nil, sigv4.Secret{}, time.Time{}, sigv4.ErrUnknownKey
+}
+
+// Credential is a usable key with its principal.
+type Credential struct {
+	Principal  Principal
+	Secret     sigv4.Secret
+	Expiration time.Time // of a session; zero for a long-term key
+}
+
+// Credentials returns every usable key of the accounts (long-term keys of
+// existing users, live sessions of existing roles), by key ID: what a
+// cluster's authenticator verifies tokens with while skiff is away.
+func (s *Service) Credentials(accounts ...string) (map[string]Credential, error) {
+	out := map[string]Credential{}
+	err := s.Store.IdentityView(func(tx *store.Tx) error {
+		var ids []string
+		for _, prefix := range []string{"key/", "session/"} {
+			err := tx.Scan(prefix, func(key string, data []byte) error {
+				var rec struct{ Account string }
+				if json.Unmarshal(data, &rec) == nil && slices.Contains(accounts, rec.Account) {
+					ids = append(ids, strings.TrimPrefix(key, prefix))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		for _, id := range ids {
+			if p, secret, exp, err := s.resolveTx(tx, id); err == nil {
+				out[id] = Credential{Principal: *p, Secret: secret, Expiration: exp}
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 func userKey(account, name string) string { return "user/" + account + "/" + name }

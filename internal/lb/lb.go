@@ -37,7 +37,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Check probes one backend address; nil means healthy.
@@ -69,6 +72,7 @@ type Balancer struct {
 	wg        sync.WaitGroup
 	stopCheck context.CancelFunc
 	access    atomic.Pointer[func(netip.Addr) bool] // of public listeners; nil: everyone
+	active    atomic.Int64                          // connections being forwarded
 }
 
 // SetAccess decides which client addresses may use the public listeners
@@ -117,9 +121,12 @@ func New(cfg Config) *Balancer {
 	return &Balancer{cfg: cfg, backends: map[string]*backend{}}
 }
 
-// Listen opens a listener on addr and serves it.
+// Listen opens a listener on addr and serves it. The address may be
+// shared (SO_REUSEPORT) with other balancers of the same user: the kernel
+// spreads new connections over them, and one that closes leaves the others
+// every new connection.
 func (b *Balancer) Listen(addr string) error {
-	l, err := net.Listen("tcp", addr)
+	l, err := ListenShared(addr)
 	if err != nil {
 		return fmt.Errorf("load balancer %s: listen %s: %w", b.cfg.Name, addr, err)
 	}
@@ -164,6 +171,67 @@ func (b *Balancer) serve(l net.Listener, public bool) {
 			}()
 		}
 	}()
+}
+
+// ListenShared opens a TCP listener on addr with SO_REUSEPORT, so that
+// several processes (the replicas of one endpoint) can serve it.
+func ListenShared(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// PublicAccess is who may use an endpoint's public listeners, as EKS
+// enforces endpointPublicAccess and publicAccessCidrs: nobody when public
+// access is off, else the sources in cidrs (all of them when there are
+// none). own (the control plane owner's clients) always may.
+func PublicAccess(public bool, cidrs []netip.Prefix, own netip.Addr) func(netip.Addr) bool {
+	return func(a netip.Addr) bool {
+		if a == own {
+			return true
+		}
+		if !public {
+			return false
+		}
+		if len(cidrs) == 0 {
+			return true
+		}
+		for _, p := range cidrs {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Drain stops accepting (closing the listeners, so that the replicas that
+// share their addresses take every new connection), waits until the
+// connections being forwarded end or ctx is done, then closes the rest.
+func (b *Balancer) Drain(ctx context.Context) {
+	b.mu.Lock()
+	for _, l := range b.listeners {
+		l.Close()
+	}
+	b.mu.Unlock()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for b.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			b.Close()
+			return
+		case <-t.C:
+		}
+	}
+	b.Close()
 }
 
 // SetBackends replaces the backend set. New backends start unhealthy and
@@ -315,6 +383,8 @@ func (b *Balancer) pick() []*backend {
 }
 
 func (b *Balancer) forward(client net.Conn) {
+	b.active.Add(1)
+	defer b.active.Add(-1)
 	defer client.Close()
 	for _, be := range b.pick() {
 		server, err := net.DialTimeout("tcp", be.addr, time.Second)
@@ -383,7 +453,8 @@ func pipe(a, b net.Conn) {
 	b.Close()
 }
 
-// HTTPSCheck returns a Check that GETs https://ADDR/path and wants a 200.
+// HTTPSCheck returns a Check that GETs https://ADDR/path and wants a 200;
+// another answer is ErrNotReady (alive, but send it nothing new).
 func HTTPSCheck(tlsConfig *tls.Config, path string) Check {
 	client := &http.Client{Transport: &http.Transport{
 		TLSClientConfig:   tlsConfig,
@@ -401,7 +472,7 @@ func HTTPSCheck(tlsConfig *tls.Config, path string) Check {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", path, resp.Status)
+			return fmt.Errorf("%w: GET %s: %s", ErrNotReady, path, resp.Status)
 		}
 		return nil
 	}

@@ -264,3 +264,26 @@ func TestAccess(t *testing.T) {
 		t.Errorf("after SetAccess(nil): %q %v", got, err)
 	}
 }
+
+// TestPublicAccess: who may use the endpoint's host-facing address.
+func TestPublicAccess(t *testing.T) {
+	own := netip.MustParseAddr("127.1.7.1")
+	a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.1.2.3")
+	all, ten := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	tests := []struct {
+		public     bool
+		cidrs      []netip.Prefix
+		a, b, self bool
+	}{
+		{true, all, true, true, true},
+		{true, nil, true, true, true},
+		{true, ten, false, true, true},
+		{false, all, false, false, true},
+	}
+	for _, tt := range tests {
+		f := PublicAccess(tt.public, tt.cidrs, own)
+		if f(a) != tt.a || f(b) != tt.b || f(own) != tt.self {
+			t.Errorf("%v %v: %v %v %v, want %v %v %v", tt.public, tt.cidrs, f(a), f(b), f(own), tt.a, tt.b, tt.self)
+		}
+	}
+}

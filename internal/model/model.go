@@ -277,3 +277,6 @@ func (e Event) String() string {
 
 // ServiceCIDR is every cluster's Service IP range (EKS' default).
 const ServiceCIDR = "10.100.0.0/16"
+
+// PodCIDR holds every node's pods (each node gets a /26 of it).
+const PodCIDR = "100.64.0.0/10"

@@ -25,7 +25,7 @@ const ClusterDNS = "10.100.0.10"
 
 // PodRange holds every node's pods: each node gets a /26 of it chosen by
 // the low 16 bits of its address (unique within a VPC of /16 or smaller).
-var PodRange = netip.MustParsePrefix("100.64.0.0/10")
+var PodRange = netip.MustParsePrefix(model.PodCIDR)
 
 var podCIDRBase = PodRange.Addr()
 

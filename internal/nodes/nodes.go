@@ -864,31 +864,6 @@ func (r *Reconciler) event(c *model.Cluster, instance, typ, reason string) {
 	r.cfg.Store.AddEvent(ev)
 }
 
-// Dial connects to addr (host:port) from inside cluster c's VPC, for the
-// apiservers' egress: addr must be one of c's nodes or a pod address.
-func (r *Reconciler) Dial(ctx context.Context, c *model.Cluster, addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("egress to %q: %w", addr, err)
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return nil, fmt.Errorf("egress to %q: an IP address is required", addr)
-	}
-	ok := PodRange.Contains(ip)
-	for _, g := range c.Nodegroups {
-		for _, n := range g.Nodes {
-			if p, err := netip.ParsePrefix(n.Addr); err == nil && p.Addr() == ip {
-				ok = true
-			}
-		}
-	}
-	if !ok {
-		return nil, fmt.Errorf("egress to %s: not a node or pod of cluster %s", addr, c.Name)
-	}
-	return vpcnet.DialIn(ctx, vpcnet.VPCNamespace(c.Network.VpcID), addr)
-}
-
 // credentialsKey is the access key ID in a node's credentials file, or "".
 func credentialsKey(path string) string {
 	data, err := os.ReadFile(path)

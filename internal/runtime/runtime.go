@@ -25,6 +25,12 @@ const (
 	APIServer         Role = "apiserver"
 	ControllerManager Role = "controller-manager"
 	Scheduler         Role = "scheduler"
+	// Endpoint is a replica of a cluster's load-balanced endpoint.
+	Endpoint Role = "endpoint"
+	// Authenticator is a replica of a cluster's IAM token authenticator.
+	Authenticator Role = "authenticator"
+	// Tunnel is a cluster's egress from its apiservers into its VPC.
+	Tunnel Role = "tunnel"
 )
 
 // Spec is one instance of a component.

@@ -94,7 +94,7 @@ func newEngineEnv(t testing.TB) *engineEnv {
 	log := testLogger(t, dir)
 	rt := process.New(dir, filepath.Join(dir, "logs"), log)
 	cat := catalog(t)
-	eng := controlplane.New(controlplane.Config{DataDir: dir, Store: st, Runtime: rt, Bundles: cat, Log: log})
+	eng := controlplane.New(controlplane.Config{DataDir: dir, Store: st, Runtime: rt, Bundles: cat, Log: log, SkiffBin: skiffBin})
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &engineEnv{dir: dir, store: st, engine: eng, runtime: rt, cancel: cancel, done: make(chan struct{}),
 		svc: &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable,

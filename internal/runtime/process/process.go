@@ -11,6 +11,7 @@ package process
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,14 +92,18 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 	defer logFile.Close()
 	fmt.Fprintf(logFile, "---- skiff: starting %s (%s) at %s\n", spec.ID, spec.Hash(), time.Now().Format(time.RFC3339Nano))
 
-	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
+	argv := launcher(spec)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if spec.Hostname != "" {
-		// A UTS namespace of its own, named before the command runs (the
-		// shell execs it: same process, same environment).
-		cmd = exec.Command("/bin/sh", append([]string{"-c", `hostname "$0" && exec "$@"`, spec.Hostname}, spec.Command...)...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWUTS}
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUTS
 	}
+	goAhead, signal, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", spec.ID, err)
+	}
+	defer signal.Close()
+	cmd.ExtraFiles = []*os.File{goAhead}
 	if m := spec.UserNS; m != nil {
 		// The maps are written from here, between clone and exec (host root
 		// may map any range: no newuidmap, no /etc/subuid); Credential makes
@@ -116,13 +121,20 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 	cmd.Env = append(append([]string{"PATH=" + instancePath}, spec.Env...),
 		envRoot+"="+r.root, envInstance+"="+spec.ID, envHash+"="+spec.Hash())
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	goAhead.Close()
+	if err != nil {
 		return fmt.Errorf("start %s: %w", spec.ID, err)
 	}
 	if err := r.record(spec.ID, cmd.Process.Pid); err != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 		return fmt.Errorf("start %s: record its pid: %w", spec.ID, err)
+	}
+	if _, err := signal.Write([]byte("go\n")); err != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		return fmt.Errorf("start %s: %w", spec.ID, err)
 	}
 	ch := &child{cmd: cmd, reaped: make(chan struct{})}
 	r.mu.Lock()
@@ -133,6 +145,22 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 	go r.reap(spec.ID, spec.Hash(), ch, started)
 	r.log.Debug("started instance", "id", spec.ID, "pid", cmd.Process.Pid)
 	return nil
+}
+
+// launcher is the command line that starts spec's instance: the instance
+// runs only once its pid is recorded. A shell waits for a go-ahead line on
+// fd 3 before it execs the command, and exits (97) if the pipe closes
+// without one (skiff died in between). So no instance can run that a later
+// skiff would not know as its own.
+func launcher(spec runtime.Spec) []string {
+	script := `read -r _ <&3 || exit 97; exec 3<&-; `
+	if spec.Hostname != "" {
+		// A UTS namespace of its own, named before the command runs (the
+		// shell execs it: same process, same environment).
+		script += `hostname "$0" && `
+	}
+	script += `exec "$@"`
+	return append([]string{"/bin/sh", "-c", script, cmp.Or(spec.Hostname, "instance")}, spec.Command...)
 }
 
 // reap waits for a child and records how it ended.

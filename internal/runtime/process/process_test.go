@@ -299,3 +299,34 @@ func TestAdoptLegacy(t *testing.T) {
 		t.Fatalf("not recorded: %v", err)
 	}
 }
+
+// TestLauncherWaits: an instance whose go-ahead never comes (skiff died
+// between starting it and recording its pid) never runs its command.
+func TestLauncherWaits(t *testing.T) {
+	for _, goAhead := range []bool{false, true} {
+		mark := filepath.Join(t.TempDir(), "ran")
+		argv := launcher(runtime.Spec{Command: []string{"/usr/bin/touch", mark}})
+		cmd := exec.Command(argv[0], argv[1:]...)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.ExtraFiles = []*os.File{r}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		if goAhead {
+			w.Write([]byte("go\n"))
+		}
+		w.Close()
+		err = cmd.Wait()
+		_, statErr := os.Stat(mark)
+		if ran := statErr == nil; ran != goAhead {
+			t.Errorf("go-ahead %v: command ran %v (exit %v)", goAhead, ran, err)
+		}
+		if !goAhead && cmd.ProcessState.ExitCode() != 97 {
+			t.Errorf("without a go-ahead: exit %v, want 97", err)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package controlplane
+package tunnel
 
 import (
 	"bufio"
@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The egress proxy tunnels a CONNECT to what the dialer allows and answers
@@ -40,7 +42,7 @@ func TestEgressConnect(t *testing.T) {
 		return d.DialContext(ctx, "tcp", echo.Addr().String())
 	}
 	sock := filepath.Join(t.TempDir(), "egress.sock")
-	e, err := startEgress(sock, dial, slog.New(slog.DiscardHandler))
+	e, err := Serve(sock, dial, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,17 +78,17 @@ func TestEgressConnect(t *testing.T) {
 	}
 }
 
-// TestControlPlaneDialer: only the cluster's own authenticator is dialled
-// from the host; every other webhook URL goes to the VPC dialer (issue 15).
+// TestControlPlaneDialer: only the direct addresses (the cluster's own
+// authenticator) are dialled from the host; every other webhook URL goes
+// to the VPC dialer (issue 15).
 func TestControlPlaneDialer(t *testing.T) {
-	l := Layout{Slot: 9, Dir: t.TempDir()}
-	own, err := net.Listen("tcp", hostPort(l.WebhookIP(), WebhookPort))
+	own, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("listen on the webhook address: %v", err)
+		t.Fatal(err)
 	}
 	defer own.Close()
 	var asked []string
-	d := l.controlPlaneDialer(func(_ context.Context, addr string) (net.Conn, error) {
+	d := ControlPlane([]string{own.Addr().String()}, func(_ context.Context, addr string) (net.Conn, error) {
 		asked = append(asked, addr)
 		return nil, errors.New("not in the VPC")
 	})
@@ -102,5 +104,43 @@ func TestControlPlaneDialer(t *testing.T) {
 	}
 	if len(asked) != 4 {
 		t.Errorf("VPC dialer asked %v", asked)
+	}
+}
+
+// TestInVPCRefuses: the apiservers' egress reaches a cluster's own nodes
+// (the node file) and pods only.
+func TestInVPCRefuses(t *testing.T) {
+	nodesFile := filepath.Join(t.TempDir(), "nodes.json")
+	if err := WriteNodes(nodesFile, []netip.Addr{netip.MustParseAddr("172.31.0.5")}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := &nodeList{path: nodesFile}
+	pods := netip.MustParsePrefix("100.64.0.0/10")
+	dial := InVPC("a", "skiff-test-no-such-namespace", func(a netip.Addr) bool { return pods.Contains(a) || nodes.has(a) })
+	for _, addr := range []string{
+		"172.31.0.6:10250", // in the VPC, not a node of the cluster
+		"127.0.0.1:2379",   // the host
+		"10.100.0.1:443",   // a Service address (not routed in the VPC)
+		"ip-172-31-0-5:10250",
+		"172.31.0.5",
+	} {
+		if _, err := dial(context.Background(), addr); err == nil || strings.Contains(err.Error(), "namespace") {
+			t.Errorf("dial(%s) = %v, want a refusal before any namespace", addr, err)
+		}
+	}
+	// A node's or a pod's address gets through the check (and fails only
+	// because this test has no VPC namespace).
+	for _, addr := range []string{"172.31.0.5:10250", "100.64.1.66:8080"} {
+		if _, err := dial(context.Background(), addr); err == nil || !strings.Contains(err.Error(), "namespace") {
+			t.Errorf("dial(%s) = %v, want it to try the VPC's namespace", addr, err)
+		}
+	}
+	// A node added to the file is let in.
+	time.Sleep(10 * time.Millisecond)
+	if err := WriteNodes(nodesFile, []netip.Addr{netip.MustParseAddr("172.31.0.5"), netip.MustParseAddr("172.31.0.6")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(context.Background(), "172.31.0.6:10250"); err == nil || !strings.Contains(err.Error(), "namespace") {
+		t.Errorf("a new node: %v", err)
 	}
 }

@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// instancePIDs maps each live instance of a data dir to its pid.
+func instancePIDs(dataDir string) map[string]int {
+	out := map[string]int{}
+	scanInstances(dataDir, func(id string, pid int) { out[id] = pid })
+	return out
+}
+
+// TestServeDown (issue 16): the cluster's endpoint and its IAM token
+// authenticator are instances of their own, not part of skiff serve.
+// kill -9 skiff under two client loops that write and read through the
+// endpoint (client-go with a certificate; kubectl with fresh `aws eks
+// get-token` tokens), keep it down, start it again: the loops see no
+// failure, and skiff adopts every instance without restarting any.
+func TestServeDown(t *testing.T) {
+	s, dataDir := serveTest(t)
+	mustAWS(t, s, s.createArgs(t, "steady")...)
+	waitAWSStatus(t, s, "steady", "ACTIVE")
+	kcs, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "kubeconfig", "admin.kubeconfig"))
+	if len(kcs) != 1 {
+		t.Fatalf("admin kubeconfigs %v", kcs)
+	}
+	cs := adminClient(t, kcs[0])
+	// ACTIVE needs one apiserver; wait for all 14 instances.
+	var before map[string]int
+	if err := eventually(60*time.Second, func() error {
+		before = instancePIDs(dataDir)
+		endpoints := 0
+		for id := range before {
+			if strings.Contains(id, "/endpoint-") {
+				endpoints++
+			}
+		}
+		if len(before) != 14 || endpoints != 2 {
+			return fmt.Errorf("instances %v: want 14, 2 of them the endpoint's replicas", before)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// kubectl as EKS users run it: an update-kubeconfig kubeconfig whose
+	// exec plugin mints a fresh token with `aws eks get-token` each time
+	// (offline: a presigned URL), verified by the cluster's authenticators.
+	kcUser := filepath.Join(dataDir, "user.kubeconfig")
+	if out, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", "steady", "--kubeconfig", kcUser); err != nil {
+		t.Fatalf("update-kubeconfig: %v %s", err, out)
+	}
+	env := s.env
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var ok, failed, kubectlOK atomic.Int64
+	var mu sync.Mutex
+	var errs []string
+	fail := func(err error) {
+		failed.Add(1)
+		mu.Lock()
+		errs = append(errs, time.Now().Format(time.TimeOnly)+" "+err.Error())
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // kubectl: write, then read, each with a fresh token
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			_, err := kubectlEnv(t, env, kcUser, "create", "configmap", fmt.Sprintf("kubectl-%d", i), "--from-literal=i="+fmt.Sprint(i))
+			if err == nil {
+				_, err = kubectlEnv(t, env, kcUser, "get", "configmap", fmt.Sprintf("kubectl-%d", i))
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				fail(err)
+			} else {
+				kubectlOK.Add(1)
+			}
+		}
+	}()
+	go func() { // the client: write a ConfigMap, read it back
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			name := fmt.Sprintf("down-%d", i)
+			_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+			if err == nil {
+				_, err = cs.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{})
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				fail(err)
+			} else {
+				ok.Add(1)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	s.kill()
+	t.Logf("killed skiff serve at %s", time.Now().Format(time.TimeOnly))
+	down, kubectlDown := ok.Load(), kubectlOK.Load()
+	time.Sleep(30 * time.Second)
+	whileDown, kubectlWhileDown := ok.Load()-down, kubectlOK.Load()-kubectlDown
+	s.restart(t)
+	waitAWSStatus(t, s, "steady", "ACTIVE")
+	time.Sleep(5 * time.Second)
+	cancel()
+	wg.Wait()
+	t.Logf("client-go: %d rounds ok (%d while skiff was down); kubectl with fresh tokens: %d rounds ok (%d while down); %d failed",
+		ok.Load(), whileDown, kubectlOK.Load(), kubectlWhileDown, failed.Load())
+	if failed.Load() > 0 || whileDown < 100 || kubectlWhileDown < 3 {
+		t.Errorf("want no failure, ≥ 100 client-go and ≥ 3 kubectl rounds while skiff was down; failures: %v", errs)
+	}
+	after := instancePIDs(dataDir)
+	for id, pid := range before {
+		if after[id] != pid {
+			t.Errorf("instance %s: pid %d before, %d after skiff's restart", id, pid, after[id])
+		}
+	}
+}
