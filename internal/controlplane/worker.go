@@ -22,8 +22,8 @@ import (
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/status"
-	"skiff.dev/skiff/internal/tunnel"
 	"skiff.dev/skiff/internal/store"
+	"skiff.dev/skiff/internal/tunnel"
 )
 
 // Health policy.
@@ -49,12 +49,12 @@ type worker struct {
 	wake    chan struct{}
 	done    chan struct{}
 
-	netOK    bool    // the cluster's VPC was realized by this worker
-	prober   *prober
-	admin    kubernetes.Interface
-	pkiOK    string // hash of the PKI spec last ensured
-	inst     map[string]*instState
-	started  time.Time
+	netOK   bool // the cluster's VPC was realized by this worker
+	prober  *prober
+	admin   kubernetes.Interface
+	pkiOK   string // hash of the PKI spec last ensured
+	inst    map[string]*instState
+	started time.Time
 	// accessSynced is the access configuration last synced to RBAC, at accessAt.
 	accessSynced string
 	accessAt     time.Time
