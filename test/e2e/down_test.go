@@ -3,10 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,4 +136,120 @@ func TestServeDown(t *testing.T) {
 			t.Errorf("instance %s: pid %d before, %d after skiff's restart", id, pid, after[id])
 		}
 	}
+}
+
+// TestReboot (issue 16): a host reboot, simulated. Every process skiff and
+// its instances started is killed; the network namespaces, mounts,
+// cgroups and /run state they made are removed; the data dir stays. Then
+// skiff starts again: the cluster serves every object written before, its
+// nodes are Ready and the Deployment's pods run again.
+func TestReboot(t *testing.T) {
+	s, dataDir := serveTest(t)
+	kc := clusterWithNodes(t, s, "reborn")
+	waitNodegroup(t, s, "reborn", "ng", "ACTIVE", 3*time.Minute)
+	readyNodes(t, s, kc, 3)
+	if _, err := kubectlEnv(t, s.env, kc, "create", "deployment", "sleeper", "--image=busybox", "--replicas=2", "--", "sleep", "3600"); err != nil {
+		t.Fatal(err)
+	}
+	rollout(t, s, kc, "deployment/sleeper")
+	if _, err := kubectlEnv(t, s.env, kc, "create", "configmap", "before", "--from-literal=k=v"); err != nil {
+		t.Fatal(err)
+	}
+
+	reboot(t, s, dataDir)
+	start := time.Now()
+	s.restart(t)
+	if err := eventually(3*time.Minute, func() error {
+		out, err := kubectlEnv(t, s.env, kc, "get", "configmap", "before", "-o", "jsonpath={.data.k}")
+		if err == nil && out != "v" {
+			return fmt.Errorf("configmap before: %q", out)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("the cluster's objects after the reboot: %v", err)
+	}
+	api := time.Since(start)
+	if got := mustAWS(t, s, "eks", "describe-cluster", "--name", "reborn")["cluster"].(map[string]any)["status"]; got != "ACTIVE" {
+		t.Errorf("status %v after the reboot", got)
+	}
+	readyNodes(t, s, kc, 3)
+	nodesReady := time.Since(start)
+	rollout(t, s, kc, "deployment/sleeper")
+	if running := pods(t, s, kc, "-l", "app=sleeper", "--field-selector=status.phase=Running"); len(running) != 2 {
+		t.Errorf("sleeper pods running after the reboot: %+v", running)
+	}
+	t.Logf("after the reboot: the API serves the old objects in %s, 3 nodes Ready in %s, the Deployment's pods run in %s",
+		api.Round(100*time.Millisecond), nodesReady.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
+}
+
+// reboot does to skiff's world what a host reboot does: kills skiff and
+// every process of its instances and nodes, and removes what lives in
+// memory or /run (network namespaces, mounts, cgroups, sockets). The data
+// dir stays.
+func reboot(t *testing.T, s *server, dataDir string) {
+	t.Helper()
+	s.kill()
+	if err := eventually(30*time.Second, func() error {
+		for _, pid := range instancePIDs(dataDir) {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		for _, p := range nodeProcesses() {
+			if pid, err := strconv.Atoi(strings.Fields(p)[0]); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if n, m := len(instancePIDs(dataDir)), len(nodeProcesses()); n+m > 0 {
+			return fmt.Errorf("%d instances and %d node processes still run", n, m)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Mounts, deepest first.
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	var mounts []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && (strings.Contains(f[4], dataDir) || strings.HasPrefix(f[4], "/run/skiff-nodes/") ||
+			strings.HasPrefix(f[4], "/run/netns/skiff-") || strings.HasPrefix(f[4], "/run/netns/cni-")) {
+			mounts = append(mounts, f[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
+	for _, m := range mounts {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+	for _, dir := range []string{"/run/skiff-nodes", "/run/skiff-egress"} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+	if entries, _ := os.ReadDir("/run/netns"); entries != nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "skiff-") || strings.HasPrefix(e.Name(), "cni-") {
+				os.Remove(filepath.Join("/run/netns", e.Name()))
+			}
+		}
+	}
+	hierarchies, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, h := range hierarchies {
+		removeCgroups(filepath.Join("/sys/fs/cgroup", h.Name(), "skiff"))
+	}
+	if left := leftovers(dataDir); len(left) > 0 {
+		t.Fatalf("the simulated reboot left %v", left)
+	}
+}
+
+// removeCgroups removes a cgroup and its children, deepest first.
+func removeCgroups(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroups(filepath.Join(dir, e.Name()))
+		}
+	}
+	syscall.Rmdir(dir)
 }

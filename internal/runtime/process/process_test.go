@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/runtime/runtimetest"
 )
 
 func newRuntime(t *testing.T) *Runtime {
@@ -36,7 +37,28 @@ func status(t *testing.T, r *Runtime, id string) (runtime.Status, bool) {
 	return runtime.Status{}, false
 }
 
-func TestLifecycle(t *testing.T) {
+// TestConformance: the process runtime passes the runtime conformance
+// suite.
+func TestConformance(t *testing.T) {
+	runtimetest.Run(t, runtimetest.Harness{
+		New: func(t *testing.T) runtime.Runtime { return newRuntime(t) },
+		Reopen: func(t *testing.T, r runtime.Runtime) runtime.Runtime {
+			p := r.(*Runtime)
+			return New(p.root, p.logDir, p.log)
+		},
+		Kill: func(t *testing.T, st runtime.Status) {
+			if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Sleeper:  []string{"sleep", "60"},
+		Stubborn: []string{"sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"},
+	})
+}
+
+// TestLog: an instance's output reaches its log, and a kill -9 is exit
+// code -1.
+func TestLog(t *testing.T) {
 	ctx := context.Background()
 	r := newRuntime(t)
 	spec := runtime.Spec{ID: "c1/sleeper", Cluster: "c1", Command: []string{"sh", "-c", "echo hello; exec sleep 60"}}
@@ -44,25 +66,10 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Stop(ctx, spec.ID, time.Second) })
-	if err := r.Start(ctx, spec); err == nil {
-		t.Fatal("second Start of a running instance succeeded")
-	}
 	st, ok := status(t, r, spec.ID)
-	if !ok || !st.Running || st.Hash != spec.Hash() || st.PID == 0 {
+	if !ok || st.PID == 0 {
 		t.Fatalf("status = %+v, %v", st, ok)
 	}
-
-	// A second runtime with the same root (skiff restarted) adopts it; one
-	// with another root does not see it.
-	adopted := New(r.root, r.logDir, r.log)
-	if st2, ok := status(t, adopted, spec.ID); !ok || st2.PID != st.PID {
-		t.Fatalf("restarted runtime sees %+v, %v", st2, ok)
-	}
-	if _, ok := status(t, newRuntime(t), spec.ID); ok {
-		t.Fatal("runtime with another root sees the instance")
-	}
-
-	// Its output reaches its log.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if data, _ := os.ReadFile(r.LogPath(spec.ID)); strings.Contains(string(data), "hello") {
 			break
@@ -71,54 +78,17 @@ func TestLifecycle(t *testing.T) {
 			t.Fatal("no output in the log after 10 s")
 		}
 	}
-
-	// kill -9: reported as ended, not running.
 	syscall.Kill(st.PID, syscall.SIGKILL)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, ok = status(t, r, spec.ID)
-		if ok && !st.Running {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st, ok = status(t, r, spec.ID); ok && !st.Running {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("killed instance still reported: %+v, %v", st, ok)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	if st.ExitCode != -1 || st.Exited.IsZero() {
-		t.Errorf("killed status = %+v", st)
-	}
-
-	// Stop forgets it.
-	if err := r.Stop(ctx, spec.ID, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := status(t, r, spec.ID); ok {
-		t.Fatal("stopped instance still listed")
-	}
-}
-
-func TestStopEscalates(t *testing.T) {
-	ctx := context.Background()
-	r := newRuntime(t)
-	spec := runtime.Spec{ID: "c1/stubborn", Command: []string{"sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"}}
-	if err := r.Start(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
-	start := time.Now()
-	if err := r.Stop(ctx, spec.ID, 300*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := status(t, r, spec.ID); ok {
-		t.Fatal("instance survived Stop")
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Errorf("Stop took %v", time.Since(start))
-	}
-	// Stopping again is fine.
-	if err := r.Stop(ctx, spec.ID, time.Second); err != nil {
-		t.Fatal(err)
+	if st.ExitCode != -1 {
+		t.Errorf("killed status = %+v, want exit code -1", st)
 	}
 }
 

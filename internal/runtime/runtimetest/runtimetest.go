@@ -1,0 +1,152 @@
+// Package runtimetest is the conformance suite every runtime.Runtime must
+// pass (the process runtime today, a host Kubernetes cluster's next): the
+// semantics the reconcilers rely on, whatever places the instances.
+package runtimetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"skiff.dev/skiff/internal/runtime"
+)
+
+// Harness adapts a runtime to the suite.
+type Harness struct {
+	// New returns a runtime with fresh state of its own.
+	New func(t *testing.T) runtime.Runtime
+	// Reopen returns a second runtime on r's state, as a restarted skiff
+	// makes: it must find what r started.
+	Reopen func(t *testing.T, r runtime.Runtime) runtime.Runtime
+	// Kill ends an instance from outside the runtime (a crash).
+	Kill func(t *testing.T, st runtime.Status)
+	// Sleeper is a command that runs until stopped; Stubborn one that
+	// ignores SIGTERM (or the runtime's polite stop).
+	Sleeper, Stubborn []string
+}
+
+// Run runs the suite.
+func Run(t *testing.T, h Harness) {
+	t.Run("Lifecycle", func(t *testing.T) { lifecycle(t, h) })
+	t.Run("StopEscalates", func(t *testing.T) { stopEscalates(t, h) })
+	t.Run("Isolated", func(t *testing.T) { isolated(t, h) })
+}
+
+// Find returns id's status in r's list.
+func Find(t *testing.T, r runtime.Runtime, id string) (runtime.Status, bool) {
+	t.Helper()
+	list, err := r.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return runtime.Status{}, false
+}
+
+// lifecycle: start, no second start, adoption by a restarted runtime, a
+// crash reported as ended (not running, with its exit time), Stop forgets.
+func lifecycle(t *testing.T, h Harness) {
+	ctx := context.Background()
+	r := h.New(t)
+	spec := runtime.Spec{ID: "c1/sleeper", Cluster: "c1", Role: runtime.Etcd, Command: h.Sleeper}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(ctx, spec.ID, time.Second) })
+	if err := r.Start(ctx, spec); err == nil {
+		t.Fatal("a second Start of a running instance succeeded")
+	}
+	st, ok := Find(t, r, spec.ID)
+	if !ok || !st.Running || st.Hash != spec.Hash() {
+		t.Fatalf("status = %+v, %v; want running with the spec's hash", st, ok)
+	}
+	again := h.Reopen(t, r)
+	if st2, ok := Find(t, again, spec.ID); !ok || !st2.Running || st2.Hash != spec.Hash() {
+		t.Fatalf("a restarted runtime sees %+v, %v", st2, ok)
+	}
+	if err := again.Start(ctx, spec); err == nil {
+		t.Fatal("a restarted runtime started a second copy")
+	}
+
+	h.Kill(t, st)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, ok = Find(t, r, spec.ID)
+		if ok && !st.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("killed instance reported %+v, %v; want listed, not running", st, ok)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.Exited.IsZero() {
+		t.Errorf("killed status %+v: no exit time", st)
+	}
+	if err := r.Stop(ctx, spec.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := Find(t, r, spec.ID); ok {
+		t.Fatal("a stopped instance is still listed")
+	}
+	if err := r.Stop(ctx, "c1/unknown", time.Second); err != nil {
+		t.Errorf("Stop of an unknown instance: %v", err)
+	}
+	// Started again after the crash, as the reconciler does.
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatalf("Start after Stop: %v", err)
+	}
+	if st, ok := Find(t, r, spec.ID); !ok || !st.Running {
+		t.Fatalf("restarted instance: %+v, %v", st, ok)
+	}
+}
+
+// stopEscalates: Stop ends an instance that ignores the polite request
+// after its grace, and stopping twice is fine.
+func stopEscalates(t *testing.T, h Harness) {
+	ctx := context.Background()
+	r := h.New(t)
+	spec := runtime.Spec{ID: "c1/stubborn", Cluster: "c1", Command: h.Stubborn}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := r.Stop(ctx, spec.ID, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := Find(t, r, spec.ID); ok {
+		t.Fatal("the instance survived Stop")
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("Stop took %v", time.Since(start))
+	}
+	if err := r.Stop(ctx, spec.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// isolated: two runtimes with states of their own do not see each
+// other's instances (two skiffs on one machine, or a test beside one).
+func isolated(t *testing.T, h Harness) {
+	ctx := context.Background()
+	a, b := h.New(t), h.New(t)
+	spec := runtime.Spec{ID: "c1/mine", Cluster: "c1", Command: h.Sleeper}
+	if err := a.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Stop(ctx, spec.ID, time.Second) })
+	if _, ok := Find(t, b, spec.ID); ok {
+		t.Fatal("another runtime lists the instance")
+	}
+	if err := b.Stop(ctx, spec.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := Find(t, a, spec.ID); !ok || !st.Running {
+		t.Fatalf("another runtime's Stop ended the instance: %+v, %v", st, ok)
+	}
+}
