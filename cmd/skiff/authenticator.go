@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -32,10 +29,10 @@ func newAuthenticatorCmd() *cobra.Command {
 				}
 				cfg.Source = a
 			}
-			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			return authenticator.Run(ctx, cfg)
+			return runInstance(func(ctx context.Context, log *slog.Logger) error {
+				cfg.Log = log
+				return authenticator.Run(ctx, cfg)
+			})
 		},
 	}
 	f := cmd.Flags()

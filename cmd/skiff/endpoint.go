@@ -15,6 +15,15 @@ import (
 	"skiff.dev/skiff/internal/endpoint"
 )
 
+// runInstance runs one of skiff's own instances (endpoint, authenticator,
+// tunnel) until SIGTERM or SIGINT, logging to stderr (the runtime's log).
+func runInstance(run func(ctx context.Context, log *slog.Logger) error) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return run(ctx, log)
+}
+
 // newEndpointCmd runs one replica of a cluster's endpoint (skiff's
 // control-plane reconciler starts two per cluster).
 func newEndpointCmd() *cobra.Command {
@@ -48,10 +57,10 @@ func newEndpointCmd() *cobra.Command {
 				}
 				cfg.Own = a
 			}
-			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			return endpoint.Run(ctx, cfg)
+			return runInstance(func(ctx context.Context, log *slog.Logger) error {
+				cfg.Log = log
+				return endpoint.Run(ctx, cfg)
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -30,10 +27,10 @@ func newTunnelCmd() *cobra.Command {
 				return fmt.Errorf("--pod-range: %w", err)
 			}
 			cfg.PodRange = p
-			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			return tunnel.Run(ctx, cfg)
+			return runInstance(func(ctx context.Context, log *slog.Logger) error {
+				cfg.Log = log
+				return tunnel.Run(ctx, cfg)
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -59,11 +58,7 @@ func BenchmarkPolicyEvaluation(b *testing.B) {
 			tr = append(tr, call(root))
 			tb = append(tb, call(busy))
 		}
-		med := func(d []time.Duration) time.Duration {
-			sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-			return d[len(d)/2]
-		}
-		mr, mb := med(tr), med(tb)
+		mr, mb := median(tr), median(tb)
 		b.ReportMetric(float64(mr.Microseconds()), "root-µs")
 		b.ReportMetric(float64(mb.Microseconds()), "20policies-µs")
 		b.ReportMetric(float64(mb)/float64(mr), "ratio")

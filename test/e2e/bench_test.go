@@ -4,13 +4,19 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/model"
@@ -37,6 +43,12 @@ func pssAnon(pid int) int64 {
 }
 
 const mib = 1 << 20
+
+// median returns the middle of d (sorting it).
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
+}
 
 // BenchmarkControlPlane measures, in one run: the bare baseline (one etcd +
 // one apiserver from the same bundle, started to /readyz), the HA control
@@ -113,5 +125,54 @@ func BenchmarkControlPlane(b *testing.B) {
 		b.ReportMetric(float64(24<<30)/float64(haMem), "ha-per-24GiB")
 		b.Logf("idle anonymous PSS by role (MiB): etcd ×3 %.0f, apiserver ×2 %.0f, controller-manager ×2 %.0f, scheduler ×2 %.0f",
 			float64(roles["etcd"])/mib, float64(roles["apiserver"])/mib, float64(roles["controller-manager"])/mib, float64(roles["scheduler"])/mib)
+	}
+}
+
+// BenchmarkEndpoint measures the latency a client sees through the
+// cluster's endpoint (its load-balancer replicas) against a direct
+// connection to one apiserver, in the same run: GETs of one object on a
+// kept-alive connection, alternating in batches; it reports the medians
+// and their ratio (issue 16: target ≤ 1.05×).
+func BenchmarkEndpoint(b *testing.B) {
+	for range b.N {
+		e := newEngineEnv(b)
+		c := e.createActive(b, "bench")
+		kc := e.adminKubeconfig(c)
+		through := adminClient(b, kc)
+		cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Host = "https://" + net.JoinHostPort(e.engine.Layout(c).APIServerIP(0).String(), strconv.Itoa(controlplane.APIServerPort))
+		direct, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		get := func(cs kubernetes.Interface) time.Duration {
+			start := time.Now()
+			if _, err := cs.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(start)
+		}
+		var viaLB, viaDirect []time.Duration
+		for range 20 { // warm both connections
+			get(through)
+			get(direct)
+		}
+		for range 40 {
+			for range 25 {
+				viaLB = append(viaLB, get(through))
+			}
+			for range 25 {
+				viaDirect = append(viaDirect, get(direct))
+			}
+		}
+		lb, dir := median(viaLB), median(viaDirect)
+		b.ReportMetric(float64(lb.Microseconds()), "endpoint-µs")
+		b.ReportMetric(float64(dir.Microseconds()), "direct-µs")
+		b.ReportMetric(float64(lb)/float64(dir), "endpoint/direct")
+		b.Logf("median GET: %v through the endpoint, %v direct: %.3f×", lb, dir, float64(lb)/float64(dir))
 	}
 }

@@ -25,16 +25,7 @@ func newRuntime(t *testing.T) *Runtime {
 
 func status(t *testing.T, r *Runtime, id string) (runtime.Status, bool) {
 	t.Helper()
-	list, err := r.List(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range list {
-		if s.ID == id {
-			return s, true
-		}
-	}
-	return runtime.Status{}, false
+	return runtimetest.Find(t, r, id)
 }
 
 // TestConformance: the process runtime passes the runtime conformance
