@@ -122,7 +122,9 @@ func TestHAControlPlane(t *testing.T) {
 	// apiservers in the pool), while a client writes and reads. A SIGKILL
 	// cuts what is in flight on the victim (no TCP balancer can hide
 	// that), so each kill may cost the requests in flight; what must not
-	// happen is an outage: a stretch with no successful request.
+	// happen is an outage: a stretch with no successful request. The
+	// victims include the endpoint's replicas, the authenticators and the
+	// tunnel.
 	t.Run("chaos", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var ok, failed atomic.Int64
@@ -224,8 +226,11 @@ func TestHAControlPlane(t *testing.T) {
 		if budget := int64(2 * len(kills)); failed.Load() > budget {
 			t.Errorf("%d requests failed for %d single kills: want at most %d (what is in flight on the victim)", failed.Load(), len(kills), budget)
 		}
-		if longest > 5*time.Second {
-			t.Errorf("no request succeeded for %v: want no outage longer than 5s", longest)
+		// A request in flight on a killed etcd leader waits for etcd's
+		// request timeout (5 s + 2 election timeouts = 7 s) before it fails:
+		// one slow request, not an outage. Longer is.
+		if longest > 10*time.Second {
+			t.Errorf("no request succeeded for %v: want no outage longer than 10s", longest)
 		}
 
 		for _, k := range kills {
@@ -305,14 +310,15 @@ func TestHAControlPlane(t *testing.T) {
 		victim := e.instance(c, "apiserver-0")
 		syscall.Kill(victim.PID, syscall.SIGSTOP)
 		defer syscall.Kill(victim.PID, syscall.SIGKILL)
-		// The endpoint drops it after 3 checks in a row without an answer
-		// (~1.7 s; one slow check on a busy machine must not count).
-		deadline := time.Now().Add(3 * time.Second)
+		// The endpoint's replicas drop it after 3 checks in a row without an
+		// answer (~1.7 s; one slow check on a busy machine must not count);
+		// the reconciler's next pass (500 ms) reports their pools.
+		deadline := time.Now().Add(5 * time.Second)
 		for len(e.engine.Snapshot(c).Backends) != 1 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if n := len(e.engine.Snapshot(c).Backends); n != 1 {
-			t.Errorf("endpoint still has %d backends 3 s after an apiserver hung", n)
+			t.Errorf("endpoint still has %d backends 5 s after an apiserver hung", n)
 		}
 		t.Logf("left the pool after %v", time.Since(before))
 		if out := mustKubectl(t, kc, "get", "--raw", "/readyz"); strings.TrimSpace(out) != "ok" {
