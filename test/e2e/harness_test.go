@@ -75,13 +75,34 @@ func tail(s string, n int) string {
 
 // engineEnv runs the control-plane engine in the test process.
 type engineEnv struct {
-	dir     string
-	store   *store.Store
-	svc     *clusters.Service
-	engine  *controlplane.Engine
-	runtime *process.Runtime
-	cancel  context.CancelFunc
-	done    chan struct{}
+	dir       string
+	store     *store.Store
+	svc       *clusters.Service
+	engine    *controlplane.Engine
+	newEngine func() *controlplane.Engine
+	runtime   *process.Runtime
+	cancel    context.CancelFunc
+	done      chan struct{}
+}
+
+// startEngine starts a new engine on the env's store and runtime (a skiff
+// started anew).
+func (e *engineEnv) startEngine() {
+	eng := e.newEngine()
+	ctx, cancel := context.WithCancel(context.Background())
+	e.engine, e.cancel, e.done = eng, cancel, make(chan struct{})
+	e.svc.Changed = eng.Trigger
+	done := e.done
+	go func() {
+		defer close(done)
+		eng.Run(ctx)
+	}()
+}
+
+// stopEngine stops the engine (instances keep running).
+func (e *engineEnv) stopEngine() {
+	e.cancel()
+	<-e.done
 }
 
 func newEngineEnv(t testing.TB) *engineEnv {
@@ -94,15 +115,13 @@ func newEngineEnv(t testing.TB) *engineEnv {
 	log := testLogger(t, dir)
 	rt := process.New(dir, filepath.Join(dir, "logs"), log)
 	cat := catalog(t)
-	eng := controlplane.New(controlplane.Config{DataDir: dir, Store: st, Runtime: rt, Bundles: cat, Log: log, SkiffBin: skiffBin})
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &engineEnv{dir: dir, store: st, engine: eng, runtime: rt, cancel: cancel, done: make(chan struct{}),
-		svc: &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable,
+	e := &engineEnv{dir: dir, store: st, runtime: rt,
+		svc: &clusters.Service{Store: st, Bundles: cat, SlotUsable: controlplane.SlotUsable,
 			Network: &network.Service{Store: st, Region: "us-east-1"}}}
-	go func() {
-		defer close(e.done)
-		eng.Run(ctx)
-	}()
+	e.newEngine = func() *controlplane.Engine {
+		return controlplane.New(controlplane.Config{DataDir: dir, Store: st, Runtime: rt, Bundles: cat, Log: log, SkiffBin: skiffBin})
+	}
+	e.startEngine()
 	t.Cleanup(func() {
 		// Delete every cluster, wait for the teardown, then stop the engine.
 		names, _ := e.svc.List("")
@@ -117,8 +136,7 @@ func newEngineEnv(t testing.TB) *engineEnv {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		cancel()
-		<-e.done
+		e.stopEngine()
 		if list, _ := rt.List(context.Background()); len(list) > 0 {
 			t.Errorf("instances left after cleanup: %v", list)
 			for _, s := range list {
