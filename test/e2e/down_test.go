@@ -145,9 +145,9 @@ func TestServeDown(t *testing.T) {
 // nodes are Ready and the Deployment's pods run again.
 func TestReboot(t *testing.T) {
 	s, dataDir := serveTest(t)
-	kc := clusterWithNodes(t, s, "reborn")
+	kc := clusterWithNNodes(t, s, "reborn", 2)
 	waitNodegroup(t, s, "reborn", "ng", "ACTIVE", 3*time.Minute)
-	readyNodes(t, s, kc, 3)
+	readyNodes(t, s, kc, 2)
 	if _, err := kubectlEnv(t, s.env, kc, "create", "deployment", "sleeper", "--image=busybox", "--replicas=2", "--", "sleep", "3600"); err != nil {
 		t.Fatal(err)
 	}
@@ -172,13 +172,13 @@ func TestReboot(t *testing.T) {
 	if got := mustAWS(t, s, "eks", "describe-cluster", "--name", "reborn")["cluster"].(map[string]any)["status"]; got != "ACTIVE" {
 		t.Errorf("status %v after the reboot", got)
 	}
-	readyNodes(t, s, kc, 3)
+	readyNodes(t, s, kc, 2)
 	nodesReady := time.Since(start)
 	rollout(t, s, kc, "deployment/sleeper")
 	if running := pods(t, s, kc, "-l", "app=sleeper", "--field-selector=status.phase=Running"); len(running) != 2 {
 		t.Errorf("sleeper pods running after the reboot: %+v", running)
 	}
-	t.Logf("after the reboot: the API serves the old objects in %s, 3 nodes Ready in %s, the Deployment's pods run in %s",
+	t.Logf("after the reboot: the API serves the old objects in %s, 2 nodes Ready in %s, the Deployment's pods run in %s",
 		api.Round(100*time.Millisecond), nodesReady.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
 }
 

@@ -360,6 +360,12 @@ func TestWorkloads(t *testing.T) {
 // nodes may still be joining. extra are more create-cluster arguments.
 func clusterWithNodes(t testing.TB, s *server, name string, extra ...string) string {
 	t.Helper()
+	return clusterWithNNodes(t, s, name, 3, extra...)
+}
+
+// clusterWithNNodes is clusterWithNodes with n nodes.
+func clusterWithNNodes(t testing.TB, s *server, name string, n int, extra ...string) string {
+	t.Helper()
 	mustAWS(t, s, s.createArgs(t, name, extra...)...)
 	waitAWSStatus(t, s, name, "ACTIVE")
 	kc := filepath.Join(s.dataDir, name+".kubeconfig")
@@ -367,7 +373,7 @@ func clusterWithNodes(t testing.TB, s *server, name string, extra ...string) str
 		t.Fatal(err)
 	}
 	mustAWS(t, s, append([]string{"eks", "create-nodegroup", "--cluster-name", name, "--nodegroup-name", "ng", "--node-role", nodeRole(t, s, name+"-nodes"),
-		"--scaling-config", "minSize=3,maxSize=3,desiredSize=3", "--subnets"}, s.defaultSubnets(t)...)...)
+		"--scaling-config", fmt.Sprintf("minSize=%d,maxSize=%d,desiredSize=%d", n, n, n), "--subnets"}, s.defaultSubnets(t)...)...)
 	return kc
 }
 
