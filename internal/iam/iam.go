@@ -130,6 +130,12 @@ type Service struct {
 	// while gen has not moved.
 	gen      atomic.Uint64
 	policies sync.Map // account/kind/name → cachedPolicies
+	creds    sync.Map // accounts → cachedCredentials
+}
+
+type cachedCredentials struct {
+	gen   uint64
+	creds map[string]Credential
 }
 
 type cachedPolicies struct {
@@ -275,7 +281,16 @@ type Credential struct {
 // Credentials returns every usable key of the accounts (long-term keys of
 // existing users, live sessions of existing roles), by key ID: what a
 // cluster's authenticator verifies tokens with while skiff is away.
+//
+// The result is cached until the next identity write (every cluster's
+// reconciler asks at every pass); callers must not modify it. A session
+// that expires meanwhile stays in it: its Expiration says so.
 func (s *Service) Credentials(accounts ...string) (map[string]Credential, error) {
+	key := strings.Join(accounts, ",")
+	gen := s.gen.Load() // read before the store: a write after it is seen next time
+	if c, ok := s.creds.Load(key); ok && c.(cachedCredentials).gen == gen {
+		return c.(cachedCredentials).creds, nil
+	}
 	out := map[string]Credential{}
 	err := s.Store.IdentityView(func(tx *store.Tx) error {
 		var ids []string
@@ -298,7 +313,11 @@ func (s *Service) Credentials(accounts ...string) (map[string]Credential, error)
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	s.creds.Store(key, cachedCredentials{gen: gen, creds: out})
+	return out, nil
 }
 
 func userKey(account, name string) string { return "user/" + account + "/" + name }

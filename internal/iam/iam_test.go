@@ -174,3 +174,39 @@ func TestQuotas(t *testing.T) {
 		t.Errorf("a user after deleting one: %v", err)
 	}
 }
+
+// TestCredentials: the usable keys of the accounts asked for, with their
+// principals; a deleted key is gone at the next call (the cache follows
+// every identity write).
+func TestCredentials(t *testing.T) {
+	s := newService(t)
+	a, adminKey, _ := s.EnsureAccount("a")
+	b, otherKey, _ := s.EnsureAccount("b")
+	if _, err := s.CreateUser(a.ID, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.CreateAccessKey(a.ID, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := s.Credentials(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(creds) != 2 || creds[k.ID].Secret.SecretAccessKey != k.Secret || creds[k.ID].Principal.User != "alice" ||
+		creds[adminKey.ID].Principal.Arn != "arn:aws:iam::"+a.ID+":user/admin" {
+		t.Fatalf("credentials of a: %+v", creds)
+	}
+	if _, ok := creds[otherKey.ID]; ok {
+		t.Error("another account's key is listed")
+	}
+	if both, _ := s.Credentials(a.ID, b.ID); len(both) != 3 {
+		t.Errorf("credentials of a and b: %d, want 3", len(both))
+	}
+	if err := s.DeleteAccessKey(a.ID, "alice", k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if creds, _ := s.Credentials(a.ID); len(creds) != 1 {
+		t.Errorf("after deleting alice's key: %+v", creds)
+	}
+}
