@@ -24,6 +24,7 @@ import (
 
 	"skiff.dev/skiff/internal/access"
 	"skiff.dev/skiff/internal/addons"
+	"skiff.dev/skiff/internal/addons/catalog"
 	"skiff.dev/skiff/internal/api/ec2"
 	"skiff.dev/skiff/internal/api/ecr"
 	"skiff.dev/skiff/internal/api/eks"
@@ -188,7 +189,7 @@ func serve(ctx context.Context, log *slog.Logger, dataDir, listen, bundles, imgD
 	if err != nil {
 		return err
 	}
-	addonCat := addons.NewCatalog(dnsVersion, cat)
+	addonCat := catalog.NewCatalog(dnsVersion, cat)
 	addonMgr := &addons.Manager{Store: st, Catalog: addonCat, Log: log, Params: func(c *model.Cluster) addons.Params {
 		p, _ := netip.ParsePrefix(c.EndpointAddr)
 		return addons.Params{Endpoint: "https://" + net.JoinHostPort(p.Addr().String(), "443"), DNSIP: nodes.ClusterDNS, PodRange: nodes.PodRange.String()}

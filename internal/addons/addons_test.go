@@ -4,75 +4,21 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"skiff.dev/skiff/internal/addons/catalog"
 )
-
-var testCatalog = Catalog{CoreDNS: "v1.14.7", Versions: map[string]string{"1.36": "v1.36.3", "1.37": "v1.37.2"}}
-
-func TestCatalog(t *testing.T) {
-	for _, tc := range []struct {
-		name, version, cluster string
-		supported              bool
-	}{
-		{CoreDNS, "v1.14.7-eksbuild.1", "1.37", true},
-		{CoreDNS, "v1.14.7-eksbuild.1", "1.36", true},
-		{CoreDNS, "v1.14.7-eksbuild.1", "1.35", false},
-		{KubeProxy, "v1.37.2-eksbuild.1", "1.37", true},
-		{KubeProxy, "v1.37.2-eksbuild.1", "1.36", false}, // kube-proxy matches the cluster's version
-		{KubeProxy, "v1.36.3-eksbuild.1", "1.36", true},
-		{"vpc-cni", "v1.0.0-eksbuild.1", "1.37", false},
-	} {
-		if got := testCatalog.Supports(tc.name, tc.version, tc.cluster); got != tc.supported {
-			t.Errorf("Supports(%s, %s, %s) = %v", tc.name, tc.version, tc.cluster, got)
-		}
-	}
-	if d := testCatalog.Default(KubeProxy, "1.36"); d != "v1.36.3-eksbuild.1" {
-		t.Errorf("default kube-proxy on 1.36 = %s", d)
-	}
-	if n := len(testCatalog.AddonVersions(KubeProxy, "")); n != 2 {
-		t.Errorf("kube-proxy versions on any cluster: %d, want 2", n)
-	}
-}
-
-func TestParseConfig(t *testing.T) {
-	for _, tc := range []struct {
-		name, values string
-		replicas     int // 0: default
-		bad          bool
-	}{
-		{CoreDNS, "", 0, false},
-		{CoreDNS, `{"replicaCount":3}`, 3, false},
-		{CoreDNS, `{"replicaCount":0}`, 0, true},
-		{CoreDNS, `{"replicaCount":11}`, 0, true},
-		{CoreDNS, `{"replicas":3}`, 0, true}, // unknown key
-		{CoreDNS, `not json`, 0, true},
-		{KubeProxy, `{"replicaCount":3}`, 0, true},
-		{KubeProxy, `{}`, 0, false},
-	} {
-		cfg, err := ParseConfig(tc.name, tc.values)
-		if (err != nil) != tc.bad {
-			t.Errorf("ParseConfig(%s, %q): %v", tc.name, tc.values, err)
-			continue
-		}
-		if tc.replicas != 0 && (cfg.ReplicaCount == nil || *cfg.ReplicaCount != tc.replicas) {
-			t.Errorf("ParseConfig(%s, %q) = %+v", tc.name, tc.values, cfg)
-		}
-		if err != nil && !strings.Contains(err.Error(), tc.name) {
-			t.Errorf("error %q does not name the add-on", err)
-		}
-	}
-}
 
 func TestRender(t *testing.T) {
 	p := Params{Endpoint: "https://172.31.0.10:443", DNSIP: "10.100.0.10", PodRange: "100.64.0.0/10"}
 	three := 3
 	for _, tc := range []struct {
 		name, version string
-		cfg           Config
+		cfg           catalog.Config
 		want          []string
 	}{
-		{CoreDNS, "v1.14.7-eksbuild.1", Config{}, []string{"registry.k8s.io/coredns/coredns:v1.14.7", "replicas: 2", "clusterIP: 10.100.0.10"}},
-		{CoreDNS, "v1.14.7-eksbuild.1", Config{ReplicaCount: &three}, []string{"replicas: 3"}},
-		{KubeProxy, "v1.37.2-eksbuild.1", Config{}, []string{"registry.k8s.io/kube-proxy:v1.37.2", "server: https://172.31.0.10:443", "clusterCIDR: 100.64.0.0/10"}},
+		{catalog.CoreDNS, "v1.14.7-eksbuild.1", catalog.Config{}, []string{"registry.k8s.io/coredns/coredns:v1.14.7", "replicas: 2", "clusterIP: 10.100.0.10"}},
+		{catalog.CoreDNS, "v1.14.7-eksbuild.1", catalog.Config{ReplicaCount: &three}, []string{"replicas: 3"}},
+		{catalog.KubeProxy, "v1.37.2-eksbuild.1", catalog.Config{}, []string{"registry.k8s.io/kube-proxy:v1.37.2", "server: https://172.31.0.10:443", "clusterCIDR: 100.64.0.0/10"}},
 	} {
 		docs, err := Render(tc.name, tc.version, tc.cfg, p)
 		if err != nil {

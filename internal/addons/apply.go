@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
+
+	"skiff.dev/skiff/internal/addons/catalog"
 )
 
 // FieldManager is the server-side apply manager of managed add-ons' fields.
@@ -131,7 +133,7 @@ func Remove(ctx context.Context, admin kubernetes.Interface, docs []byte) error 
 // why.
 func Health(ctx context.Context, admin kubernetes.Interface, name string) (bool, string, error) {
 	switch name {
-	case CoreDNS:
+	case catalog.CoreDNS:
 		d, err := admin.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
 		if err != nil {
 			return false, "", err
@@ -144,7 +146,7 @@ func Health(ctx context.Context, admin kubernetes.Interface, name string) (bool,
 			return true, "", nil
 		}
 		return false, fmt.Sprintf("%d of %d CoreDNS replicas available", d.Status.AvailableReplicas, want), nil
-	case KubeProxy:
+	case catalog.KubeProxy:
 		ds, err := admin.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
 		if err != nil {
 			return false, "", err

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"skiff.dev/skiff/internal/addons/catalog"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/store"
 )
@@ -25,7 +26,7 @@ import (
 // observed state from each cluster's API.
 type Manager struct {
 	Store   *store.Store
-	Catalog Catalog
+	Catalog catalog.Catalog
 	Params  func(c *model.Cluster) Params
 	Log     *slog.Logger
 
@@ -88,7 +89,7 @@ func (m *Manager) Reconcile(ctx context.Context, c *model.Cluster, admin kuberne
 			if c.Addon(name) != nil {
 				continue
 			}
-			docs, err := Render(name, m.Catalog.Default(name, c.Version), Config{}, p)
+			docs, err := Render(name, m.Catalog.Default(name, c.Version), catalog.Config{}, p)
 			if err != nil {
 				return err
 			}
@@ -114,7 +115,7 @@ func (m *Manager) Reconcile(ctx context.Context, c *model.Cluster, admin kuberne
 }
 
 func (m *Manager) reconcile(ctx context.Context, c *model.Cluster, a model.Addon, p Params, admin kubernetes.Interface) error {
-	cfg, err := ParseConfig(a.Name, a.ConfigurationValues)
+	cfg, err := catalog.ParseConfig(a.Name, a.ConfigurationValues)
 	if err != nil {
 		return err // validated when stored; a bad record stays as it is
 	}

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"skiff.dev/skiff/internal/addons"
+	"skiff.dev/skiff/internal/addons/catalog"
 	"skiff.dev/skiff/internal/model"
 )
 
@@ -46,7 +46,7 @@ func (s *Service) checkAddon(name, version, clusterVersion string, values *strin
 		return "", fmt.Errorf("%w: Addon version %s of %s is not supported on Kubernetes %s; supported: %v", ErrInvalid, version, name, clusterVersion, versions)
 	}
 	if values != nil {
-		if _, err := addons.ParseConfig(name, *values); err != nil {
+		if _, err := catalog.ParseConfig(name, *values); err != nil {
 			return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}

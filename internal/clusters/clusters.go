@@ -9,7 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"skiff.dev/skiff/internal/addons"
+	"skiff.dev/skiff/internal/addons/catalog"
 	"sort"
 	"strings"
 	"time"
@@ -43,7 +43,7 @@ type Service struct {
 	// roles that do not exist.
 	PrincipalExists func(p access.Principal) bool
 	// Addons is what add-ons and versions exist.
-	Addons addons.Catalog
+	Addons catalog.Catalog
 	// Quotas bound what one account may hold (zero fields: defaults).
 	Quotas Quotas
 }

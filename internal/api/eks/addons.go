@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strconv"
 
-	"skiff.dev/skiff/internal/addons"
+	"skiff.dev/skiff/internal/addons/catalog"
 	"skiff.dev/skiff/internal/api/awserr"
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/model"
@@ -240,6 +240,6 @@ func (h *Handler) describeAddonConfiguration(w http.ResponseWriter, r *http.Requ
 			fmt.Sprintf("Addon %s with version %s not found; see `aws eks describe-addon-versions --addon-name %s`", name, version, name)))
 		return
 	}
-	awserr.WriteOK(w, map[string]any{"addonName": name, "addonVersion": version, "configurationSchema": addons.Schema(name),
+	awserr.WriteOK(w, map[string]any{"addonName": name, "addonVersion": version, "configurationSchema": catalog.Schema(name),
 		"podIdentityConfiguration": []any{}})
 }

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"skiff.dev/skiff/internal/access"
-	"skiff.dev/skiff/internal/addons"
+	"skiff.dev/skiff/internal/addons/catalog"
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/iam"
@@ -103,7 +103,7 @@ func newFuzzFixture(t *testing.T) *fuzzFixture {
 		t.Fatalf("default subnets: %v %v", subnets, err)
 	}
 	cat := fuzzCatalog(t)
-	svc := &clusters.Service{Store: st, Bundles: cat, Network: nets, Addons: addons.NewCatalog("v1.14.7", cat),
+	svc := &clusters.Service{Store: st, Bundles: cat, Network: nets, Addons: catalog.NewCatalog("v1.14.7", cat),
 		PrincipalExists: func(p access.Principal) bool { // as skiff serve's
 			if p.Kind == "role" {
 				_, err := ids.GetRole(p.Account, p.Name)
@@ -137,7 +137,7 @@ func newFuzzFixture(t *testing.T) *fuzzFixture {
 	if _, _, err := svc.CreateNodegroup(acct.ID, "web", clusters.NodegroupRequest{Name: "ng0", NodeRole: nodeRole.Arn(), Subnets: []string{subnets[0].ID}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.CreateAddon(acct.ID, "web", clusters.AddonRequest{Name: addons.KubeProxy}); err != nil {
+	if _, err := svc.CreateAddon(acct.ID, "web", clusters.AddonRequest{Name: catalog.KubeProxy}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.UpdateCluster(c.Key(), activate); err != nil {
