@@ -14,6 +14,7 @@ import (
 	"skiff.dev/skiff/internal/api/router"
 	"skiff.dev/skiff/internal/apitls"
 	"skiff.dev/skiff/internal/iam"
+	"skiff.dev/skiff/internal/server"
 	"skiff.dev/skiff/internal/store"
 )
 
@@ -68,7 +69,7 @@ type localEnvironment struct {
 }
 
 func localEnv(dataDir, account string) (*localEnvironment, error) {
-	info, infoErr := readServeInfo(dataDir)
+	info, infoErr := server.ReadInfo(dataDir)
 	token, tokErr := os.ReadFile(filepath.Join(dataDir, "local-token"))
 	if infoErr == nil && tokErr == nil {
 		tr, err := apitls.Transport(info.CABundle)
