@@ -16,6 +16,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"skiff.dev/skiff/internal/runtime"
 )
 
 // instancePIDs maps each live instance of a data dir to its pid.
@@ -25,33 +27,38 @@ func instancePIDs(dataDir string) map[string]int {
 	return out
 }
 
-// TestServeDown (issue 16): the cluster's endpoint and its IAM token
-// authenticator are instances of their own, not part of skiff serve.
-// kill -9 skiff under two client loops that write and read through the
-// endpoint (client-go with a certificate; kubectl with fresh `aws eks
-// get-token` tokens), keep it down, start it again: the loops see no
-// failure, and skiff adopts every instance without restarting any.
+// TestServeDown (issue 16): the cluster's endpoint, its IAM token
+// authenticator and its tunnel are instances of their own, not part of
+// skiff serve. kill -9 skiff under two client loops that write and read
+// through the endpoint (client-go with a certificate; kubectl with fresh
+// `aws eks get-token` tokens), keep it down, start it again: the loops see
+// no failure, and skiff adopts every instance (the nodes' too) without
+// restarting any. Then a host reboot, simulated (see below).
 func TestServeDown(t *testing.T) {
 	s, dataDir := serveTest(t)
-	mustAWS(t, s, s.createArgs(t, "steady")...)
-	waitAWSStatus(t, s, "steady", "ACTIVE")
+	kcUser := clusterWithNNodes(t, s, "steady", 2) // update-kubeconfig's: tokens from `aws eks get-token`
 	kcs, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "kubeconfig", "admin.kubeconfig"))
 	if len(kcs) != 1 {
 		t.Fatalf("admin kubeconfigs %v", kcs)
 	}
 	cs := adminClient(t, kcs[0])
-	// ACTIVE needs one apiserver; wait for all 14 instances.
+	waitNodegroup(t, s, "steady", "ng", "ACTIVE", 3*time.Minute)
+	readyNodes(t, s, kcUser, 2)
+	// ACTIVE needs one apiserver; wait for all 14 control-plane instances.
 	var before map[string]int
 	if err := eventually(60*time.Second, func() error {
 		before = instancePIDs(dataDir)
-		endpoints := 0
+		cp, endpoints := 0, 0
 		for id := range before {
+			if !runtime.IsNodeInstance(id) {
+				cp++
+			}
 			if strings.Contains(id, "/endpoint-") {
 				endpoints++
 			}
 		}
-		if len(before) != 14 || endpoints != 2 {
-			return fmt.Errorf("instances %v: want 14, 2 of them the endpoint's replicas", before)
+		if cp != 14 || endpoints != 2 || len(before) == cp {
+			return fmt.Errorf("instances %v: want 14 of the control plane, 2 of them the endpoint's replicas, and the nodes'", before)
 		}
 		return nil
 	}); err != nil {
@@ -60,10 +67,6 @@ func TestServeDown(t *testing.T) {
 	// kubectl as EKS users run it: an update-kubeconfig kubeconfig whose
 	// exec plugin mints a fresh token with `aws eks get-token` each time
 	// (offline: a presigned URL), verified by the cluster's authenticators.
-	kcUser := filepath.Join(dataDir, "user.kubeconfig")
-	if out, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", "steady", "--kubeconfig", kcUser); err != nil {
-		t.Fatalf("update-kubeconfig: %v %s", err, out)
-	}
 	env := s.env
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -118,11 +121,11 @@ func TestServeDown(t *testing.T) {
 	s.kill()
 	t.Logf("killed skiff serve at %s", time.Now().Format(time.TimeOnly))
 	down, kubectlDown := ok.Load(), kubectlOK.Load()
-	time.Sleep(30 * time.Second)
+	time.Sleep(20 * time.Second)
 	whileDown, kubectlWhileDown := ok.Load()-down, kubectlOK.Load()-kubectlDown
 	s.restart(t)
 	waitAWSStatus(t, s, "steady", "ACTIVE")
-	time.Sleep(5 * time.Second)
+	time.Sleep(3 * time.Second)
 	cancel()
 	wg.Wait()
 	t.Logf("client-go: %d rounds ok (%d while skiff was down); kubectl with fresh tokens: %d rounds ok (%d while down); %d failed",
@@ -136,18 +139,13 @@ func TestServeDown(t *testing.T) {
 			t.Errorf("instance %s: pid %d before, %d after skiff's restart", id, pid, after[id])
 		}
 	}
-}
 
-// TestReboot (issue 16): a host reboot, simulated. Every process skiff and
-// its instances started is killed; the network namespaces, mounts,
-// cgroups and /run state they made are removed; the data dir stays. Then
-// skiff starts again: the cluster serves every object written before, its
-// nodes are Ready and the Deployment's pods run again.
-func TestReboot(t *testing.T) {
-	s, dataDir := serveTest(t)
-	kc := clusterWithNNodes(t, s, "reborn", 2)
-	waitNodegroup(t, s, "reborn", "ng", "ACTIVE", 3*time.Minute)
-	readyNodes(t, s, kc, 2)
+	// A host reboot, simulated: every process skiff and its instances
+	// started is killed; the network namespaces, mounts, cgroups and /run
+	// state they made are removed; the data dir stays. Then skiff starts
+	// again: the cluster serves every object written before, its nodes are
+	// Ready and the Deployment's pods run again.
+	kc := kcUser
 	if _, err := kubectlEnv(t, s.env, kc, "create", "deployment", "sleeper", "--image=busybox", "--replicas=2", "--", "sleep", "3600"); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +153,6 @@ func TestReboot(t *testing.T) {
 	if _, err := kubectlEnv(t, s.env, kc, "create", "configmap", "before", "--from-literal=k=v"); err != nil {
 		t.Fatal(err)
 	}
-
 	reboot(t, s, dataDir)
 	start := time.Now()
 	s.restart(t)
@@ -169,7 +166,7 @@ func TestReboot(t *testing.T) {
 		t.Fatalf("the cluster's objects after the reboot: %v", err)
 	}
 	api := time.Since(start)
-	if got := mustAWS(t, s, "eks", "describe-cluster", "--name", "reborn")["cluster"].(map[string]any)["status"]; got != "ACTIVE" {
+	if got := mustAWS(t, s, "eks", "describe-cluster", "--name", "steady")["cluster"].(map[string]any)["status"]; got != "ACTIVE" {
 		t.Errorf("status %v after the reboot", got)
 	}
 	readyNodes(t, s, kc, 2)
