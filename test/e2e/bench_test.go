@@ -144,6 +144,7 @@ func BenchmarkEndpoint(b *testing.B) {
 			b.Fatal(err)
 		}
 		cfg.Host = "https://" + net.JoinHostPort(e.engine.Layout(c).APIServerIP(0).String(), strconv.Itoa(controlplane.APIServerPort))
+		cfg.QPS, cfg.Burst = 10000, 10000 // as adminClient: no client-side rate limit
 		direct, err := kubernetes.NewForConfig(cfg)
 		if err != nil {
 			b.Fatal(err)
