@@ -101,8 +101,16 @@ type Config struct {
 	Source     netip.Addr
 	// Status is where GET /healthz answers (host:port).
 	Status string
-	Log    *slog.Logger
+	// Timeouts bound a client of the webhook and of the status server
+	// (zero fields: webhookTimeouts and status.DefaultTimeouts).
+	Timeouts status.Timeouts
+	Log      *slog.Logger
 }
+
+// webhookTimeouts are the webhook's: a TokenReview is small and answered
+// within seconds (an aws-auth read takes at most 2 s); the apiservers keep
+// idle connections 90 s, so the webhook keeps them longer.
+var webhookTimeouts = status.Timeouts{Header: 5 * time.Second, Read: 10 * time.Second, Idle: 2 * time.Minute}
 
 // Validate checks cfg and fills in defaults.
 func (cfg *Config) Validate() error {
@@ -169,10 +177,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("authenticator: %w", err)
 	}
-	srv := &http.Server{Handler: h, TLSConfig: tlsCfg, ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog: log.New(io.Discard, "", 0)} // TLS handshake noise from probes
+	srv := webhookServer(h, tlsCfg, cfg.Timeouts)
 	go srv.ServeTLS(ln, "", "")
-	st, err := status.Serve(cfg.Status, func() (any, error) {
+	st, err := status.Start(status.Config{Addr: cfg.Status, Timeouts: cfg.Timeouts}, func() (any, error) {
 		m, err := h.material()
 		if err != nil {
 			return nil, err
@@ -191,6 +198,15 @@ func Run(ctx context.Context, cfg Config) error {
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// webhookServer is the webhook's server: t bounds the TLS handshake, the
+// request's header and body, and idle connections (webhookTimeouts where
+// t has none).
+func webhookServer(h http.Handler, tlsCfg *tls.Config, t status.Timeouts) *http.Server {
+	srv := &http.Server{Handler: h, TLSConfig: tlsCfg,
+		ErrorLog: log.New(io.Discard, "", 0)} // TLS handshake noise from probes
+	return t.Apply(srv, webhookTimeouts)
 }
 
 // awsAuthTTL is how long the handler reuses the aws-auth ConfigMap it read.

@@ -3,9 +3,11 @@ package authz
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -239,5 +241,84 @@ func TestAuthorize(t *testing.T) {
 	r.RemoteAddr = "10.1.2.3:4000"
 	if _, err := a.Authorize(r, bob, describe, "us-east-1"); err != nil {
 		t.Fatalf("from the lab: %v", err)
+	}
+}
+
+// TestContextKeys: the request context Describe and Authorize build
+// carries the global keys (aws:RequestedRegion from the signature,
+// aws:PrincipalArn, the role's for a session, aws:SourceIp) and EKS' own
+// (eks:principalArn, eks:kubernetesGroups, eks:username, eks:policyArn):
+// a policy allowing only under a condition on the key allows the request
+// with the right value and not with a wrong one (issue 15).
+func TestContextKeys(t *testing.T) {
+	ids, acct := newIAM(t)
+	a := &Authorizer{IAM: ids, Region: "us-east-1"}
+	if _, err := ids.CreateUser(acct, "bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	const trust = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	role, err := ids.CreateRole(acct, "ops", "", trust, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := &iam.Principal{Account: acct, User: "bob", Arn: "arn:aws:iam::" + acct + ":user/bob", UserID: "AIDABOB"}
+	session := &iam.Principal{Account: acct, Role: "ops", RoleArn: role.Arn(), Arn: "arn:aws:sts::" + acct + ":assumed-role/ops/s1", UserID: role.ID + ":s1"}
+	dev := "arn:aws:iam::" + acct + ":role/dev"
+	entry := "/clusters/prod/access-entries/" + url.PathEscape(dev)
+	view := "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
+	edit := "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
+	tests := []struct {
+		key, operator string
+		caller        *iam.Principal
+		op            string // the operation the request is
+		method, path  string
+		body          string
+		region, from  string // the signature's region, the client's address
+		right, wrong  string // the condition's value
+	}{
+		{"aws:RequestedRegion", "StringEquals", bob, "DescribeCluster", "GET", "/clusters/prod", "", "eu-west-1", "192.0.2.1", "eu-west-1", "us-east-1"},
+		{"aws:PrincipalArn", "ArnEquals", bob, "DescribeCluster", "GET", "/clusters/prod", "", "us-east-1", "192.0.2.1", bob.Arn, "arn:aws:iam::" + acct + ":user/eve"},
+		{"aws:PrincipalArn", "ArnEquals", session, "DescribeCluster", "GET", "/clusters/prod", "", "us-east-1", "192.0.2.1", role.Arn(), session.Arn},
+		{"aws:SourceIp", "IpAddress", bob, "DescribeCluster", "GET", "/clusters/prod", "", "us-east-1", "10.1.2.3", "10.0.0.0/8", "192.0.2.0/24"},
+		{"eks:principalArn", "ArnEquals", bob, "CreateAccessEntry", "POST", "/clusters/prod/access-entries", `{"principalArn":"` + dev + `"}`, "us-east-1", "192.0.2.1", dev, "arn:aws:iam::" + acct + ":role/admin"},
+		{"eks:kubernetesGroups", "ForAnyValue:StringEquals", bob, "CreateAccessEntry", "POST", "/clusters/prod/access-entries", `{"principalArn":"` + dev + `","kubernetesGroups":["viewers","auditors"]}`, "us-east-1", "192.0.2.1", "viewers", "system:masters"},
+		{"eks:username", "StringEquals", bob, "UpdateAccessEntry", "POST", entry, `{"username":"dev-user"}`, "us-east-1", "192.0.2.1", "dev-user", "admin"},
+		{"eks:policyArn", "ArnEquals", bob, "AssociateAccessPolicy", "POST", entry + "/access-policies", `{"policyArn":"` + view + `","accessScope":{"type":"cluster"}}`, "us-east-1", "192.0.2.1", view, edit},
+	}
+	for _, tt := range tests {
+		name := tt.key
+		if tt.caller.Role != "" {
+			name += "/session"
+		}
+		t.Run(name, func(t *testing.T) {
+			kind, entity := iam.KindUser, "bob"
+			if tt.caller.Role != "" {
+				kind, entity = iam.KindRole, "ops"
+			}
+			for _, c := range []struct {
+				value string
+				allow bool
+			}{{tt.right, true}, {tt.wrong, false}} {
+				doc := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"eks:*","Resource":"*","Condition":{%q:{%q:%q}}}]}`,
+					tt.operator, tt.key, c.value)
+				if err := ids.PutInlinePolicy(kind, acct, entity, "cond", doc); err != nil {
+					t.Fatal(err)
+				}
+				r := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
+				r.RemoteAddr = tt.from + ":4000"
+				op := a.Describe("eks", r, []byte(tt.body), tt.caller, tt.region)
+				if op.Name != tt.op || len(op.Checks) == 0 {
+					t.Fatalf("%s %s: %+v, want %s", tt.method, tt.path, op, tt.op)
+				}
+				_, err := a.Authorize(r, tt.caller, op, tt.region)
+				var denied *Denied
+				switch {
+				case c.allow && err != nil:
+					t.Errorf("%s %s = %q: %v", tt.operator, tt.key, c.value, err)
+				case !c.allow && !errors.As(err, &denied):
+					t.Errorf("%s %s = %q: allowed (%v), want denied", tt.operator, tt.key, c.value, err)
+				}
+			}
+		})
 	}
 }

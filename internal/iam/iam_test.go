@@ -210,3 +210,47 @@ func TestCredentials(t *testing.T) {
 		t.Errorf("after deleting alice's key: %+v", creds)
 	}
 }
+
+// TestAccessKeyQuota: a user has at most 2 access keys (AWS's
+// AccessKeysPerUser, LimitExceeded), counted per user; deleting one makes
+// room again.
+func TestAccessKeyQuota(t *testing.T) {
+	s := newService(t)
+	a, _, _ := s.EnsureAccount("a") // with the admin's first key
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := s.CreateUser(a.ID, u, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var alice []string
+	for _, tc := range []struct {
+		name, user string
+		ok         bool
+	}{
+		{"alice's first", "alice", true},
+		{"alice's second", "alice", true},
+		{"alice's third", "alice", false},
+		{"bob's first", "bob", true},
+		{"the admin's second", AdminUser, true},
+		{"the admin's third", AdminUser, false},
+	} {
+		k, err := s.CreateAccessKey(a.ID, tc.user)
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case !tc.ok && (!errors.Is(err, ErrLimit) || err.Error() != "limit exceeded: Cannot exceed quota for AccessKeysPerUser: 2"):
+			t.Errorf("%s: %v, want LimitExceeded for AccessKeysPerUser", tc.name, err)
+		case tc.ok && tc.user == "alice":
+			alice = append(alice, k.ID)
+		}
+	}
+	if keys, _ := s.ListAccessKeys(a.ID, "alice"); len(keys) != 2 {
+		t.Errorf("alice has %d keys after a refused third", len(keys))
+	}
+	if err := s.DeleteAccessKey(a.ID, "alice", alice[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateAccessKey(a.ID, "alice"); err != nil {
+		t.Errorf("a key after deleting one: %v", err)
+	}
+}

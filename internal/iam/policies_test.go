@@ -260,3 +260,118 @@ func TestAssumeRoleTrust(t *testing.T) {
 		t.Errorf("update trust: %v", err)
 	}
 }
+
+// TestEntityPolicies: on a user, a role and a group alike, managed
+// policies attach, are listed and detach, inline policies are put,
+// replaced, read, listed and deleted, and what the principal may do
+// follows; a missing entity or policy is NoSuchEntity.
+func TestEntityPolicies(t *testing.T) {
+	s := newService(t)
+	a, _, _ := s.EnsureAccount("a")
+	const trust = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	const denyAll = `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}`
+	for _, u := range []string{"bob", "carol"} {
+		if _, err := s.CreateUser(a.ID, u, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	role, err := s.CreateRole(a.ID, "web", "", trust, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateGroup(a.ID, "devs", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUserToGroup(a.ID, "devs", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.CreatePolicy(a.ID, "describe", "", allowDescribe, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		kind, name string
+		who        *Principal // whom the entity's policies reach
+	}{
+		{KindUser, "bob", &Principal{Account: a.ID, User: "bob", Arn: "arn:aws:iam::" + a.ID + ":user/bob"}},
+		{KindRole, "web", &Principal{Account: a.ID, Role: "web", RoleArn: role.Arn(), Arn: "arn:aws:sts::" + a.ID + ":assumed-role/web/s"}},
+		{KindGroup, "devs", &Principal{Account: a.ID, User: "carol", Arn: "arn:aws:iam::" + a.ID + ":user/carol"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			may := func(want policy.Decision, when string) {
+				t.Helper()
+				if d := decide(t, s, tt.who, "eks:DescribeCluster", "*"); d != want {
+					t.Errorf("%s: %v, want %v", when, d, want)
+				}
+			}
+			attached := func(want ...string) {
+				t.Helper()
+				ps, err := s.AttachedPolicies(tt.kind, a.ID, tt.name)
+				var got []string
+				for _, p := range ps {
+					got = append(got, p.Name+" "+p.Arn())
+				}
+				if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+					t.Errorf("AttachedPolicies = %v, %v; want %v", got, err, want)
+				}
+			}
+			inline := func(want ...string) {
+				t.Helper()
+				if got, err := s.InlinePolicies(tt.kind, a.ID, tt.name); err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+					t.Errorf("InlinePolicies = %v, %v; want %v", got, err, want)
+				}
+			}
+			noSuch := func(what string, err error) {
+				t.Helper()
+				if !errors.Is(err, ErrNoSuchEntity) {
+					t.Errorf("%s: %v, want NoSuchEntity", what, err)
+				}
+			}
+
+			// Managed: attach, list, detach.
+			attached()
+			if err := s.AttachPolicy(tt.kind, a.ID, tt.name, p.Arn()); err != nil {
+				t.Fatal(err)
+			}
+			attached("describe " + p.Arn())
+			may(policy.Allow, "attached")
+			if err := s.DetachPolicy(tt.kind, a.ID, tt.name, p.Arn()); err != nil {
+				t.Fatalf("DetachPolicy: %v", err)
+			}
+			attached()
+			may(policy.ImplicitDeny, "detached")
+			noSuch("detach twice", s.DetachPolicy(tt.kind, a.ID, tt.name, p.Arn()))
+			noSuch("detach from a missing entity", s.DetachPolicy(tt.kind, a.ID, "ghost", p.Arn()))
+			_, err := s.AttachedPolicies(tt.kind, a.ID, "ghost")
+			noSuch("list a missing entity's", err)
+
+			// Inline: put, replace, get, list, delete.
+			inline()
+			if err := s.PutInlinePolicy(tt.kind, a.ID, tt.name, "inl", denyAll); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutInlinePolicy(tt.kind, a.ID, tt.name, "inl", allowDescribe); err != nil {
+				t.Fatalf("replace: %v", err)
+			}
+			if doc, err := s.InlinePolicy(tt.kind, a.ID, tt.name, "inl"); err != nil || doc != allowDescribe {
+				t.Errorf("InlinePolicy = %q, %v", doc, err)
+			}
+			inline("inl")
+			may(policy.Allow, "inline")
+			if err := s.DeleteInlinePolicy(tt.kind, a.ID, tt.name, "inl"); err != nil {
+				t.Fatalf("DeleteInlinePolicy: %v", err)
+			}
+			inline()
+			may(policy.ImplicitDeny, "inline deleted")
+			_, err = s.InlinePolicy(tt.kind, a.ID, tt.name, "inl")
+			noSuch("get a deleted inline policy", err)
+			noSuch("delete twice", s.DeleteInlinePolicy(tt.kind, a.ID, tt.name, "inl"))
+			_, err = s.InlinePolicy(tt.kind, a.ID, "ghost", "inl")
+			noSuch("get a missing entity's", err)
+			_, err = s.InlinePolicies(tt.kind, a.ID, "ghost")
+			noSuch("list a missing entity's", err)
+			noSuch("put on a missing entity", s.PutInlinePolicy(tt.kind, a.ID, "ghost", "inl", allowDescribe))
+		})
+	}
+}

@@ -254,9 +254,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Endpoint:   endpoint,
 	}
 	nodeRec.SetAPI(handler)
-	// Headers in 10 s, the API's bodies in 30 s (the router's own read
-	// deadline; registry uploads may take longer), idle connections close.
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	srv := apiServer(handler, apiHeaderTimeout, apiIdleTimeout)
 
 	s.endpoint, s.srv = endpoint, srv
 	go func() {
@@ -266,6 +264,19 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	go func() { s.served <- srv.Serve(ln) }()
 	log.Info("skiff serving", "endpoint", endpoint, "dataDir", dataDir, "versions", cat.Versions())
 	return s, nil
+}
+
+// The API's timeouts: headers in 10 s, idle connections close after 2
+// minutes. Bodies have no server-wide deadline (registry uploads may take
+// long): the router bounds the API's own (router.DefaultBodyTimeout).
+const (
+	apiHeaderTimeout = 10 * time.Second
+	apiIdleTimeout   = 2 * time.Minute
+)
+
+// apiServer is the API's http.Server over h.
+func apiServer(h http.Handler, header, idle time.Duration) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: header, IdleTimeout: idle, MaxHeaderBytes: 64 << 10}
 }
 
 // Endpoint is the API's URL.

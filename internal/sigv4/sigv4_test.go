@@ -163,3 +163,41 @@ func TestScopeDateMustMatch(t *testing.T) {
 		t.Errorf("Verify = %v, want ErrSignature", err)
 	}
 }
+
+// TestPresignedBody: a presigned URL signs no body, so it may only be a
+// body-less GET: the same URL presigned for GET or POST, sent with or
+// without a body (issue 15). A refusal is the method/body check's
+// (ErrMalformed), not the signature's: each request is presigned as sent.
+func TestPresignedBody(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name   string
+		method string
+		body   string
+		want   error
+	}{
+		{"GET without a body", http.MethodGet, "", nil},
+		{"GET with a body", http.MethodGet, "Action=CreateAccessKey", ErrMalformed},
+		{"POST without a body", http.MethodPost, "", ErrMalformed},
+		{"POST with a body", http.MethodPost, "Action=CreateAccessKey", ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := http.NewRequest(tt.method, "http://127.0.0.1:7443/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Expires=60", nil)
+			empty := sha256.Sum256(nil)
+			u, _, err := v4.NewSigner().PresignHTTP(context.Background(), aws.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "secret"},
+				r, hex.EncodeToString(empty[:]), "sts", "us-east-1", now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr, _ := http.NewRequest(tt.method, u, strings.NewReader(tt.body))
+			got, err := Verify(context.Background(), pr, []byte(tt.body), lookup, now, 0)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Verify = %v, want %v", err, tt.want)
+			}
+			if err == nil && (!got.Presigned || got.Service != "sts") {
+				t.Errorf("signed = %+v", got)
+			}
+		})
+	}
+}

@@ -15,14 +15,65 @@ import (
 	"time"
 )
 
+// Timeouts bound what one client may take of an instance's HTTP server:
+// its request's headers (Header), the whole request (Read) and an idle
+// keep-alive connection (Idle). A zero field takes the default's value.
+type Timeouts struct {
+	Header, Read, Idle time.Duration
+}
+
+// DefaultTimeouts are the status servers' (a probe sends a bare GET and
+// does not keep its connection).
+var DefaultTimeouts = Timeouts{Header: 5 * time.Second, Read: 10 * time.Second, Idle: 30 * time.Second}
+
+// Or returns t with def's values where t has none.
+func (t Timeouts) Or(def Timeouts) Timeouts {
+	if t.Header <= 0 {
+		t.Header = def.Header
+	}
+	if t.Read <= 0 {
+		t.Read = def.Read
+	}
+	if t.Idle <= 0 {
+		t.Idle = def.Idle
+	}
+	return t
+}
+
+// Apply sets srv's timeouts to t (def's where t has none) and returns srv.
+func (t Timeouts) Apply(srv *http.Server, def Timeouts) *http.Server {
+	t = t.Or(def)
+	srv.ReadHeaderTimeout, srv.ReadTimeout, srv.IdleTimeout = t.Header, t.Read, t.Idle
+	return srv
+}
+
+// Config of a status server.
+type Config struct {
+	Addr     string // host:port
+	Timeouts Timeouts
+}
+
 // Serve answers GET /healthz on addr with report's value (JSON), or 503
-// and its error; Close the server to stop.
+// and its error, with the default timeouts; Close the server to stop.
 func Serve(addr string, report func() (any, error)) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
+	return Start(Config{Addr: addr}, report)
+}
+
+// Start serves as Serve does, on cfg.Addr with cfg.Timeouts; the server's
+// Addr is the address it listens on.
+func Start(cfg Config, report func() (any, error)) (*http.Server, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("status server: %w", err)
 	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := cfg.Timeouts.Apply(&http.Server{Addr: ln.Addr().String(), Handler: handler(report)}, DefaultTimeouts)
+	go srv.Serve(ln)
+	return srv, nil
+}
+
+// handler answers GET /healthz with report.
+func handler(report func() (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
 			http.NotFound(w, r)
 			return
@@ -34,9 +85,7 @@ func Serve(addr string, report func() (any, error)) (*http.Server, error) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(v)
-	})}
-	go srv.Serve(ln)
-	return srv, nil
+	})
 }
 
 // Get asks the status server at addr; a report is decoded into v (nil:

@@ -57,8 +57,19 @@ type Config struct {
 	PodRange netip.Prefix
 	// Status is where GET /healthz answers (host:port).
 	Status string
-	Log    *slog.Logger
+	// Timeouts bound a CONNECT request (not the stream it opens) and an
+	// idle connection of the proxies and the status server (zero fields:
+	// proxyTimeouts and status.DefaultTimeouts).
+	Timeouts status.Timeouts
+	Log      *slog.Logger
 }
+
+// dialTimeout bounds the dial of a CONNECT.
+const dialTimeout = 10 * time.Second
+
+// proxyTimeouts are the proxies': Read bounds the CONNECT request and its
+// dial (its context ends with Read), so it must exceed dialTimeout.
+var proxyTimeouts = status.Timeouts{Header: 10 * time.Second, Read: 30 * time.Second, Idle: time.Minute}
 
 // Validate checks cfg and fills in defaults.
 func (cfg *Config) Validate() error {
@@ -88,17 +99,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	nodes := &nodeList{path: cfg.Nodes}
 	inVPC := InVPC(cfg.Name, cfg.Namespace, func(a netip.Addr) bool { return cfg.PodRange.Contains(a) || nodes.has(a) })
-	cluster, err := Serve(cfg.ClusterSocket, inVPC, cfg.Log)
+	cluster, err := Serve(cfg.ClusterSocket, inVPC, cfg.Timeouts, cfg.Log)
 	if err != nil {
 		return err
 	}
 	defer cluster.Close()
-	cp, err := Serve(cfg.ControlPlaneSocket, ControlPlane(cfg.Direct, inVPC), cfg.Log)
+	cp, err := Serve(cfg.ControlPlaneSocket, ControlPlane(cfg.Direct, inVPC), cfg.Timeouts, cfg.Log)
 	if err != nil {
 		return err
 	}
 	defer cp.Close()
-	st, err := status.Serve(cfg.Status, func() (any, error) {
+	st, err := status.Start(status.Config{Addr: cfg.Status, Timeouts: cfg.Timeouts}, func() (any, error) {
 		addrs, err := nodes.read()
 		return map[string]int{"nodes": len(addrs)}, err
 	})
@@ -211,8 +222,10 @@ type Proxy struct {
 
 // Serve starts a proxy on a unix socket at path (mode 0600; a socket left
 // there by an earlier run is replaced) that tunnels to what dial allows
-// and answers 502 for what it refuses.
-func Serve(path string, dial Dialer, log *slog.Logger) (*Proxy, error) {
+// and answers 502 for what it refuses. t bounds the CONNECT request and
+// idle connections (proxyTimeouts where t has none); an established
+// tunnel has no deadline (kubectl exec, logs -f).
+func Serve(path string, dial Dialer, t status.Timeouts, log *slog.Logger) (*Proxy, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("egress socket dir: %w", err)
 	}
@@ -223,8 +236,8 @@ func Serve(path string, dial Dialer, log *slog.Logger) (*Proxy, error) {
 	}
 	os.Chmod(path, 0o600)
 	p := &Proxy{path: path, log: log}
-	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.connect(w, r, dial) }),
-		ReadHeaderTimeout: 10 * time.Second}
+	p.srv = t.Apply(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.connect(w, r, dial) })},
+		proxyTimeouts)
 	go p.srv.Serve(ln)
 	return p, nil
 }
@@ -234,7 +247,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, dial Dialer) {
 		http.Error(w, "this is skiff's egress proxy for the cluster's apiservers: CONNECT only", http.StatusMethodNotAllowed)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), dialTimeout)
 	up, err := dial(ctx, r.Host)
 	cancel()
 	if err != nil {
@@ -248,6 +261,8 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, dial Dialer) {
 		http.Error(w, "cannot hijack", http.StatusInternalServerError)
 		return
 	}
+	// Hijack clears the server's deadlines (the request's): the stream
+	// has none.
 	down, buf, err := hj.Hijack()
 	if err != nil {
 		up.Close()

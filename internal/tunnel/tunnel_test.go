@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"skiff.dev/skiff/internal/status"
+	"skiff.dev/skiff/internal/status/statustest"
 )
 
 // The egress proxy tunnels a CONNECT to what the dialer allows and answers
@@ -42,7 +45,7 @@ func TestEgressConnect(t *testing.T) {
 		return d.DialContext(ctx, "tcp", echo.Addr().String())
 	}
 	sock := filepath.Join(t.TempDir(), "egress.sock")
-	e, err := Serve(sock, dial, slog.New(slog.DiscardHandler))
+	e, err := Serve(sock, dial, status.Timeouts{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +78,85 @@ func TestEgressConnect(t *testing.T) {
 			t.Errorf("refusal says %q", body)
 		}
 		c.Close()
+	}
+}
+
+// echoServer is a TCP echo server; it returns its address.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestProxyTimeouts: the egress proxy cuts a client that sends nothing,
+// half a header or a request too slowly, and an idle connection, after
+// its timeouts; a tunnel it established has none: quiet or busy for
+// longer than every timeout, it still carries data (issue 15).
+func TestProxyTimeouts(t *testing.T) {
+	echo := echoServer(t)
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", echo)
+	}
+	to := status.Timeouts{Header: 200 * time.Millisecond, Read: time.Second, Idle: 2 * time.Second}
+	sock := filepath.Join(t.TempDir(), "egress.sock")
+	e, err := Serve(sock, dial, to, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	unix := func(t *testing.T) net.Conn {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	t.Run("Requests", func(t *testing.T) {
+		t.Parallel()
+		statustest.Run(t, statustest.Harness{Timeouts: to, Dial: unix,
+			Request: "GET / HTTP/1.1\r\nHost: x\r\n\r\n", Status: http.StatusMethodNotAllowed})
+	})
+	for _, tc := range []struct {
+		name  string
+		every time.Duration // between two pings
+		pings int
+	}{
+		{"quiet", to.Read + to.Idle, 1},
+		{"busy", to.Header, int((to.Read + to.Idle) / to.Header)},
+	} {
+		t.Run("Stream/"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := unix(t)
+			fmt.Fprintf(c, "CONNECT 10.0.0.5:10250 HTTP/1.1\r\nHost: 10.0.0.5:10250\r\n\r\n")
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("CONNECT: %v %v", resp, err)
+			}
+			for i := range tc.pings {
+				time.Sleep(tc.every)
+				c.SetDeadline(time.Now().Add(2 * time.Second))
+				fmt.Fprintf(c, "ping %d\n", i)
+				if line, err := br.ReadString('\n'); err != nil || line != fmt.Sprintf("ping %d\n", i) {
+					t.Fatalf("after %v: the tunnel echoed %q, %v", time.Duration(i+1)*tc.every, line, err)
+				}
+			}
+		})
 	}
 }
 

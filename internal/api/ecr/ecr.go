@@ -50,7 +50,10 @@ type Handler struct {
 	// AccessKey, if set, resolves the access key the request was signed
 	// with: registry passwords are minted for its principal.
 	AccessKey func(r *http.Request) string
-	Log       *slog.Logger
+	// Repositories is an account's repository quota (zero:
+	// MaxRepositories).
+	Repositories int
+	Log          *slog.Logger
 }
 
 // call is one request: the caller's account and the JSON body.
@@ -285,10 +288,11 @@ func (h *Handler) createRepository(c *call) (any, error) {
 		}
 		rp.Tags[t.Key] = t.Value
 	}
-	if err := h.Store.CreateRepository(rp, MaxRepositories); err != nil {
+	quota := cmp.Or(h.Repositories, MaxRepositories)
+	if err := h.Store.CreateRepository(rp, quota); err != nil {
 		if errors.Is(err, store.ErrQuota) {
 			return nil, awserr.New(http.StatusBadRequest, "LimitExceededException", fmt.Sprintf(
-				"The operation did not succeed because it would have exceeded a service limit for your account: at most %d repositories", MaxRepositories))
+				"The operation did not succeed because it would have exceeded a service limit for your account: at most %d repositories", quota))
 		}
 		if errors.Is(err, store.ErrExists) {
 			return nil, awserr.New(http.StatusBadRequest, "RepositoryAlreadyExistsException", fmt.Sprintf(

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"skiff.dev/skiff/internal/botocore"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/store"
 )
@@ -366,4 +367,53 @@ func TestOperations(t *testing.T) {
 	if code, out := f.call("PutImage", map[string]any{}); code != 400 || out["__type"] != "UnknownOperationException" {
 		t.Errorf("unknown operation: %d %v", code, out)
 	}
+}
+
+// TestRepositoryQuota: CreateRepository over the account's quota is
+// botocore's LimitExceededException on the wire (__type, HTTP 400: the
+// model gives the shape no other status), and creates nothing; another
+// account has its own count (issue 15).
+func TestRepositoryQuota(t *testing.T) {
+	data, err := botocore.Model("ecr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Shapes map[string]struct {
+			Exception bool           `json:"exception"`
+			Members   map[string]any `json:"members"`
+			Error     *struct {
+				Status int `json:"httpStatusCode"`
+			} `json:"error"`
+		} `json:"shapes"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	const exc = "LimitExceededException"
+	wire, ok := m.Shapes[exc]
+	if !ok || !wire.Exception || wire.Members["message"] == nil {
+		t.Fatalf("botocore's ECR %s: %+v", exc, wire)
+	}
+	status := http.StatusBadRequest // a client error's status when the model names none
+	if wire.Error != nil && wire.Error.Status != 0 {
+		status = wire.Error.Status
+	}
+
+	f := newFixture(t)
+	f.h.Repositories = 2
+	for _, repo := range []string{"web", "db"} {
+		f.ok("CreateRepository", map[string]any{"repositoryName": repo})
+	}
+	code, out := f.call("CreateRepository", map[string]any{"repositoryName": "cache"})
+	if code != status || out["__type"] != exc || !strings.Contains(fmt.Sprint(out["message"]), "at most 2 repositories") {
+		t.Errorf("third repository: %d %v, want %d %s", code, out, status, exc)
+	}
+	if _, out := f.call("DescribeRepositories", map[string]any{"repositoryNames": []string{"cache"}}); out["__type"] != "RepositoryNotFoundException" {
+		t.Errorf("the refused repository exists: %v", out)
+	}
+	other := *f.h
+	other.Account = func(*http.Request) string { return "222222222222" }
+	f.h = &other
+	f.ok("CreateRepository", map[string]any{"repositoryName": "cache"})
 }
