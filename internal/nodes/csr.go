@@ -70,11 +70,28 @@ func judge(csr *certv1.CertificateSigningRequest) (bool, string) {
 	if req.Subject.CommonName != "system:node:"+node || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) {
 		return false, fmt.Sprintf("node %s may request a certificate for CN system:node:%s, O system:nodes only", node, node)
 	}
+	// The usages a kubelet asks for (upstream's approver accepts these
+	// only): key encipherment with an RSA key only.
+	purpose := certv1.UsageServerAuth
+	if csr.Spec.SignerName == certv1.KubeAPIServerClientKubeletSignerName {
+		purpose = certv1.UsageClientAuth
+	}
+	for _, u := range csr.Spec.Usages {
+		if u != certv1.UsageDigitalSignature && u != certv1.UsageKeyEncipherment && u != purpose {
+			return false, fmt.Sprintf("usage %q: a kubelet certificate has digital signature, %s and key encipherment only", u, purpose)
+		}
+	}
+	if !slices.Contains(csr.Spec.Usages, certv1.UsageDigitalSignature) || !slices.Contains(csr.Spec.Usages, purpose) {
+		return false, fmt.Sprintf("a kubelet certificate has usages digital signature and %s", purpose)
+	}
 	if csr.Spec.SignerName == certv1.KubeAPIServerClientKubeletSignerName {
 		if len(req.DNSNames)+len(req.IPAddresses)+len(req.EmailAddresses)+len(req.URIs) > 0 {
 			return false, "a client certificate carries no SANs"
 		}
 		return true, ""
+	}
+	if len(req.EmailAddresses)+len(req.URIs) > 0 {
+		return false, "a serving certificate carries DNS and IP SANs only"
 	}
 	for _, d := range req.DNSNames {
 		if d != node {

@@ -2,7 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"net/url"
 	"os"
@@ -220,10 +226,8 @@ func TestClusterIsolation(t *testing.T) {
 	account := strings.Split(roleA, ":")[4]
 	mustAWS(t, s, "iam", "update-assume-role-policy", "--role-name", "nodes-a", "--policy-document",
 		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com","AWS":"`+account+`"},"Action":"sts:AssumeRole"}]}`)
-	csr := filepath.Join(dataDir, "stolen-csr.json")
-	os.WriteFile(csr, []byte(`{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{"name":"stolen"},`+
-		`"spec":{"request":"`+base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"))+`",`+
-		`"signerName":"kubernetes.io/kube-apiserver-client-kubelet","usages":["client auth"]}}`), 0o600)
+	// The CSR: a kubelet's client certificate request for A's node name
+	// (CN system:node:NAME, O system:nodes) with a key of its own.
 	for _, session := range []string{a.ID, nodeA.Name} {
 		creds := mustAWS(t, s, "sts", "assume-role", "--role-arn", roleA, "--role-session-name", session)["Credentials"].(map[string]any)
 		stolen := append(append([]string{}, s.env...), "AWS_ACCESS_KEY_ID="+creds["AccessKeyId"].(string),
@@ -231,8 +235,56 @@ func TestClusterIsolation(t *testing.T) {
 		if err := refused("Unauthorized")(kubectlEnv(t, stolen, kcA, "get", "--raw", "/api")); err != nil {
 			t.Errorf("A's node role assumed with session name %s: %v", session, err)
 		}
-		if err := refused("Unauthorized")(kubectlEnv(t, stolen, kcA, "create", "-f", csr)); err != nil {
-			t.Errorf("a CSR with A's node role assumed with session name %s: %v", session, err)
+		name := "stolen-" + strings.ToLower(strings.ReplaceAll(session, ".", "-"))
+		if err := refused("Unauthorized")(kubectlEnv(t, stolen, kcA, "create", "-f", kubeletCSR(t, dataDir, name, nodeA.Name))); err != nil {
+			t.Errorf("a CSR for %s with A's node role assumed with session name %s: %v", nodeA.Name, session, err)
+		}
+		if out, err := kubectlEnv(t, s.env, kcA, "get", "csr", name); err == nil || !strings.Contains(out, "NotFound") {
+			t.Errorf("CSR %s exists: %v %s", name, err, out)
+		}
+	}
+	// The same request with A's node's own credentials is approved and
+	// issued (the check can fail); for another node's name (B's) it is
+	// refused (the apiserver's NodeRestriction) or else denied (skiff).
+	for _, c := range []struct{ name, node, want string }{{"own", nodeA.Name, "Approved"}, {"other", nodeB.Name, "Denied"}} {
+		if out, err := kubectlEnv(t, nodeEnv, kcA, "create", "-f", kubeletCSR(t, dataDir, c.name, c.node)); err != nil {
+			if c.want == "Denied" && refused("Forbidden")(out, err) == nil {
+				t.Logf("A's node's CSR for %s: %s", c.node, strings.TrimSpace(out))
+				continue
+			}
+			t.Fatalf("A's node's CSR for %s: %v %s", c.node, err, out)
+		}
+		var got, cert string
+		if err := eventually(60*time.Second, func() error {
+			out, err := kubectlEnv(t, s.env, kcA, "get", "csr", c.name, "-o", "jsonpath={.status.conditions[*].type} {.status.certificate}")
+			got, cert, _ = strings.Cut(out, " ")
+			if err != nil || got == "" || got == "Approved" && cert == "" {
+				return fmt.Errorf("CSR %s: %v %q", c.name, err, out)
+			}
+			return nil
+		}); err != nil {
+			t.Errorf("%v (want %s)", err, c.want)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("A's node's CSR for %s: %s, want %s", c.node, got, c.want)
+		}
+		if c.want == "Denied" && cert != "" {
+			t.Errorf("A's node's CSR for %s was issued", c.node)
+		} else if c.want == "Approved" {
+			der, _ := base64.StdEncoding.DecodeString(cert)
+			block, _ := pem.Decode(der)
+			if block == nil {
+				t.Fatalf("CSR %s: certificate %q", c.name, cert)
+			}
+			x, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				t.Fatalf("CSR %s: %v", c.name, err)
+			}
+			if x.Subject.CommonName != "system:node:"+c.node {
+				t.Errorf("CSR %s: certificate for %v, want system:node:%s", c.name, x.Subject, c.node)
+			}
+			t.Logf("A's node's CSR for itself: approved, certificate for %s", x.Subject)
 		}
 	}
 	// … and its kubelet client certificate (issued by A's CA).
@@ -298,4 +350,29 @@ func TestClusterIsolation(t *testing.T) {
 
 	// A privileged pod of A's attacks its node's boundary (issue 14).
 	attackNode(t, s, dataDir, kcA, kcB, a, b, nodeA, nodeB)
+}
+
+// kubeletCSR writes a CertificateSigningRequest manifest as a kubelet
+// makes it for its client certificate: CN system:node:NODE, O
+// system:nodes, a fresh ECDSA key; it returns the file's path.
+func kubeletCSR(t *testing.T, dir, name, node string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	path := filepath.Join(dir, name+"-csr.json")
+	manifest := fmt.Sprintf(`{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{"name":%q},`+
+		`"spec":{"request":%q,"signerName":"kubernetes.io/kube-apiserver-client-kubelet","usages":["digital signature","client auth"]}}`,
+		name, base64.StdEncoding.EncodeToString(request))
+	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
