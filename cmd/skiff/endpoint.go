@@ -73,6 +73,8 @@ func newEndpointCmd() *cobra.Command {
 	f.StringArrayVar(&cidrs, "public-cidr", nil, "a CIDR the public address serves (publicAccessCidrs; repeatable; none: all)")
 	f.StringVar(&own, "own", "", "a source address always let in (skiff's own clients)")
 	f.StringVar(&cfg.Status, "status", "", "the status server's address, HOST:PORT")
-	f.DurationVar(&cfg.Drain, "drain", time.Second, "how long a stopping replica lets its connections finish")
+	f.StringVar(&cfg.Link, "link", "", "this replica's unix socket for its sibling")
+	f.StringVar(&cfg.Peer, "peer", "", "the sibling's unix socket (with --link)")
+	f.DurationVar(&cfg.Drain, "drain", time.Second, "how long a stopping replica without a sibling lets its connections finish")
 	return cmd
 }

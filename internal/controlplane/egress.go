@@ -36,6 +36,23 @@ func (l Layout) ControlPlaneEgressSocket() string {
 	return filepath.Join(EgressDir, hex.EncodeToString(sum[:10])+"-cp.sock")
 }
 
+// EndpointLinkSocket is where the i-th endpoint replica listens for its
+// sibling (package lb's Pair).
+func (l Layout) EndpointLinkSocket(i int) string {
+	sum := sha256.Sum256([]byte(l.Dir))
+	return filepath.Join(EgressDir, hex.EncodeToString(sum[:10])+"-ep"+strconv.Itoa(i)+".sock")
+}
+
+// Sockets are every unix socket the cluster's instances make in
+// EgressDir, for removal with the cluster.
+func (l Layout) Sockets() []string {
+	out := []string{l.EgressSocket(), l.ControlPlaneEgressSocket()}
+	for i := range EndpointReplicas {
+		out = append(out, l.EndpointLinkSocket(i))
+	}
+	return out
+}
+
 // TunnelNodesPath lists the cluster's node addresses for its tunnel.
 func (l Layout) TunnelNodesPath() string { return filepath.Join(l.Dir, "tunnel", "nodes.json") }
 

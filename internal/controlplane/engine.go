@@ -236,8 +236,9 @@ func (e *Engine) sweep(ctx context.Context, ids, busy map[string]bool) error {
 			e.cfg.Log.Warn("removing orphan cluster directory", "cluster", d.Name())
 			dir := filepath.Join(e.cfg.DataDir, "clusters", d.Name())
 			l := Layout{Dir: dir}
-			os.Remove(l.EgressSocket())
-			os.Remove(l.ControlPlaneEgressSocket())
+			for _, sock := range l.Sockets() {
+				os.Remove(sock)
+			}
 			os.RemoveAll(dir)
 		}
 	}

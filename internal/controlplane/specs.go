@@ -101,6 +101,8 @@ func (l Layout) endpointSpec(c *model.Cluster, i int) runtime.Spec {
 		"--own=" + l.EndpointIP().String(),
 		"--status=" + l.EndpointStatusAddr(i),
 		"--public-access=" + strconv.FormatBool(c.Network.EndpointPublicAccess),
+		"--link=" + l.EndpointLinkSocket(i),
+		"--peer=" + l.EndpointLinkSocket((i+1)%EndpointReplicas), // the sibling
 	}
 	for j := range c.APIServers {
 		args = append(args, "--backend="+hostPort(l.APIServerIP(j), APIServerPort))
@@ -122,7 +124,7 @@ func (l Layout) endpointSpec(c *model.Cluster, i int) runtime.Spec {
 		Role:    runtime.Endpoint,
 		Zone:    zoneOf(c, i),
 		Command: append([]string{l.Skiff}, args...),
-		Files:   []string{l.pki("ca.crt")},
+		Files:   []string{l.pki("ca.crt"), EgressDir},
 	}
 }
 

@@ -631,9 +631,9 @@ func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
 		return err
 	}
 	l := w.layout(c)
-	for _, sock := range []string{l.EgressSocket(), l.ControlPlaneEgressSocket()} { // a tunnel killed after its grace
+	for _, sock := range l.Sockets() { // of instances killed after their grace
 		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return wrap(c, "remove the tunnel's socket", err)
+			return wrap(c, "remove a socket", err)
 		}
 	}
 	if err := os.RemoveAll(l.Dir); err != nil {

@@ -3,11 +3,14 @@
 // while skiff is down or being replaced: a TCP load balancer (package lb)
 // in front of the cluster's apiservers.
 //
-// Two or more replicas share each listening address with SO_REUSEPORT: the
-// kernel spreads new connections over them, and when one ends (replaced,
-// or killed) the others take every new connection. A replica told to stop
-// (SIGTERM) first closes its listeners and lets the connections it forwards
-// finish for a while.
+// Two replicas share each listening address, and are linked (package lb's
+// Pair, over unix sockets the runtime places): each serves the other's
+// listening sockets too and holds a copy of every connection the other
+// forwards. When one ends, killed or replaced, the other carries its
+// connections on where they stood, and the connections waiting in its
+// queues: a client notices nothing. A replica told to stop (SIGTERM) hands
+// its connections over at once; one without a sibling lets them finish for
+// a while.
 //
 // Besides the public address (filtered by EKS' endpointPublicAccess and
 // publicAccessCidrs), a replica may listen inside network namespaces (the
@@ -25,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -57,8 +59,11 @@ type Config struct {
 	Own          netip.Addr
 	// Status is the address of the status server (host:port).
 	Status string
-	// Drain is how long a stopping replica lets its connections finish;
-	// default 1s.
+	// Link is this replica's unix socket for its sibling, Peer the
+	// sibling's; none: no sibling.
+	Link, Peer string
+	// Drain is how long a stopping replica without a sibling lets its
+	// connections finish; default 1s.
 	Drain time.Duration
 	Log   *slog.Logger
 }
@@ -103,6 +108,9 @@ func (cfg *Config) Validate() error {
 	if cfg.Status == "" {
 		errs = append(errs, errors.New("no status address"))
 	}
+	if (cfg.Link == "") != (cfg.Peer == "") {
+		errs = append(errs, errors.New("a link needs both sockets"))
+	}
 	if cfg.Drain == 0 {
 		cfg.Drain = time.Second
 	}
@@ -118,6 +126,12 @@ type Status struct {
 	Healthy []string `json:"healthy"`
 	// Listening are the addresses served, the public one first.
 	Listening []string `json:"listening"`
+	// Linked: the sibling holds this replica's connections (and would
+	// carry them on).
+	Linked bool `json:"linked"`
+	// Connections forwarded here, and the sibling's held here.
+	Connections int `json:"connections"`
+	Held        int `json:"held"`
 }
 
 // Run serves until ctx is done, then drains.
@@ -136,6 +150,12 @@ func Run(ctx context.Context, cfg Config) error {
 	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(&tls.Config{RootCAs: pool}, "/readyz"), Log: cfg.Log})
 	bal.SetAccess(lb.PublicAccess(cfg.PublicAccess, cfg.PublicCIDRs, cfg.Own))
 	bal.SetBackends(cfg.Backends)
+	if cfg.Link != "" {
+		if err := bal.Pair(cfg.Link, cfg.Peer); err != nil {
+			bal.Close()
+			return fmt.Errorf("endpoint: link: %w", err)
+		}
+	}
 	if err := bal.Listen(cfg.Listen); err != nil {
 		bal.Close()
 		return err
@@ -143,7 +163,8 @@ func Run(ctx context.Context, cfg Config) error {
 	st := &state{listening: []string{cfg.Listen}}
 
 	srv, err := status.Serve(cfg.Status, func() (any, error) {
-		return Status{Healthy: bal.Healthy(), Listening: st.list()}, nil
+		return Status{Healthy: bal.Healthy(), Listening: st.list(), Linked: bal.Linked(),
+			Connections: bal.Active(), Held: bal.Held()}, nil
 	})
 	if err != nil {
 		bal.Close()
@@ -199,32 +220,29 @@ func (s *state) list() []string {
 // namespace exists, and again when the namespace at that name is another
 // one (made anew, e.g. after a host reboot or a VPC's re-creation).
 func serveIn(ctx context.Context, bal *lb.Balancer, na NamespaceAddr, st *state, log *slog.Logger) {
-	var ln net.Listener
-	var ino uint64
+	key := "" // what is served: the address in one namespace (by inode)
 	shown := na.String()
-	defer func() {
-		if ln != nil {
-			ln.Close()
-		}
-	}()
 	for {
 		cur, err := nsInode(na.Namespace)
-		if ln != nil && (err != nil || cur != ino) {
+		next := fmt.Sprintf("%s@%d", shown, cur)
+		if key != "" && (err != nil || next != key) {
 			log.Info("endpoint's namespace changed; listening again", "at", shown)
-			ln.Close()
-			ln = nil
+			bal.Unlisten(key)
+			key = ""
 			st.set(shown, false)
 		}
-		if ln == nil && err == nil {
-			var l net.Listener
-			lerr := vpcnet.In(na.Namespace, func() error {
-				var err error
-				l, err = lb.ListenShared(na.Addr)
-				return err
+		if key == "" && err == nil {
+			lerr := bal.ListenKey(next, false, func() (int, error) {
+				fd := -1
+				err := vpcnet.In(na.Namespace, func() error {
+					var err error
+					fd, err = lb.ListenFD(na.Addr)
+					return err
+				})
+				return fd, err
 			})
 			if lerr == nil {
-				ln, ino = l, cur
-				bal.Serve(l)
+				key = next
 				st.set(shown, true)
 			} else {
 				log.Debug("listen in namespace; retrying", "at", shown, "err", lerr)

@@ -18,10 +18,13 @@
 // client then would turn a one-second blip into a storm of errors, while an
 // apiserver holds the request until etcd answers.
 //
-// Listeners opened with Listen are the public side: SetAccess decides which
-// client addresses may use them (EKS' endpointPublicAccess and
-// publicAccessCidrs); listeners given to Serve (the endpoint inside a VPC)
-// are not filtered.
+// Connections are relays (relay.go): their state is in the kernel, so that
+// a sibling balancer joined with Pair (link.go) carries them on when this
+// one ends, killed or stopped, and serves its listening sockets' queues.
+//
+// Public listeners (Listen, or ListenKey with public set) are filtered by
+// SetAccess (EKS' endpointPublicAccess and publicAccessCidrs); the others
+// (the endpoint inside a VPC) are not.
 package lb
 
 import (
@@ -31,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -53,7 +57,13 @@ type Config struct {
 	Interval time.Duration // between checks of one backend; default 200ms
 	Timeout  time.Duration // of one check; default 500ms
 	Fall     int           // checks in a row without an answer before a backend leaves; default 3
-	Log      *slog.Logger
+	// Grace is how long one direction of a connection may go on after the
+	// other ended; default 5s.
+	Grace time.Duration
+	// Settle is how long Listen waits for a sibling's listening sockets
+	// after Pair before it opens its own; default 1s.
+	Settle time.Duration
+	Log    *slog.Logger
 }
 
 // ErrNotReady is what a Check wraps when the backend answered that it is
@@ -66,41 +76,27 @@ type Balancer struct {
 
 	mu        sync.Mutex
 	backends  map[string]*backend
-	listeners []net.Listener
+	listeners map[string][]*listener // by key
+	retired   map[string]bool        // keys no longer served
+	relays    map[uint64]*relay      // pumped here
+	held      map[uint64]*relay      // the sibling's, held to carry on
+	link      *link                  // to the sibling, when up
+	pair      *pairing
 	next      int
 	closed    bool
-	wg        sync.WaitGroup
-	stopCheck context.CancelFunc
-	access    atomic.Pointer[func(netip.Addr) bool] // of public listeners; nil: everyone
-	active    atomic.Int64                          // connections being forwarded
-}
+	stopping  bool // handing over: no new relay is attached here
 
-// SetAccess decides which client addresses may use the public listeners
-// (nil: every one). Connections it refuses are closed at once; open ones
-// are not cut.
-func (b *Balancer) SetAccess(allow func(netip.Addr) bool) {
-	if allow == nil {
-		b.access.Store(nil)
-		return
-	}
-	b.access.Store(&allow)
-}
-
-// allowed applies SetAccess's decision to a connection of a public listener.
-func (b *Balancer) allowed(c net.Conn) bool {
-	f := b.access.Load()
-	if f == nil {
-		return true
-	}
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	return err == nil && (*f)(ap.Addr().Unmap())
+	accepts  sync.WaitGroup                        // accept loops
+	carriers sync.WaitGroup                        // relays being carried
+	wg       sync.WaitGroup                        // checks, the pairing
+	access   atomic.Pointer[func(netip.Addr) bool] // of public listeners; nil: everyone
 }
 
 type backend struct {
 	addr    string
 	healthy bool
 	misses  int // checks in a row without an answer
-	conns   map[net.Conn]struct{}
+	relays  map[*relay]struct{}
 	cancel  context.CancelFunc
 }
 
@@ -115,77 +111,34 @@ func New(cfg Config) *Balancer {
 	if cfg.Fall == 0 {
 		cfg.Fall = 3
 	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 5 * time.Second
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Balancer{cfg: cfg, backends: map[string]*backend{}}
+	return &Balancer{cfg: cfg, backends: map[string]*backend{}, listeners: map[string][]*listener{},
+		retired: map[string]bool{}, relays: map[uint64]*relay{}, held: map[uint64]*relay{}}
 }
 
-// Listen opens a listener on addr and serves it. The address may be
-// shared (SO_REUSEPORT) with other balancers of the same user: the kernel
-// spreads new connections over them, and one that closes leaves the others
-// every new connection.
-func (b *Balancer) Listen(addr string) error {
-	l, err := ListenShared(addr)
-	if err != nil {
-		return fmt.Errorf("load balancer %s: listen %s: %w", b.cfg.Name, addr, err)
-	}
-	b.serve(l, true)
-	return nil
-}
-
-// Serve forwards connections accepted on l until Close. Listeners from
-// elsewhere (e.g. opened inside a network namespace) are welcome; they
-// are private: SetAccess does not apply.
-func (b *Balancer) Serve(l net.Listener) { b.serve(l, false) }
-
-func (b *Balancer) serve(l net.Listener, public bool) {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		l.Close()
+// SetAccess decides which client addresses may use the public listeners
+// (nil: every one). Connections it refuses are closed at once; open ones
+// are not cut.
+func (b *Balancer) SetAccess(allow func(netip.Addr) bool) {
+	if allow == nil {
+		b.access.Store(nil)
 		return
 	}
-	b.listeners = append(b.listeners, l)
-	b.wg.Add(1)
-	b.mu.Unlock()
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			if public && !b.allowed(c) {
-				c.Close()
-				continue
-			}
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				b.forward(c)
-			}()
-		}
-	}()
+	b.access.Store(&allow)
 }
 
-// ListenShared opens a TCP listener on addr with SO_REUSEPORT, so that
-// several processes (the replicas of one endpoint) can serve it.
-func ListenShared(addr string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	return lc.Listen(context.Background(), "tcp", addr)
+// allowed applies SetAccess's decision to a client of a public listener.
+func (b *Balancer) allowed(a netip.Addr) bool {
+	f := b.access.Load()
+	return f == nil || (*f)(a.Unmap())
 }
 
 // PublicAccess is who may use an endpoint's public listeners, as EKS
@@ -212,18 +165,39 @@ func PublicAccess(public bool, cidrs []netip.Prefix, own netip.Addr) func(netip.
 	}
 }
 
-// Drain stops accepting (closing the listeners, so that the replicas that
-// share their addresses take every new connection), waits until the
-// connections being forwarded end or ctx is done, then closes the rest.
+// Drain ends this balancer's part. With a sibling linked, it stops
+// accepting, stops pumping and hands every connection over at once. Alone,
+// it stops accepting and waits until the connections end or ctx is done,
+// then closes the rest.
 func (b *Balancer) Drain(ctx context.Context) {
 	b.mu.Lock()
-	for _, l := range b.listeners {
-		l.Close()
-	}
+	b.stopping = true
+	l, p := b.link, b.pair
 	b.mu.Unlock()
+	if p != nil {
+		p.close() // no new link: the sibling carries on alone
+	}
+	b.stopAccepting()
+	if l != nil {
+		b.mu.Lock()
+		rs := make([]*relay, 0, len(b.relays))
+		for _, r := range b.relays {
+			rs = append(rs, r)
+		}
+		b.mu.Unlock()
+		for _, r := range rs {
+			r.stop()
+		}
+		b.carriers.Wait()
+		l.post(message{Op: opBye})
+		l.flush(time.Second)
+		b.cfg.Log.Info("connections handed over", "lb", b.cfg.Name, "relays", len(rs))
+		b.Close()
+		return
+	}
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	for b.active.Load() > 0 {
+	for b.Active() > 0 {
 		select {
 		case <-ctx.Done():
 			b.Close()
@@ -232,6 +206,13 @@ func (b *Balancer) Drain(ctx context.Context) {
 		}
 	}
 	b.Close()
+}
+
+// Active is the number of connections pumped here.
+func (b *Balancer) Active() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.relays)
 }
 
 // SetBackends replaces the backend set. New backends start unhealthy and
@@ -245,7 +226,7 @@ func (b *Balancer) SetBackends(addrs []string) {
 	for addr, be := range b.backends {
 		if !slices.Contains(addrs, addr) {
 			be.cancel()
-			b.closeConnsLocked(be)
+			b.killRelaysLocked(be)
 			delete(b.backends, addr)
 		}
 	}
@@ -254,7 +235,7 @@ func (b *Balancer) SetBackends(addrs []string) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		be := &backend{addr: addr, conns: map[net.Conn]struct{}{}, cancel: cancel}
+		be := &backend{addr: addr, relays: map[*relay]struct{}{}, cancel: cancel}
 		b.backends[addr] = be
 		b.wg.Add(1)
 		go func() {
@@ -278,18 +259,39 @@ func (b *Balancer) Healthy() []string {
 	return out
 }
 
-// Close stops the listeners, the checks and every connection.
+// Close stops the listeners, the checks, the link and every connection
+// pumped here; the sibling's copies are let go, not ended.
 func (b *Balancer) Close() {
 	b.mu.Lock()
 	b.closed = true
-	for _, l := range b.listeners {
-		l.Close()
+	b.mu.Unlock()
+	b.stopAccepting()
+	b.mu.Lock()
+	for _, lns := range b.listeners {
+		for _, ln := range lns {
+			ln.f.Close()
+		}
 	}
+	b.listeners = map[string][]*listener{}
 	for _, be := range b.backends {
 		be.cancel()
-		b.closeConnsLocked(be)
 	}
+	for _, r := range b.relays {
+		r.kill()
+	}
+	for id, r := range b.held {
+		r.release()
+		delete(b.held, id)
+	}
+	l, p := b.link, b.pair
 	b.mu.Unlock()
+	if l != nil {
+		l.close()
+	}
+	if p != nil {
+		p.close()
+	}
+	b.carriers.Wait()
 	b.wg.Wait()
 }
 
@@ -334,21 +336,21 @@ func (b *Balancer) setHealth(be *backend, err error) {
 	}
 }
 
-// leaveLocked takes be out of the pool; closing its connections when it
-// is unreachable.
+// leaveLocked takes be out of the pool; ending its connections when it is
+// unreachable.
 func (b *Balancer) leaveLocked(be *backend, reason error, unreachable bool) {
 	if be.healthy {
 		be.healthy = false
 		b.cfg.Log.Info("backend left the pool", "lb", b.cfg.Name, "backend", be.addr, "reason", reason)
 	}
 	if unreachable {
-		b.closeConnsLocked(be)
+		b.killRelaysLocked(be)
 	}
 }
 
-func (b *Balancer) closeConnsLocked(be *backend) {
-	for c := range be.conns {
-		c.Close()
+func (b *Balancer) killRelaysLocked(be *backend) {
+	for r := range be.relays {
+		r.kill()
 	}
 }
 
@@ -382,12 +384,72 @@ func (b *Balancer) pick() []*backend {
 	return append(pool[n:], pool[:n]...)
 }
 
-func (b *Balancer) forward(client net.Conn) {
-	b.active.Add(1)
-	defer b.active.Add(-1)
-	defer client.Close()
+// start carries r here: a new connection, or one adopted from the sibling.
+func (b *Balancer) start(r *relay) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		r.end()
+		return
+	}
+	b.relays[r.id] = r
+	b.mirrorLocked(r)
+	b.carriers.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.carriers.Done()
+		b.carry(r)
+	}()
+}
+
+// mirrorLocked gives the sibling a copy of r's descriptors.
+func (b *Balancer) mirrorLocked(r *relay) {
+	if b.link == nil {
+		return
+	}
+	if err := b.link.postDup(message{Op: opRelay, ID: r.id, Addr: r.addr}, r.fds()...); err != nil {
+		b.cfg.Log.Warn("copy of a connection for the sibling", "lb", b.cfg.Name, "err", err)
+	}
+}
+
+// carry attaches r to a backend if it has none, pumps it until it ends
+// (or is handed over), and forgets it.
+func (b *Balancer) carry(r *relay) {
+	ended := true
+	defer func() {
+		b.mu.Lock()
+		delete(b.relays, r.id)
+		if ended && b.link != nil {
+			b.link.post(message{Op: opEnd, ID: r.id})
+		}
+		b.mu.Unlock()
+		if ended {
+			r.end()
+		} else {
+			r.release()
+		}
+	}()
+	if !r.attached() && !b.connect(r) {
+		ended = !r.isStopped()
+		return
+	}
+	be := b.track(r)
+	var err error
+	ended, err = r.run(b.cfg.Grace)
+	if r.adopted {
+		b.cfg.Log.Debug("adopted connection ended", "lb", b.cfg.Name, "id", r.id, "err", err)
+	}
+	if be != nil {
+		b.mu.Lock()
+		delete(be.relays, r)
+		b.mu.Unlock()
+	}
+}
+
+// connect dials a backend for r, trying the pool in turn.
+func (b *Balancer) connect(r *relay) bool {
 	for _, be := range b.pick() {
-		server, err := net.DialTimeout("tcp", be.addr, time.Second)
+		fd, err := dial(be.addr)
 		if err != nil {
 			b.mu.Lock()
 			b.leaveLocked(be, fmt.Errorf("dial: %w", err), true)
@@ -395,63 +457,64 @@ func (b *Balancer) forward(client net.Conn) {
 			continue
 		}
 		b.mu.Lock()
-		panicking := !be.healthy
+		if b.stopping || r.isStopped() { // the sibling dials for it
+			b.mu.Unlock()
+			unix.Close(fd)
+			return false
+		}
+		if err := r.attach(be.addr, fd); err != nil {
+			b.mu.Unlock()
+			unix.Close(fd)
+			b.cfg.Log.Warn("connection", "lb", b.cfg.Name, "err", err)
+			return false
+		}
+		b.mirrorLocked(r)
 		b.mu.Unlock()
-		if panicking { // untracked: no check will close it
-			pipe(client, server)
-			return
-		}
-		if !b.track(be, client, server) {
-			server.Close()
-			return
-		}
-		defer b.untrack(be, client, server)
-		pipe(client, server)
-		return
+		return true
 	}
+	return false
 }
 
-func (b *Balancer) track(be *backend, conns ...net.Conn) bool {
+// track counts r among its backend's connections (which end with it when
+// it becomes unreachable); nil when the backend is not in the pool (panic
+// mode, or gone).
+func (b *Balancer) track(r *relay) *backend {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || !be.healthy {
-		return false
+	be := b.backends[r.addr]
+	if be == nil || !be.healthy {
+		return nil
 	}
-	for _, c := range conns {
-		be.conns[c] = struct{}{}
-	}
-	return true
+	be.relays[r] = struct{}{}
+	return be
 }
 
-func (b *Balancer) untrack(be *backend, conns ...net.Conn) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, c := range conns {
-		delete(be.conns, c)
+// dial connects to addr and returns the socket's descriptor (non-blocking).
+func dial(addr string) (int, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return -1, err
 	}
+	defer c.Close()
+	return dupConn(c.(*net.TCPConn))
 }
 
-// pipe copies both ways until either side ends, then closes both.
-func pipe(a, b net.Conn) {
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		if tc, ok := dst.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
-		done <- struct{}{}
+// dupConn returns a copy of c's descriptor.
+func dupConn(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
 	}
-	go cp(a, b)
-	go cp(b, a)
-	<-done
-	// One direction ended; give the other a moment to drain, then close.
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
 	}
-	a.Close()
-	b.Close()
+	return fd, derr
 }
+
+// newID names a relay (unique across siblings).
+func newID() uint64 { return rand.Uint64() }
 
 // HTTPSCheck returns a Check that GETs https://ADDR/path and wants a 200;
 // another answer is ErrNotReady (alive, but send it nothing new).

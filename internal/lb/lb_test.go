@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,6 +56,18 @@ func ask(addr string) (string, error) {
 	return bufio.NewReader(c).ReadString('\n')
 }
 
+// publicAddr is the address of b's one public listener.
+func publicAddr(t *testing.T, b *Balancer) string {
+	t.Helper()
+	for k, addrs := range b.Addrs() {
+		if strings.HasPrefix(k, "public ") {
+			return addrs[0]
+		}
+	}
+	t.Fatal("no public listener")
+	return ""
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -85,7 +98,7 @@ func TestBalancer(t *testing.T) {
 	if err := lb.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	addr := lb.listeners[0].Addr().String()
+	addr := publicAddr(t, lb)
 	lb.SetBackends([]string{a.Addr().String(), b.Addr().String()})
 	waitFor(t, "both healthy", func() bool { return len(lb.Healthy()) == 2 })
 
@@ -176,7 +189,7 @@ func TestBalancerKeepsBusyBackends(t *testing.T) {
 	if err := lb.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	addr := lb.listeners[0].Addr().String()
+	addr := publicAddr(t, lb)
 	lb.SetBackends([]string{a.Addr().String()})
 	waitFor(t, "a healthy", func() bool { return len(lb.Healthy()) == 1 })
 
@@ -240,13 +253,12 @@ func TestAccess(t *testing.T) {
 	if err := b.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	private, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := b.ListenKey("private", false, func() (int, error) { return ListenFD("127.0.0.1:0") }); err != nil {
 		t.Fatal(err)
 	}
-	b.Serve(private)
 	b.SetBackends([]string{be.Addr().String()})
-	pub := b.listeners[0].Addr().String()
+	pub := publicAddr(t, b)
+	private := b.Addrs()["private"][0]
 	waitFor(t, "a healthy backend", func() bool { return len(b.Healthy()) == 1 })
 
 	b.SetAccess(func(a netip.Addr) bool { return netip.MustParsePrefix("127.0.0.2/32").Contains(a) })
@@ -256,7 +268,7 @@ func TestAccess(t *testing.T) {
 	if got, err := askFrom("127.0.0.3", pub); err == nil {
 		t.Errorf("refused source got an answer: %q", got)
 	}
-	if got, err := askFrom("127.0.0.3", private.Addr().String()); err != nil || got != "a\n" {
+	if got, err := askFrom("127.0.0.3", private); err != nil || got != "a\n" {
 		t.Errorf("private listener from any source: %q %v", got, err)
 	}
 	b.SetAccess(nil)

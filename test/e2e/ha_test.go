@@ -17,10 +17,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"skiff.dev/skiff/internal/controlplane"
+	"skiff.dev/skiff/internal/endpoint"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/pki"
 )
@@ -55,6 +57,14 @@ func (e *engineEnv) waitHealthy(t testing.TB, c *model.Cluster, timeout time.Dur
 			}
 		}
 		backends := snap.Backends
+		// The endpoint's replicas are linked: each would carry the
+		// other's connections on.
+		l := e.engine.Layout(c)
+		for i := range controlplane.EndpointReplicas {
+			if st, err := endpoint.Get(context.Background(), l.EndpointStatusAddr(i)); err != nil || !st.Linked {
+				sick = append(sick, fmt.Sprintf("endpoint-%d(not linked: %v)", i, err))
+			}
+		}
 		if snap.At.After(since) && len(snap.Instances) > 0 && len(sick) == 0 && len(backends) == c.APIServers {
 			return
 		}
@@ -115,6 +125,115 @@ func TestHAControlPlane(t *testing.T) {
 	}); err != nil {
 		t.Error(err)
 	}
+
+	// endpoint replica killed: each replica holds a copy of the other's
+	// connections and listening sockets, so a SIGKILL of either loses no
+	// request, and a watch opened before goes on.
+	t.Run("endpoint replica killed", func(t *testing.T) {
+		e.waitHealthy(t, c, 90*time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		wcfg, err := clientcmd.BuildConfigFromFlags("", kc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wcs := kubernetes.NewForConfigOrDie(wcfg) // no client timeout: it would end the watch
+		w, err := wcs.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{LabelSelector: "lb-test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok, failed atomic.Int64
+		var lastErr atomic.Value
+		var wg sync.WaitGroup
+		for g := range 4 { // clients with connections of their own
+			gcs := adminClient(t, kc)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ctx.Err() == nil; i++ {
+					name := fmt.Sprintf("lb-%d-%d", g, i)
+					cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"lb-test": "1"}}}
+					_, err := gcs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{})
+					if err == nil {
+						_, err = gcs.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{})
+					}
+					if ctx.Err() != nil {
+						return
+					}
+					if err != nil {
+						failed.Add(1)
+						lastErr.Store(err.Error())
+						continue
+					}
+					ok.Add(1)
+				}
+			}()
+		}
+		// The watch is read all along: the apiserver closes a watch whose
+		// reader falls behind.
+		var events atomic.Int64
+		var closedAt atomic.Value
+		go func() {
+			for ev := range w.ResultChan() {
+				switch ev.Type {
+				case watch.Added:
+					events.Add(1)
+				case watch.Error:
+					if ctx.Err() == nil {
+						t.Logf("watch error event: %+v", ev.Object)
+					}
+				}
+			}
+			closedAt.Store(time.Now())
+		}()
+		watching := func(d time.Duration) {
+			t.Helper()
+			time.Sleep(d)
+			if at := closedAt.Load(); at != nil && ctx.Err() == nil {
+				t.Fatalf("the watch opened before the kills was closed at %s after %d events (requests: %d ok, %d failed, last error %v)",
+					at.(time.Time).Format(time.StampMilli), events.Load(), ok.Load(), failed.Load(), lastErr.Load())
+			}
+		}
+		watching(2 * time.Second)
+		for range 2 { // each time the replica that carries the most connections
+			var sts [controlplane.EndpointReplicas]endpoint.Status
+			most := 0
+			for i := range sts {
+				st, err := endpoint.Get(context.Background(), e.engine.Layout(c).EndpointStatusAddr(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sts[i] = st
+				if st.Connections > sts[most].Connections {
+					most = i
+				}
+			}
+			name := fmt.Sprintf("endpoint-%d", most)
+			if sts[most].Connections == 0 || sts[1-most].Held < sts[most].Connections {
+				t.Fatalf("no connection to hand over, or not held by the sibling: %+v", sts)
+			}
+			victim := e.instance(c, name)
+			if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill %s: %v", name, err)
+			}
+			t.Logf("killed %s (pid %d) carrying %d connections after %d requests", name, victim.PID, sts[most].Connections, ok.Load())
+			watching(3 * time.Second)
+			e.waitHealthy(t, c, 90*time.Second) // replaced, and linked again
+		}
+		before := events.Load()
+		watching(2 * time.Second)
+		cancel()
+		wg.Wait()
+		t.Logf("%d requests, %d failed (last: %v); the watch saw %d additions", ok.Load()+failed.Load(), failed.Load(), lastErr.Load(), events.Load())
+		if failed.Load() > 0 {
+			t.Errorf("%d requests failed while endpoint replicas were killed: want 0", failed.Load())
+		}
+		if ok.Load() < 100 || events.Load() <= before {
+			t.Errorf("want ≥ 100 requests and watch events after the kills: %d, %d → %d", ok.Load(), before, events.Load())
+		}
+		cs.CoreV1().ConfigMaps("default").DeleteCollection(context.Background(), metav1.DeleteOptions{},
+			metav1.ListOptions{LabelSelector: "lb-test"})
+	})
 
 	// chaos: the HA promise is that any single failure is survived. So
 	// the test kills one random instance at a time, each once the

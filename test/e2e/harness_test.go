@@ -6,6 +6,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -58,11 +59,26 @@ func testLogger(t testing.TB, dir string) *slog.Logger {
 			keep := filepath.Join(os.TempDir(), "skiff-e2e-failed", t.Name())
 			os.RemoveAll(keep)
 			os.MkdirAll(keep, 0o700)
-			exec.Command("sh", "-c", `cd "$0" && find . -name '*.log' | cpio -pdm "$1" 2>/dev/null`, dir, keep).Run()
+			copyLogs(dir, keep)
 			t.Logf("logs kept in %s", keep)
 		}
 	})
 	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// copyLogs copies every *.log file under dir to the same place under keep.
+func copyLogs(dir, keep string) {
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".log") {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		data, err := os.ReadFile(path)
+		if err == nil && os.MkdirAll(filepath.Join(keep, filepath.Dir(rel)), 0o700) == nil {
+			os.WriteFile(filepath.Join(keep, rel), data, 0o600)
+		}
+		return nil
+	})
 }
 
 func tail(s string, n int) string {
