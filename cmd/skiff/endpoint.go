@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"skiff.dev/skiff/internal/endpoint"
+	"skiff.dev/skiff/internal/regdoor"
 )
 
 // runInstance runs one of skiff's own instances (endpoint, authenticator,
@@ -76,5 +77,32 @@ func newEndpointCmd() *cobra.Command {
 	f.StringVar(&cfg.Link, "link", "", "this replica's unix socket for its sibling")
 	f.StringVar(&cfg.Peer, "peer", "", "the sibling's unix socket (with --link)")
 	f.DurationVar(&cfg.Drain, "drain", time.Second, "how long a stopping replica without a sibling lets its connections finish")
+	return cmd
+}
+
+// newRegistryDoorCmd runs a cluster's registry door (skiff's control-plane
+// reconciler starts one per cluster with a VPC).
+func newRegistryDoorCmd() *cobra.Command {
+	var cfg regdoor.Config
+	cmd := &cobra.Command{
+		Use:    "registry-door --netns NS --listen ADDR --dir DIR --material FILE --status ADDR",
+		Short:  "Serve the registry to a cluster's nodes in its VPC (run by skiff serve)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runInstance(func(ctx context.Context, log *slog.Logger) error {
+				cfg.Log = log
+				return regdoor.Run(ctx, cfg)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Name, "name", "", "the cluster's name, for logs")
+	f.StringVar(&cfg.VPC, "vpc", "", "the VPC's ID")
+	f.StringVar(&cfg.Netns, "netns", "", "the VPC's network namespace")
+	f.StringVar(&cfg.Listen, "listen", "", "the registry's address in the VPC, HOST:PORT (shared)")
+	f.StringVar(&cfg.Dir, "dir", "", "the registry's storage")
+	f.StringVar(&cfg.Material, "material", "", "the material file (pull key, the account's nodes)")
+	f.StringVar(&cfg.Status, "status", "", "the status server's address, HOST:PORT")
 	return cmd
 }

@@ -53,6 +53,15 @@ func (l Layout) Sockets() []string {
 	return out
 }
 
+// RegistryMaterialPath is the registry door's material (regdoor.Material).
+func (l Layout) RegistryMaterialPath() string { return filepath.Join(l.Dir, "registry", "material.json") }
+
+// RegistryDoorStatusAddr is where the cluster's registry door answers
+// /healthz.
+func (l Layout) RegistryDoorStatusAddr() string {
+	return net.JoinHostPort(l.ip(8).String(), strconv.Itoa(EndpointStatusPort))
+}
+
 // TunnelNodesPath lists the cluster's node addresses for its tunnel.
 func (l Layout) TunnelNodesPath() string { return filepath.Join(l.Dir, "tunnel", "nodes.json") }
 

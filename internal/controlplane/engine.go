@@ -16,6 +16,7 @@ import (
 
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/regdoor"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/store"
 )
@@ -64,6 +65,9 @@ type Nodes interface {
 	Forget(ctx context.Context, clusterID, nodeID string) error
 	// SweepVPCs removes this skiff's VPC namespaces that no cluster uses.
 	SweepVPCs(ctx context.Context, clusters []*model.Cluster) error
+	// RegistryDoor is what the cluster's registry door serves (ok false:
+	// no door).
+	RegistryDoor(c *model.Cluster) (door regdoor.Door, ok bool, err error)
 }
 
 // Engine runs one worker per stored cluster. Each worker is a

@@ -10,6 +10,7 @@ import (
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/pki"
+	"skiff.dev/skiff/internal/regdoor"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/vpcnet"
 )
@@ -60,6 +61,28 @@ func (l Layout) tunnelSpec(c *model.Cluster) runtime.Spec {
 		Zone:    zoneOf(c, 0),
 		Command: append([]string{l.Skiff}, args...),
 		Files:   []string{filepath.Dir(l.TunnelNodesPath()), EgressDir},
+	}
+}
+
+// registryDoorSpec is the cluster's registry door (`skiff registry-door`):
+// the registry its nodes pull from, in its VPC. One instance: pulls are
+// retried by containerd, and a replacement takes a fraction of a second.
+func (l Layout) registryDoorSpec(c *model.Cluster, d regdoor.Door) runtime.Spec {
+	return runtime.Spec{
+		ID:      c.ID + "/registry",
+		Cluster: c.ID,
+		Role:    runtime.RegistryDoor,
+		Zone:    zoneOf(c, 0),
+		Command: []string{l.Skiff, "registry-door",
+			"--name=" + c.Name,
+			"--vpc=" + d.VPC,
+			"--netns=" + d.Netns,
+			"--listen=" + d.Listen,
+			"--dir=" + d.Dir,
+			"--material=" + l.RegistryMaterialPath(),
+			"--status=" + l.RegistryDoorStatusAddr(),
+		},
+		Files: []string{d.Dir, filepath.Dir(l.RegistryMaterialPath())},
 	}
 }
 

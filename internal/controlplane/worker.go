@@ -20,6 +20,7 @@ import (
 	"skiff.dev/skiff/internal/access"
 	"skiff.dev/skiff/internal/endpoint"
 	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/regdoor"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/status"
 	"skiff.dev/skiff/internal/store"
@@ -153,6 +154,18 @@ func (w *worker) reconcile(ctx context.Context) error {
 		return wrap(c, "the tunnel's node list", err)
 	}
 	specs := l.Specs(c, b)
+	if w.cfg.Nodes != nil {
+		door, ok, err := w.cfg.Nodes.RegistryDoor(c)
+		if err != nil {
+			return wrap(c, "the registry door", err)
+		}
+		if ok {
+			if err := regdoor.WriteMaterial(l.RegistryMaterialPath(), door.Material); err != nil {
+				return wrap(c, "the registry door's material", err)
+			}
+			specs = append(specs, l.registryDoorSpec(c, door))
+		}
+	}
 
 	passStart := time.Now()
 	all, err := w.cfg.Runtime.List(ctx)
@@ -194,6 +207,10 @@ func (w *worker) reconcile(ctx context.Context) error {
 				defer cancel()
 				if s.Role == runtime.Tunnel {
 					probes[i] = status.Get(pctx, l.TunnelStatusAddr(), nil)
+					return
+				}
+				if s.Role == runtime.RegistryDoor {
+					probes[i] = status.Get(pctx, l.RegistryDoorStatusAddr(), nil)
 					return
 				}
 				if s.Role == runtime.Authenticator {

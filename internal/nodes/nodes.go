@@ -41,6 +41,7 @@ import (
 	"skiff.dev/skiff/internal/images"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
+	"skiff.dev/skiff/internal/regdoor"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/store"
 	"skiff.dev/skiff/internal/vpcnet"
@@ -80,6 +81,10 @@ type Config struct {
 	Registry func(account string, node func(*http.Request) error) http.Handler
 	// PullKey signs the nodes' registry credentials (pullToken).
 	PullKey []byte
+	// RegistryDir, if set, is the registry's storage: each cluster's
+	// registry door (package regdoor, an instance) serves it in the VPC,
+	// not this process, so that nodes pull while skiff is down.
+	RegistryDir string
 	// RegistryHost is the registry's name in ECR repository URIs
 	// (HOST/ACCOUNT/NAME); nodes pull it from their VPC's registry.
 	RegistryHost string
@@ -186,7 +191,7 @@ func (r *Reconciler) serveInVPC(ns, vpc, account string, addr netip.Addr) error 
 	}
 	var srvs []*http.Server
 	var registry http.Handler
-	if r.cfg.Registry != nil {
+	if r.cfg.Registry != nil && r.cfg.RegistryDir == "" {
 		registry = r.cfg.Registry(account, r.nodePull(account))
 	}
 	for _, s := range []struct {
@@ -220,6 +225,26 @@ type vpcLimits struct {
 // is pushed here), so 30 s is ample to send one; replies (image layers)
 // have no deadline. Nodes pull with a few connections each.
 var defaultVPCLimits = vpcLimits{Header: 10 * time.Second, Read: 30 * time.Second, Idle: 90 * time.Second, Conns: 256}
+
+// RegistryDoor is what cluster c's registry door serves; ok is false
+// while c's VPC is not realized, or when the doors are not in use.
+func (r *Reconciler) RegistryDoor(c *model.Cluster) (door regdoor.Door, ok bool, err error) {
+	if r.cfg.RegistryDir == "" || c.Network.VpcID == "" || c.EndpointAddr == "" {
+		return regdoor.Door{}, false, nil
+	}
+	cidr, _, err := r.cfg.Network.Realization(c.Account, c.Network.VpcID)
+	if err != nil {
+		return regdoor.Door{}, false, err
+	}
+	ids, err := r.accountNodes(c.Account)
+	if err != nil {
+		return regdoor.Door{}, false, err
+	}
+	door = regdoor.Door{VPC: c.Network.VpcID, Netns: vpcnet.VPCNamespace(c.Network.VpcID),
+		Listen: net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(RegistryPort)), Dir: r.cfg.RegistryDir,
+		Material: regdoor.Material{Account: c.Account, Key: r.cfg.PullKey, Nodes: slices.Sorted(maps.Keys(ids))}}
+	return door, true, nil
+}
 
 // serveVPC serves h on ln to a VPC, within l; requests carry the VPC in
 // their context.

@@ -46,7 +46,18 @@ type Registry struct {
 // New opens the registry stored in dir (created if missing); its own log
 // (distribution logs through logrus' standard logger, a 404 as an error)
 // goes to logw.
-func New(ctx context.Context, dir string, logw io.Writer) (reg *Registry, err error) {
+func New(ctx context.Context, dir string, logw io.Writer) (*Registry, error) {
+	return open(ctx, dir, logw, true)
+}
+
+// OpenShared opens the registry stored in dir beside the one skiff serves
+// (a VPC's front door, package regdoor): to read it, with no garbage
+// collection.
+func OpenShared(ctx context.Context, dir string, logw io.Writer) (*Registry, error) {
+	return open(ctx, dir, logw, false)
+}
+
+func open(ctx context.Context, dir string, logw io.Writer, sweep bool) (reg *Registry, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create registry dir: %w", err)
 	}
@@ -71,7 +82,7 @@ func New(ctx context.Context, dir string, logw io.Writer) (reg *Registry, err er
 	}
 	// Deleted images and repositories leave their blobs behind; sweep them
 	// now, while no upload can be in progress (an empty registry has none).
-	if _, err := drv.Stat(ctx, storageRoot); err == nil {
+	if _, err := drv.Stat(ctx, storageRoot); err == nil && sweep {
 		if err := storage.MarkAndSweep(ctx, drv, ns, storage.GCOpts{Quiet: true}); err != nil {
 			fmt.Fprintf(logw, "registry garbage collection in %s: %v\n", dir, err)
 		}

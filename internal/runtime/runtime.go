@@ -31,6 +31,8 @@ const (
 	Authenticator Role = "authenticator"
 	// Tunnel is a cluster's egress from its apiservers into its VPC.
 	Tunnel Role = "tunnel"
+	// RegistryDoor serves the registry to a cluster's nodes in its VPC.
+	RegistryDoor Role = "registry"
 )
 
 // Spec is one instance of a component.

@@ -191,7 +191,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	nets := &network.Service{Store: st, Region: region}
 	nodeRec := nodes.New(nodes.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Network: nets, Region: region,
 		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), Registry: reg.ReadOnlyFor, RegistryHost: registry.Host(ln.Addr()),
-		Sandbox: sandbox, NodeImage: nodeImage, PullKey: pullKey})
+		Sandbox: sandbox, NodeImage: nodeImage, PullKey: pullKey, RegistryDir: filepath.Join(dataDir, "registry")})
 	s.closers = append(s.closers, func() { nodeRec.Close() })
 	dnsVersion, err := images.CoreDNSVersion(imgDir)
 	if err != nil {

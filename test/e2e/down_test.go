@@ -21,6 +21,16 @@ import (
 )
 
 // instancePIDs maps each live instance of a data dir to its pid.
+// nodeIsReady reports n's Ready condition.
+func nodeIsReady(n corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 func instancePIDs(dataDir string) map[string]int {
 	out := map[string]int{}
 	scanInstances(dataDir, func(id string, pid int) { out[id] = pid })
@@ -44,7 +54,8 @@ func TestServeDown(t *testing.T) {
 	cs := adminClient(t, kcs[0])
 	waitNodegroup(t, s, "steady", "ng", "ACTIVE", 3*time.Minute)
 	readyNodes(t, s, kcUser, 2)
-	// ACTIVE needs one apiserver; wait for all 14 control-plane instances.
+	// ACTIVE needs one apiserver; wait for all 15 control-plane instances
+	// (the registry door among them).
 	var before map[string]int
 	if err := eventually(60*time.Second, func() error {
 		before = instancePIDs(dataDir)
@@ -57,8 +68,8 @@ func TestServeDown(t *testing.T) {
 				endpoints++
 			}
 		}
-		if cp != 14 || endpoints != 2 || len(before) == cp {
-			return fmt.Errorf("instances %v: want 14 of the control plane, 2 of them the endpoint's replicas, and the nodes'", before)
+		if cp != 15 || endpoints != 2 || len(before) == cp {
+			return fmt.Errorf("instances %v: want 15 of the control plane, 2 of them the endpoint's replicas, and the nodes'", before)
 		}
 		return nil
 	}); err != nil {
@@ -121,8 +132,17 @@ func TestServeDown(t *testing.T) {
 	s.kill()
 	t.Logf("killed skiff serve at %s", time.Now().Format(time.TimeOnly))
 	down, kubectlDown := ok.Load(), kubectlOK.Load()
-	time.Sleep(20 * time.Second)
+	time.Sleep(60 * time.Second) // longer than a node's 40 s grace before NotReady
 	whileDown, kubectlWhileDown := ok.Load()-down, kubectlOK.Load()-kubectlDown
+	if nodes, err := cs.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err != nil {
+		t.Errorf("nodes after 60 s without skiff: %v", err)
+	} else {
+		for _, n := range nodes.Items {
+			if !nodeIsReady(n) {
+				t.Errorf("node %s not Ready after 60 s without skiff", n.Name)
+			}
+		}
+	}
 	s.restart(t)
 	waitAWSStatus(t, s, "steady", "ACTIVE")
 	time.Sleep(3 * time.Second)

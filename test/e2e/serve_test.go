@@ -347,8 +347,8 @@ func TestServeRestartMidCreate(t *testing.T) {
 	// the killed skiff started but never let run exits at once).
 	if err := eventually(30*time.Second, func() error {
 		got := instances(dataDir)
-		if len(got) != 14 {
-			return fmt.Errorf("instances after restart = %v, want 14", got)
+		if len(got) != 15 {
+			return fmt.Errorf("instances after restart = %v, want 15", got)
 		}
 		for id, n := range got {
 			if n != 1 {

@@ -126,6 +126,24 @@ func TestWorkloads(t *testing.T) {
 	if err := remote.Write(ref, web, remote.WithContext(ctx), remote.WithTransport(s.client.Transport), remote.WithAuth(&authn.Basic{Username: "AWS", Password: strings.TrimSpace(pw)})); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
+	// Another image, first pulled while skiff is down (skiffDown): a layer
+	// of its own, so that the nodes hold none of it.
+	marker := filepath.Join(t.TempDir(), "late")
+	if err := os.WriteFile(marker, []byte(time.Now().String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	late, err := images.Image{Repo: "demo/web", Tag: "late", Files: []images.File{{Path: "/web", Source: filepath.Join(imagesDir(t), "web")},
+		{Path: "/late", Source: marker}}, Entrypoint: []string{"/web"}, User: "65534:65534"}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lateRef, err := name.ParseReference(uri+":late", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(lateRef, late, remote.WithContext(ctx), remote.WithTransport(s.client.Transport), remote.WithAuth(&authn.Basic{Username: "AWS", Password: strings.TrimSpace(pw)})); err != nil {
+		t.Fatalf("push %s: %v", lateRef, err)
+	}
 
 	// A cluster with 3 nodes in 3 zones.
 	kc := clusterWithNodes(t, s, "wl")
@@ -278,7 +296,7 @@ func TestWorkloads(t *testing.T) {
 	if len(before) < 9 {
 		t.Fatalf("%d node processes found, want init, containerd and kubelet of 3 nodes at least (the check could not fail): %v", len(before), before)
 	}
-	skiffDown(t, s, kc, bin, pre, webPods[0].Node)
+	skiffDown(t, s, kc, bin, pre, webPods[0].Node, uri+":late")
 	s.restart(t)
 	time.Sleep(10 * time.Second) // a few reconcile passes
 	alive := map[string]bool{}
@@ -349,7 +367,7 @@ func TestWorkloads(t *testing.T) {
 	waitNodegroupGone(t, s, "wl", "ng")
 	mustAWS(t, s, "eks", "delete-cluster", "--name", "wl")
 	waitGone(t, s, "describe-cluster", "--name", "wl")
-	if imgs := mustAWS(t, s, "ecr", "list-images", "--repository-name", "demo/web")["imageIds"].([]any); len(imgs) != 1 {
+	if imgs := mustAWS(t, s, "ecr", "list-images", "--repository-name", "demo/web")["imageIds"].([]any); len(imgs) != 2 { // v1 and late
 		t.Errorf("list-images after the cluster's deletion: %v", imgs)
 	}
 	noLeftovers(t, dataDir)
@@ -453,8 +471,9 @@ func gvisorPod(t *testing.T, s *server, kc, node string) {
 // acceptance): an exec stream opened before the kill keeps going;
 // kubectl logs and exec reach the kubelets (the tunnel); the nodes stay
 // Ready (the endpoint in the VPC); a new pod starts on node from an image
-// the node holds (pulling from skiff's registry needs skiff: not yet).
-func skiffDown(t *testing.T, s *server, kc, bin string, pre []string, node string) {
+// the node holds, and another from an image the node has never pulled
+// (the registry door in the VPC).
+func skiffDown(t *testing.T, s *server, kc, bin string, pre []string, node, image string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -515,6 +534,12 @@ func skiffDown(t *testing.T, s *server, kc, bin string, pre []string, node strin
 	} else if out, err := kubectlEnv(t, s.env, kc, "wait", "--for=condition=Ready", "pod/latecomer", "--timeout=60s"); err != nil {
 		t.Errorf("a new pod while skiff is down: %v %s", err, out)
 	}
+	if _, err := kubectlEnv(t, s.env, kc, "run", "puller", "--image="+image, "--restart=Never", "--port=8080"); err != nil {
+		t.Errorf("kubectl run while skiff is down: %v", err)
+	} else if out, err := kubectlEnv(t, s.env, kc, "wait", "--for=condition=Ready", "pod/puller", "--timeout=60s"); err != nil {
+		out2, _ := kubectlEnv(t, s.env, kc, "describe", "pod", "puller")
+		t.Errorf("a pod whose image is pulled while skiff is down: %v %s\n%s", err, out, out2)
+	}
 	time.Sleep(time.Until(down.Add(20 * time.Second)))
 	out, err := kubectlEnv(t, s.env, kc, "get", "nodes", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\" \"}{end}")
 	if err != nil || strings.Count(out, "True") != 3 {
@@ -524,5 +549,5 @@ func skiffDown(t *testing.T, s *server, kc, bin string, pre []string, node strin
 		t.Errorf("exec stream 20 s after skiff was killed: %v", err)
 	}
 	in.Close()
-	t.Logf("20 s without skiff: exec stream, logs, exec, a new pod and 3 Ready nodes")
+	t.Logf("20 s without skiff: exec stream, logs, exec, a new pod, an image pulled and 3 Ready nodes")
 }
