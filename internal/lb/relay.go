@@ -21,15 +21,17 @@ import (
 // how a replica's sibling takes over its connections (link.go).
 //
 // At most one process pumps a relay at a time; the others only hold its
-// descriptors.
+// descriptors, as plain numbers: a holder does not watch the sockets (no
+// poller of its own wakes on every packet the pumping process moves).
 type relay struct {
 	id       uint64
-	client   *os.File
 	clientFD int
 	// Set once attached to a backend.
-	backend   *os.File
 	backendFD int
 	addr      string // the backend's address
+	// The sockets, registered with this process's poller while it pumps
+	// the relay (open).
+	client, backend *os.File
 	up, down  [2]int // pipes client→backend and backend→client: read and write ends
 
 	mu      sync.Mutex
@@ -44,8 +46,7 @@ const chunk = 64 << 10
 // newRelay wraps an accepted client socket (a non-blocking descriptor,
 // which the relay owns).
 func newRelay(id uint64, clientFD int) *relay {
-	return &relay{id: id, client: os.NewFile(uintptr(clientFD), "client"), clientFD: clientFD,
-		backendFD: -1, up: [2]int{-1, -1}, down: [2]int{-1, -1}}
+	return &relay{id: id, clientFD: clientFD, backendFD: -1, up: [2]int{-1, -1}, down: [2]int{-1, -1}}
 }
 
 // attach gives the relay its backend socket (owned) and makes its pipes.
@@ -60,7 +61,7 @@ func (r *relay) attach(addr string, backendFD int) error {
 		return fmt.Errorf("pipe: %w", err)
 	}
 	r.addr = addr
-	r.backend, r.backendFD = os.NewFile(uintptr(backendFD), "backend"), backendFD
+	r.backendFD = backendFD
 	return nil
 }
 
@@ -70,7 +71,7 @@ func adoptRelay(id uint64, addr string, fds []int) *relay {
 	r.adopted = true
 	if len(fds) == 6 {
 		r.addr = addr
-		r.backend, r.backendFD = os.NewFile(uintptr(fds[1]), "backend"), fds[1]
+		r.backendFD = fds[1]
 		r.up = [2]int{fds[2], fds[3]}
 		r.down = [2]int{fds[4], fds[5]}
 	}
@@ -78,7 +79,20 @@ func adoptRelay(id uint64, addr string, fds []int) *relay {
 }
 
 // attached reports whether the relay has its backend.
-func (r *relay) attached() bool { return r.backend != nil }
+func (r *relay) attached() bool { return r.backendFD >= 0 }
+
+// open registers the relay's sockets with this process's poller, to pump
+// it here.
+func (r *relay) open() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.client == nil {
+		r.client = os.NewFile(uintptr(r.clientFD), "client")
+	}
+	if r.backend == nil && r.backendFD >= 0 {
+		r.backend = os.NewFile(uintptr(r.backendFD), "backend")
+	}
+}
 
 // fds are the relay's descriptors in the order adoptRelay takes them.
 func (r *relay) fds() []int {
@@ -94,6 +108,7 @@ func (r *relay) fds() []int {
 // It returns false, leaving the relay as it is, when it was stopped to be
 // handed over, and why the relay ended (nil: both ways ended cleanly).
 func (r *relay) run(grace time.Duration) (bool, error) {
+	r.open()
 	done := make(chan error, 2)
 	go func() { done <- pump(r.client, r.backend, r.up) }()
 	go func() { done <- pump(r.backend, r.client, r.down) }()
@@ -116,7 +131,8 @@ func (r *relay) run(grace time.Duration) (bool, error) {
 
 // pump moves bytes from src to dst through the pipe p until src ends (then
 // it shuts dst's sending side) or fails, or a deadline stops it. It empties
-// the pipe first: a previous owner may have left bytes there.
+// the pipe first: a previous owner may have left bytes there. How much the
+// pipe holds is asked of the kernel once; then this process knows.
 func pump(src, dst *os.File, p [2]int) error {
 	srcRC, err := src.SyscallConn()
 	if err != nil {
@@ -126,14 +142,17 @@ func pump(src, dst *os.File, p [2]int) error {
 	if err != nil {
 		return err
 	}
+	inPipe, err := unix.IoctlGetInt(p[0], unix.TIOCINQ)
+	if err != nil {
+		return fmt.Errorf("pipe: %w", err)
+	}
 	for {
-		if err := flush(dstRC, p[0]); err != nil {
+		if err := flush(dstRC, p[0], inPipe); err != nil {
 			return err
 		}
-		var n int
 		var serr error
 		err := srcRC.Read(func(fd uintptr) bool {
-			n, serr = spliceRetry(int(fd), p[1], chunk)
+			inPipe, serr = spliceRetry(int(fd), p[1], chunk)
 			return serr != unix.EAGAIN
 		})
 		if err != nil {
@@ -142,28 +161,19 @@ func pump(src, dst *os.File, p [2]int) error {
 		if serr != nil {
 			return serr
 		}
-		if n == 0 { // end of stream
-			if err := flush(dstRC, p[0]); err != nil {
-				return err
-			}
+		if inPipe == 0 { // end of stream
 			return shutdownRaw(dstRC, unix.SHUT_WR)
 		}
 	}
 }
 
-// flush moves everything in the pipe whose read end is r to dst.
-func flush(dst syscall.RawConn, r int) error {
-	for {
-		n, err := unix.IoctlGetInt(r, unix.TIOCINQ)
-		if err != nil {
-			return fmt.Errorf("pipe: %w", err)
-		}
-		if n == 0 {
-			return nil
-		}
+// flush moves the n bytes in the pipe whose read end is r to dst.
+func flush(dst syscall.RawConn, r, n int) error {
+	for n > 0 {
+		var moved int
 		var serr error
-		err = dst.Write(func(fd uintptr) bool {
-			_, serr = spliceRetry(r, int(fd), n)
+		err := dst.Write(func(fd uintptr) bool {
+			moved, serr = spliceRetry(r, int(fd), n)
 			return serr != unix.EAGAIN
 		})
 		if err != nil {
@@ -172,7 +182,9 @@ func flush(dst syscall.RawConn, r int) error {
 		if serr != nil {
 			return serr
 		}
+		n -= moved
 	}
+	return nil
 }
 
 func spliceRetry(in, out, n int) (int, error) {
@@ -205,24 +217,24 @@ func (r *relay) isStopped() bool {
 // another process can carry the relay on. Safe to call before run.
 func (r *relay) stop() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.stopped = true
-	r.mu.Unlock()
 	now := time.Now()
-	r.client.SetDeadline(now)
-	if r.backend != nil {
-		r.backend.SetDeadline(now)
+	for _, f := range []*os.File{r.client, r.backend} {
+		if f != nil {
+			f.SetDeadline(now)
+		}
 	}
 }
 
 // kill shuts both sockets down for good (every holder's copy: the peer's
 // descriptors refer to the same sockets), which ends the pumps.
 func (r *relay) kill() {
-	for _, f := range []*os.File{r.client, r.backend} {
-		if f == nil {
-			continue
-		}
-		if rc, err := f.SyscallConn(); err == nil {
-			shutdownRaw(rc, unix.SHUT_RDWR)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, fd := range []int{r.clientFD, r.backendFD} {
+		if fd >= 0 {
+			unix.Shutdown(fd, unix.SHUT_RDWR)
 		}
 	}
 }
@@ -243,10 +255,21 @@ func (r *relay) end() {
 // release closes this process's descriptors without touching the sockets
 // (a sibling's copies keep them open).
 func (r *relay) release() {
-	r.client.Close()
-	if r.backend != nil {
-		r.backend.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range []struct {
+		f  *os.File
+		fd *int
+	}{{r.client, &r.clientFD}, {r.backend, &r.backendFD}} {
+		switch {
+		case s.f != nil:
+			s.f.Close()
+		case *s.fd >= 0:
+			unix.Close(*s.fd)
+		}
+		*s.fd = -1
 	}
+	r.client, r.backend = nil, nil
 	for _, fd := range []int{r.up[0], r.up[1], r.down[0], r.down[1]} {
 		if fd >= 0 {
 			unix.Close(fd)
