@@ -53,7 +53,7 @@ func testLogger(t testing.TB, dir string) *slog.Logger {
 	}
 	t.Cleanup(func() {
 		f.Close()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("SKIFF_E2E_KEEP_LOGS") != "" { // kept on request too
 			data, _ := os.ReadFile(f.Name())
 			t.Logf("skiff log:\n%s", tail(string(data), 60))
 			keep := filepath.Join(os.TempDir(), "skiff-e2e-failed", t.Name())
