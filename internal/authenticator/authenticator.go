@@ -12,7 +12,6 @@
 package authenticator
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -26,7 +25,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +39,7 @@ import (
 	"skiff.dev/skiff/internal/access"
 	"skiff.dev/skiff/internal/authn"
 	"skiff.dev/skiff/internal/lb"
+	"skiff.dev/skiff/internal/material"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/sigv4"
 	"skiff.dev/skiff/internal/status"
@@ -69,21 +68,7 @@ type Credential struct {
 // WriteMaterial writes m to path (mode 0600, atomically) unless the file
 // already holds it; it reports whether it wrote.
 func WriteMaterial(path string, m *Material) (bool, error) {
-	data, err := json.Marshal(m)
-	if err != nil {
-		return false, err
-	}
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		return false, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return false, err
-	}
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return false, err
-	}
-	return true, os.Rename(tmp, path)
+	return material.Write(path, m)
 }
 
 // Config of one authenticator replica.
@@ -219,33 +204,23 @@ type Handler struct {
 	Log      *slog.Logger
 
 	mu        sync.Mutex
-	mat       *Material
-	matStamp  string // the file's size and mtime when read
+	mat       *material.File[Material]
 	awsAuth   *access.AWSAuth
 	awsAuthAt time.Time
 }
 
 // material returns the material, read again when the file changed.
 func (h *Handler) material() (*Material, error) {
-	fi, err := os.Stat(h.Material)
-	if err != nil {
-		return nil, fmt.Errorf("authenticator material: %w", err)
-	}
-	stamp := fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.mat != nil && stamp == h.matStamp {
-		return h.mat, nil
+	if h.mat == nil || h.mat.Path != h.Material {
+		h.mat = &material.File[Material]{Path: h.Material}
 	}
-	data, err := os.ReadFile(h.Material)
+	f := h.mat
+	h.mu.Unlock()
+	m, err := f.Get()
 	if err != nil {
 		return nil, fmt.Errorf("authenticator material: %w", err)
 	}
-	var m Material
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("authenticator material %s: %w", h.Material, err)
-	}
-	h.mat, h.matStamp = &m, stamp
 	return &m, nil
 }
 

@@ -54,7 +54,9 @@ func (l Layout) Sockets() []string {
 }
 
 // RegistryMaterialPath is the registry door's material (regdoor.Material).
-func (l Layout) RegistryMaterialPath() string { return filepath.Join(l.Dir, "registry", "material.json") }
+func (l Layout) RegistryMaterialPath() string {
+	return filepath.Join(l.Dir, "registry", "material.json")
+}
 
 // RegistryDoorStatusAddr is where the cluster's registry door answers
 // /healthz.

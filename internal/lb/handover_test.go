@@ -246,18 +246,7 @@ func (tk *talker) state() (int, error) {
 // served.
 func TestHandover(t *testing.T) {
 	be := echoBytes(t)
-	probe, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := probe.Addr().String()
-	probe.Close()
-	dir, err := os.MkdirTemp("/tmp", "lbt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sa, sb := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	listen, sa, sb := places(t)
 
 	a := startReplica(t, "a", sa, sb, listen, be.Addr().String())
 	b := startReplica(t, "b", sb, sa, listen, be.Addr().String())
@@ -327,6 +316,23 @@ func TestHandover(t *testing.T) {
 	}
 }
 
+// places are a free TCP address for two replicas and their link sockets.
+func places(t *testing.T) (listen, sa, sb string) {
+	t.Helper()
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen = probe.Addr().String()
+	probe.Close()
+	dir, err := os.MkdirTemp("/tmp", "lbt") // a unix socket's path is short
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return listen, filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+}
+
 // askBytes sends a line through addr and reads the echo.
 func askBytes(addr string) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -358,18 +364,7 @@ func TestHandoverHTTP2(t *testing.T) {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the checks' bare dials
 	srv.StartTLS()
 	defer srv.Close()
-	probe, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := probe.Addr().String()
-	probe.Close()
-	dir, err := os.MkdirTemp("/tmp", "lbt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sa, sb := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	listen, sa, sb := places(t)
 	backend := srv.Listener.Addr().String()
 	a := startReplica(t, "a", sa, sb, listen, backend)
 	b := startReplica(t, "b", sb, sa, listen, backend)

@@ -32,7 +32,7 @@ type relay struct {
 	// The sockets, registered with this process's poller while it pumps
 	// the relay (open).
 	client, backend *os.File
-	up, down  [2]int // pipes client→backend and backend→client: read and write ends
+	up, down        [2]int // pipes client→backend and backend→client: read and write ends
 
 	mu      sync.Mutex
 	stopped bool // handed over: pumps stop without touching the sockets

@@ -13,15 +13,12 @@ package regdoor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -30,6 +27,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"skiff.dev/skiff/internal/lb"
+	"skiff.dev/skiff/internal/material"
 	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/status"
@@ -55,21 +53,8 @@ type Door struct {
 // WriteMaterial writes m to path (0600) unless it holds m already.
 func WriteMaterial(path string, m Material) error {
 	slices.Sort(m.Nodes)
-	data, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	_, err := material.Write(path, m)
+	return err
 }
 
 // Config of a door.
@@ -125,8 +110,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer reg.Close()
-	mat := &material{path: cfg.Material}
-	if _, err := mat.get(); err != nil {
+	mat := &material.File[Material]{Path: cfg.Material}
+	if _, err := mat.Get(); err != nil {
 		return fmt.Errorf("registry door: %w", err)
 	}
 	srv := &http.Server{Handler: handler(reg, mat), ReadHeaderTimeout: cfg.Header, ReadTimeout: cfg.Read, IdleTimeout: cfg.Idle,
@@ -184,9 +169,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 // handler serves reg read-only to the account's nodes as the material
 // file says now.
-func handler(reg *registry.Registry, mat *material) http.Handler {
+func handler(reg *registry.Registry, mat *material.File[Material]) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		m, err := mat.get()
+		m, err := mat.Get()
 		if err != nil {
 			http.Error(w, "registry door: "+err.Error(), http.StatusServiceUnavailable)
 			return
@@ -195,37 +180,6 @@ func handler(reg *registry.Registry, mat *material) http.Handler {
 			return slices.Contains(m.Nodes, id), nil
 		})).ServeHTTP(w, req)
 	})
-}
-
-// material is the material file, read again when it changes.
-type material struct {
-	path  string
-	mu    sync.Mutex
-	stamp string
-	m     Material
-}
-
-func (f *material) get() (Material, error) {
-	fi, err := os.Stat(f.path)
-	if err != nil {
-		return Material{}, err
-	}
-	stamp := fmt.Sprint(fi.ModTime().UnixNano(), fi.Size(), fi.Sys().(*syscall.Stat_t).Ino)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if stamp == f.stamp {
-		return f.m, nil
-	}
-	data, err := os.ReadFile(f.path)
-	if err != nil {
-		return Material{}, err
-	}
-	var m Material
-	if err := json.Unmarshal(data, &m); err != nil {
-		return Material{}, fmt.Errorf("material %s: %w", f.path, err)
-	}
-	f.stamp, f.m = stamp, m
-	return m, nil
 }
 
 // nsInode identifies the namespace now at a name.

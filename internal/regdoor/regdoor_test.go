@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"skiff.dev/skiff/internal/material"
 	"skiff.dev/skiff/internal/registry"
 )
 
@@ -57,7 +58,7 @@ func TestHandler(t *testing.T) {
 	if err := WriteMaterial(path, Material{Account: acct, Key: key, Nodes: []string{"i-1", "i-2"}}); err != nil {
 		t.Fatal(err)
 	}
-	door := httptest.NewServer(handler(reg, &material{path: path}))
+	door := httptest.NewServer(handler(reg, &material.File[Material]{Path: path}))
 	defer door.Close()
 	get := func(method, p, node string) int {
 		req, _ := http.NewRequest(method, door.URL+p, nil)

@@ -19,7 +19,6 @@ package tunnel
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,9 +29,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"time"
 
+	"skiff.dev/skiff/internal/material"
 	"skiff.dev/skiff/internal/status"
 	"skiff.dev/skiff/internal/vpcnet"
 )
@@ -97,7 +96,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("tunnel: %w", err)
 	}
-	nodes := &nodeList{path: cfg.Nodes}
+	nodes := &nodeList{f: material.File[[]netip.Addr]{Path: cfg.Nodes}}
 	inVPC := InVPC(cfg.Name, cfg.Namespace, func(a netip.Addr) bool { return cfg.PodRange.Contains(a) || nodes.has(a) })
 	cluster, err := Serve(cfg.ClusterSocket, inVPC, cfg.Timeouts, cfg.Log)
 	if err != nil {
@@ -110,7 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer cp.Close()
 	st, err := status.Start(status.Config{Addr: cfg.Status, Timeouts: cfg.Timeouts}, func() (any, error) {
-		addrs, err := nodes.read()
+		addrs, err := nodes.f.Get()
 		return map[string]int{"nodes": len(addrs)}, err
 	})
 	if err != nil {
@@ -160,56 +159,15 @@ func ControlPlane(direct []string, inVPC Dialer) Dialer {
 // holds them already.
 func WriteNodes(path string, addrs []netip.Addr) error {
 	slices.SortFunc(addrs, func(a, b netip.Addr) int { return a.Compare(b) })
-	data, err := json.Marshal(addrs)
-	if err != nil {
-		return err
-	}
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	_, err := material.Write(path, addrs)
+	return err
 }
 
 // nodeList is the node file, read again when it changes.
-type nodeList struct {
-	path  string
-	mu    sync.Mutex
-	stamp string
-	addrs []netip.Addr
-}
-
-func (n *nodeList) read() ([]netip.Addr, error) {
-	fi, err := os.Stat(n.path)
-	if err != nil {
-		return nil, err
-	}
-	stamp := fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if stamp == n.stamp {
-		return n.addrs, nil
-	}
-	data, err := os.ReadFile(n.path)
-	if err != nil {
-		return nil, err
-	}
-	var addrs []netip.Addr
-	if err := json.Unmarshal(data, &addrs); err != nil {
-		return nil, fmt.Errorf("nodes file %s: %w", n.path, err)
-	}
-	n.addrs, n.stamp = addrs, stamp
-	return addrs, nil
-}
+type nodeList struct{ f material.File[[]netip.Addr] }
 
 func (n *nodeList) has(a netip.Addr) bool {
-	addrs, err := n.read()
+	addrs, err := n.f.Get()
 	return err == nil && slices.Contains(addrs, a)
 }
 

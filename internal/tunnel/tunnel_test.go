@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"skiff.dev/skiff/internal/material"
 	"skiff.dev/skiff/internal/status"
 	"skiff.dev/skiff/internal/status/statustest"
 )
@@ -196,7 +197,7 @@ func TestInVPCRefuses(t *testing.T) {
 	if err := WriteNodes(nodesFile, []netip.Addr{netip.MustParseAddr("172.31.0.5")}); err != nil {
 		t.Fatal(err)
 	}
-	nodes := &nodeList{path: nodesFile}
+	nodes := &nodeList{f: material.File[[]netip.Addr]{Path: nodesFile}}
 	pods := netip.MustParsePrefix("100.64.0.0/10")
 	dial := InVPC("a", "skiff-test-no-such-namespace", func(a netip.Addr) bool { return pods.Contains(a) || nodes.has(a) })
 	for _, addr := range []string{
