@@ -295,8 +295,15 @@ func poll(timeout time.Duration, fn func() (bool, error)) error {
 // instancesView is the skiff API's view of a control plane's instances
 // (GET /skiff/v1/clusters/NAME/instances).
 type instancesView struct {
-	Instances []instanceView `json:"instances"`
-	Backends  []string       `json:"backends"`
+	Instances  []instanceView  `json:"instances"`
+	Backends   []string        `json:"backends"`
+	Conditions []conditionView `json:"conditions"`
+}
+
+// conditionView is one step of the reconciler's last pass.
+type conditionView struct {
+	Type, Status, Reason, Message string
+	Since                         time.Time
 }
 
 type instanceView struct {
@@ -391,6 +398,15 @@ func newDescribeCmd() *cobra.Command {
 			}
 			tw.Flush()
 			fmt.Fprintf(cmd.OutOrStdout(), "Endpoint backends: %s\n", strings.Join(snap.Backends, ", "))
+		}
+		if len(snap.Conditions) > 0 {
+			fmt.Fprintln(cmd.OutOrStdout(), "\nConditions:")
+			tw = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "  STEP\tSTATUS\tREASON\tSINCE\tMESSAGE")
+			for _, cd := range snap.Conditions {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", cd.Type, cd.Status, cd.Reason, cd.Since.Local().Format(time.DateTime), cd.Message)
+			}
+			tw.Flush()
 		}
 		return nil
 	}

@@ -27,7 +27,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBundlesCmd(), newServeCmd(), newNodeCmd(), newCreateCmd(), newGetCmd(), newDeleteCmd(),
-		newDescribeCmd(), newWriteKubeconfigCmd(), newKubeconfigCmd(), newEventsCmd(), newEnvCmd(), newEndpointCmd(), newAuthenticatorCmd(), newTunnelCmd(), newRegistryDoorCmd())
+		newDescribeCmd(), newWriteKubeconfigCmd(), newKubeconfigCmd(), newEventsCmd(), newEnvCmd(), newEndpointCmd(), newAuthenticatorCmd(), newTunnelCmd(), newDoorCmd())
 	return root
 }
 

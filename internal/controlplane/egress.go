@@ -53,14 +53,13 @@ func (l Layout) Sockets() []string {
 	return out
 }
 
-// RegistryMaterialPath is the registry door's material (regdoor.Material).
-func (l Layout) RegistryMaterialPath() string {
-	return filepath.Join(l.Dir, "registry", "material.json")
+// DoorMaterialPath is the door's material (door.Material).
+func (l Layout) DoorMaterialPath() string {
+	return filepath.Join(l.Dir, "door", "material.json")
 }
 
-// RegistryDoorStatusAddr is where the cluster's registry door answers
-// /healthz.
-func (l Layout) RegistryDoorStatusAddr() string {
+// DoorStatusAddr is where the cluster's door answers /healthz.
+func (l Layout) DoorStatusAddr() string {
 	return net.JoinHostPort(l.ip(8).String(), strconv.Itoa(EndpointStatusPort))
 }
 

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"skiff.dev/skiff/internal/bundle"
+	"skiff.dev/skiff/internal/door"
 	"skiff.dev/skiff/internal/model"
-	"skiff.dev/skiff/internal/regdoor"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/store"
 )
@@ -65,9 +65,9 @@ type Nodes interface {
 	Forget(ctx context.Context, clusterID, nodeID string) error
 	// SweepVPCs removes this skiff's VPC namespaces that no cluster uses.
 	SweepVPCs(ctx context.Context, clusters []*model.Cluster) error
-	// RegistryDoor is what the cluster's registry door serves (ok false:
-	// no door).
-	RegistryDoor(c *model.Cluster) (door regdoor.Door, ok bool, err error)
+	// Door is what the cluster's door serves in its VPC (ok false: no
+	// VPC yet).
+	Door(c *model.Cluster) (d door.Door, ok bool, err error)
 }
 
 // Engine runs one worker per stored cluster. Each worker is a
@@ -81,6 +81,9 @@ type Engine struct {
 	mu      sync.Mutex
 	workers map[string]*worker // by cluster key
 	wake    chan struct{}
+	starts  *starts // apiserver starts across clusters
+	// restarts spaces the restarts of instances that keep exiting.
+	restarts runtime.Backoff
 }
 
 // New returns an engine; Run starts it.
@@ -94,7 +97,7 @@ func New(cfg Config) *Engine {
 	if cfg.SkiffBin == "" {
 		cfg.SkiffBin, _ = os.Executable()
 	}
-	return &Engine{cfg: cfg, workers: map[string]*worker{}, wake: make(chan struct{}, 1)}
+	return &Engine{cfg: cfg, workers: map[string]*worker{}, wake: make(chan struct{}, 1), starts: newStarts()}
 }
 
 // Trigger asks for a pass now (after a change to the store).

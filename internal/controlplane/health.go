@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"k8s.io/client-go/util/cert"
 
@@ -67,7 +68,10 @@ func (p *prober) probe(ctx context.Context, l Layout, spec runtime.Spec, index i
 		}
 		return nil
 	case runtime.APIServer:
-		_, err := get(ctx, p.apiserver, "https://"+hostPort(l.APIServerIP(index), APIServerPort)+"/livez?exclude=etcd")
+		body, err := get(ctx, p.apiserver, "https://"+hostPort(l.APIServerIP(index), APIServerPort)+"/livez?exclude=etcd&verbose")
+		if err != nil && onlyHooks(body) {
+			return startingError{err}
+		}
 		return err
 	case runtime.ControllerManager:
 		_, err := get(ctx, p.insecure, "https://"+hostPort(l.ControllerManagerIP(index), ControllerManagerPort)+"/healthz")
@@ -94,6 +98,26 @@ func get(ctx context.Context, c *http.Client, url string) ([]byte, error) {
 		return body, statusError{url, resp.Status}
 	}
 	return body, nil
+}
+
+// startingError: the apiserver answers, and only post-start hooks fail.
+type startingError struct{ error }
+
+func (e startingError) Unwrap() error { return e.error }
+
+// onlyHooks says whether a verbose /livez answer fails post-start hooks
+// only ("[-]poststarthook/NAME failed: …" lines).
+func onlyHooks(body []byte) bool {
+	failed := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		if name, ok := strings.CutPrefix(line, "[-]"); ok {
+			if !strings.HasPrefix(name, "poststarthook/") {
+				return false
+			}
+			failed++
+		}
+	}
+	return failed > 0
 }
 
 // statusError is an HTTP answer other than 200.

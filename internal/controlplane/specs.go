@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"skiff.dev/skiff/internal/bundle"
+	"skiff.dev/skiff/internal/door"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/pki"
-	"skiff.dev/skiff/internal/regdoor"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/vpcnet"
 )
@@ -64,25 +64,28 @@ func (l Layout) tunnelSpec(c *model.Cluster) runtime.Spec {
 	}
 }
 
-// registryDoorSpec is the cluster's registry door (`skiff registry-door`):
-// the registry its nodes pull from, in its VPC. One instance: pulls are
-// retried by containerd, and a replacement takes a fraction of a second.
-func (l Layout) registryDoorSpec(c *model.Cluster, d regdoor.Door) runtime.Spec {
+// doorSpec is the cluster's door in its VPC (`skiff door`): the registry
+// its nodes pull from and skiff's API. One instance: pulls and API calls
+// are retried by containerd and the SDKs, and a replacement takes a
+// fraction of a second.
+func (l Layout) doorSpec(c *model.Cluster, d door.Door) runtime.Spec {
 	return runtime.Spec{
-		ID:      c.ID + "/registry",
+		ID:      c.ID + "/door",
 		Cluster: c.ID,
-		Role:    runtime.RegistryDoor,
+		Role:    runtime.Door,
 		Zone:    zoneOf(c, 0),
-		Command: []string{l.Skiff, "registry-door",
+		Command: []string{l.Skiff, "door",
 			"--name=" + c.Name,
 			"--vpc=" + d.VPC,
 			"--netns=" + d.Netns,
 			"--listen=" + d.Listen,
 			"--dir=" + d.Dir,
-			"--material=" + l.RegistryMaterialPath(),
-			"--status=" + l.RegistryDoorStatusAddr(),
+			"--api=" + d.API,
+			"--api-socket=" + d.APISocket,
+			"--material=" + l.DoorMaterialPath(),
+			"--status=" + l.DoorStatusAddr(),
 		},
-		Files: []string{d.Dir, filepath.Dir(l.RegistryMaterialPath())},
+		Files: []string{d.Dir, filepath.Dir(l.DoorMaterialPath()), filepath.Dir(d.APISocket)},
 	}
 }
 

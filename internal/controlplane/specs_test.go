@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/model"
@@ -154,13 +153,5 @@ func TestEndpointSpecs(t *testing.T) {
 	up := bundle.Bundle{Manifest: bundle.Manifest{KubernetesVersion: "v1.38.0", Binary: "kube"}, Dir: "/b2"}
 	if l.Specs(c, up)[10].Hash() != eps[0].Hash() {
 		t.Error("a version upgrade replaces the endpoint")
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	for crashes, want := range map[int]time.Duration{0: 0, 1: 500 * time.Millisecond, 2: time.Second, 4: 4 * time.Second, 20: maxBackoff} {
-		if got := backoff(crashes); got != want {
-			t.Errorf("backoff(%d) = %v, want %v", crashes, got, want)
-		}
 	}
 }

@@ -18,13 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff.dev/skiff/internal/access"
-	"skiff.dev/skiff/internal/endpoint"
 	"skiff.dev/skiff/internal/model"
-	"skiff.dev/skiff/internal/regdoor"
 	"skiff.dev/skiff/internal/runtime"
-	"skiff.dev/skiff/internal/status"
 	"skiff.dev/skiff/internal/store"
-	"skiff.dev/skiff/internal/tunnel"
 )
 
 // Health policy.
@@ -32,10 +28,13 @@ const (
 	// failThreshold consecutive failed probes of an instance that was
 	// healthy before get it killed and restarted.
 	failThreshold = 3
-	// startupGrace is how long a new instance may take to pass its first probe.
-	startupGrace = 90 * time.Second
-	probeTimeout = time.Second
-	maxBackoff   = 30 * time.Second
+	// startupGrace is how long a new instance may take to pass its first
+	// probe, and startingGrace how long an apiserver that answers with only
+	// post-start hooks unfinished may.
+	startupGrace  = 90 * time.Second
+	startingGrace = 5 * time.Minute
+	probeTimeout  = time.Second
+	maxBackoff    = 30 * time.Second
 	// stopGrace is how long a replaced instance may take to exit on SIGTERM.
 	// etcd waits for its watch streams for many seconds; every component
 	// here is crash-safe, so a short grace costs nothing.
@@ -74,8 +73,7 @@ type instState struct {
 	startedAt   time.Time // by this worker; zero if adopted
 	healthy     bool      // passed a probe since it started
 	fails       int       // consecutive failed probes
-	crashes     int       // exits without having been healthy, for backoff
-	notBefore   time.Time // backoff: no restart before
+	exitSeen    bool      // its exit was reported
 	seenRunning bool
 }
 
@@ -134,164 +132,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	if err != nil {
 		return w.setStatus(c, model.StatusFailed, err.Error())
 	}
-	// The endpoint's address inside the VPC is taken before the PKI is
-	// made, so the apiservers' certificate names it from the start (as
-	// EKS places its interfaces at creation): a first node group then
-	// costs no certificate change and apiserver restarts.
-	if w.cfg.Nodes != nil && c.EndpointAddr == "" && c.Network.VpcID != "" {
-		if _, _, err := w.cfg.Nodes.Network(ctx, c); err != nil {
-			w.cfg.Log.Warn("realize the cluster's VPC; retried with its first node group", "cluster", c.Name, "err", err)
-		}
-	}
-	l := w.layout(c)
-	if err := w.ensureAccess(c, l); err != nil {
-		return err
-	}
-	if err := w.writeMaterial(ctx, c, l); err != nil {
-		return wrap(c, "the authenticator's material", err)
-	}
-	if err := tunnel.WriteNodes(l.TunnelNodesPath(), nodeAddrs(c)); err != nil {
-		return wrap(c, "the tunnel's node list", err)
-	}
-	specs := l.Specs(c, b)
-	if w.cfg.Nodes != nil {
-		door, ok, err := w.cfg.Nodes.RegistryDoor(c)
-		if err != nil {
-			return wrap(c, "the registry door", err)
-		}
-		if ok {
-			if err := regdoor.WriteMaterial(l.RegistryMaterialPath(), door.Material); err != nil {
-				return wrap(c, "the registry door's material", err)
-			}
-			specs = append(specs, l.registryDoorSpec(c, door))
-		}
-	}
-
-	passStart := time.Now()
-	all, err := w.cfg.Runtime.List(ctx)
-	if err != nil {
-		return err
-	}
-	observed := map[string]runtime.Status{}
-	for _, st := range all {
-		if runtime.ClusterOf(st.ID) == c.ID && !runtime.IsNodeInstance(st.ID) {
-			observed[st.ID] = st
-		}
-	}
-	// Instances that are no longer desired (e.g. fewer apiservers).
-	desired := map[string]bool{}
-	for _, s := range specs {
-		desired[s.ID] = true
-	}
-	for id := range observed {
-		if !desired[id] {
-			w.cfg.Log.Info("stopping undesired instance", "instance", id)
-			if err := w.cfg.Runtime.Stop(ctx, id, 5*time.Second); err != nil {
-				return err
-			}
-		}
-	}
-
-	// Probe every running instance at once; act on each result.
-	var wg sync.WaitGroup
-	probes := make([]error, len(specs))
-	pools := make([][]string, len(specs)) // endpoint replicas' pools
-	for i, s := range specs {
-		// Instances on an older spec are probed too: a rolling replacement
-		// waits until every other instance is up.
-		if st, ok := observed[s.ID]; ok && st.Running {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-				defer cancel()
-				if s.Role == runtime.Tunnel {
-					probes[i] = status.Get(pctx, l.TunnelStatusAddr(), nil)
-					return
-				}
-				if s.Role == runtime.RegistryDoor {
-					probes[i] = status.Get(pctx, l.RegistryDoorStatusAddr(), nil)
-					return
-				}
-				if s.Role == runtime.Authenticator {
-					probes[i] = status.Get(pctx, l.AuthenticatorStatusAddr(indexOf(s)), nil)
-					return
-				}
-				if s.Role == runtime.Endpoint {
-					var st endpoint.Status
-					st, probes[i] = endpoint.Get(pctx, l.EndpointStatusAddr(indexOf(s)))
-					pools[i] = st.Healthy
-					return
-				}
-				probes[i] = w.prober.probe(pctx, l, s, indexOf(s))
-			}()
-		}
-	}
-	wg.Wait()
-
-	var errs []error
-	snap := make([]InstanceStatus, len(specs))
-	apiUp := false
-	for i, s := range specs {
-		st := observed[s.ID]
-		snap[i] = InstanceStatus{Name: s.Name(), Role: string(s.Role), Zone: s.Zone, PID: st.PID, Running: st.Running,
-			Healthy: st.Running && st.Hash == s.Hash() && probes[i] == nil}
-		if probes[i] != nil {
-			snap[i].Error = probes[i].Error()
-		}
-		apiUp = apiUp || s.Role == runtime.APIServer && snap[i].Healthy
-	}
-	// Rolling replacement: an instance whose spec changed (a version
-	// upgrade) is replaced only while every other instance is up, and one
-	// per pass, in spec order: etcd, apiservers, controller-managers,
-	// schedulers, as Kubernetes' version skew policy asks.
-	up := func(i int) bool { st := observed[specs[i].ID]; return st.Running && probes[i] == nil }
-	rolled := false
-	for i, s := range specs {
-		// Phase order: controller-managers and schedulers start once an
-		// apiserver serves (they could do nothing sooner); on two cores they
-		// would only slow the apiservers' start.
-		if (s.Role == runtime.ControllerManager || s.Role == runtime.Scheduler) && !apiUp && observed[s.ID].ID == "" {
-			continue
-		}
-		if st := observed[s.ID]; st.Running && st.Hash != s.Hash() {
-			othersUp := true
-			for j := range specs {
-				othersUp = othersUp && (j == i || up(j))
-			}
-			// One that is down anyway is replaced at once.
-			if up(i) && (rolled || !othersUp) {
-				continue
-			}
-			rolled = rolled || up(i)
-		}
-		if c, err = w.converge(ctx, c, s, observed[s.ID], probes[i]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	seen := Snapshot{At: passStart, Instances: snap, Backends: backends(specs, snap, pools)}
-	w.mu.Lock()
-	w.snapshot = seen
-	w.mu.Unlock()
-	if c, err = w.record(c, seen); err != nil {
-		errs = append(errs, wrap(c, "record the observed state", err))
-	}
-	if apiUp && (c.Status == model.StatusActive || c.Status == model.StatusUpdating) {
-		if err := w.syncAccess(ctx, c); err != nil {
-			errs = append(errs, wrap(c, "sync access entries to RBAC", err))
-		}
-		if err := w.reconcileNodes(ctx, c); err != nil {
-			errs = append(errs, wrap(c, "node groups", err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	allHealthy := true
-	for _, st := range snap {
-		allHealthy = allHealthy && st.Healthy
-	}
-	return w.updateStatus(ctx, c, allHealthy, seen.Backends)
+	return w.runSteps(ctx, &pass{c: c, b: b, l: w.layout(c), start: time.Now()})
 }
 
 // nodeAddrs are the addresses of c's nodes.
@@ -329,7 +170,8 @@ func backends(specs []runtime.Spec, snap []InstanceStatus, pools [][]string) []s
 // record stores what this pass observed when it differs from what the
 // store holds (the time of the pass aside): the API reads it there.
 func (w *worker) record(c *model.Cluster, seen Snapshot) (*model.Cluster, error) {
-	if o := c.Observed; o != nil && slices.Equal(o.Instances, seen.Instances) && slices.Equal(o.Backends, seen.Backends) {
+	if o := c.Observed; o != nil && slices.Equal(o.Instances, seen.Instances) && slices.Equal(o.Backends, seen.Backends) &&
+		slices.Equal(o.Conditions, seen.Conditions) {
 		return c, nil
 	}
 	fresh, err := w.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
@@ -354,9 +196,9 @@ func indexOf(s runtime.Spec) int {
 	return n
 }
 
-// converge brings one instance to its spec. It returns the cluster, which
-// an etcd replacement may have changed.
-func (w *worker) converge(ctx context.Context, c *model.Cluster, s runtime.Spec, st runtime.Status, probe error) (*model.Cluster, error) {
+// convergeOne brings one instance to its spec. It returns the cluster,
+// which an etcd replacement may have changed.
+func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Spec, st runtime.Status, probe error) (*model.Cluster, error) {
 	is := w.inst[s.ID]
 	if is == nil {
 		is = &instState{}
@@ -371,19 +213,11 @@ func (w *worker) converge(ctx context.Context, c *model.Cluster, s runtime.Spec,
 		return w.start(ctx, c, s, is, "missing instance started")
 
 	case !st.Running: // exited
-		if is.seenRunning || c.Status == model.StatusActive {
-			if is.notBefore.IsZero() {
-				w.event(c, name, model.EventDetected, fmt.Sprintf("process exited (code %d)", st.ExitCode))
-			}
+		if (is.seenRunning || c.Status == model.StatusActive) && !is.exitSeen {
+			w.event(c, name, model.EventDetected, fmt.Sprintf("process exited (code %d)", st.ExitCode))
 		}
-		if is.healthy || !is.seenRunning {
-			is.crashes = 0
-		}
-		if is.notBefore.IsZero() {
-			is.notBefore = time.Now().Add(backoff(is.crashes))
-			is.crashes++
-		}
-		if time.Now().Before(is.notBefore) {
+		is.exitSeen = true
+		if !w.restarts.Ready(s.ID, time.Now()) {
 			return c, nil
 		}
 		if err := w.cfg.Runtime.Stop(ctx, s.ID, 0); err != nil { // forget the ended run
@@ -405,12 +239,24 @@ func (w *worker) converge(ctx context.Context, c *model.Cluster, s runtime.Spec,
 		if !is.healthy {
 			w.cfg.Log.Debug("instance healthy", "instance", s.ID, "sinceCreate", time.Since(c.CreatedAt).Round(time.Millisecond))
 		}
-		is.healthy, is.fails, is.crashes = true, 0, 0
+		is.healthy, is.fails = true, 0
+		w.restarts.Reset(s.ID)
+		w.starts.done(s.ID)
 		return c, nil
 	}
 	is.fails++
-	young := !is.healthy && (is.startedAt.IsZero() && time.Since(w.started) < startupGrace ||
-		time.Since(is.startedAt) < startupGrace)
+	since := time.Since(is.startedAt)
+	if is.startedAt.IsZero() {
+		since = time.Since(w.started)
+	}
+	// An apiserver that answers, with only post-start hooks still to
+	// finish, is making progress: on a busy machine that takes longer than
+	// the grace, and replacing it would lose the progress.
+	grace := startupGrace
+	if errors.As(probe, new(startingError)) {
+		grace = startingGrace
+	}
+	young := !is.healthy && since < grace
 	if young || is.fails < failThreshold {
 		return c, nil
 	}
@@ -419,14 +265,6 @@ func (w *worker) converge(ctx context.Context, c *model.Cluster, s runtime.Spec,
 		return c, err
 	}
 	return w.start(ctx, c, s, is, "replaced after failing health checks")
-}
-
-func backoff(crashes int) time.Duration {
-	if crashes == 0 {
-		return 0
-	}
-	d := 500 * time.Millisecond << min(crashes-1, 10)
-	return min(d, maxBackoff)
 }
 
 func (w *worker) start(ctx context.Context, c *model.Cluster, s runtime.Spec, is *instState, why string) (*model.Cluster, error) {
@@ -448,7 +286,7 @@ func (w *worker) start(ctx context.Context, c *model.Cluster, s runtime.Spec, is
 		return c, wrap(c, "start "+s.Name(), err)
 	}
 	replaced := is.seenRunning || c.Status == model.StatusActive
-	*is = instState{startedAt: time.Now(), crashes: is.crashes, seenRunning: is.seenRunning}
+	*is = instState{startedAt: time.Now(), seenRunning: is.seenRunning}
 	if replaced {
 		w.event(c, s.Name(), model.EventReplaced, why)
 	}
@@ -488,9 +326,6 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 // reconcileNodes serves the endpoint inside the cluster's VPC and runs
 // its node groups.
 func (w *worker) reconcileNodes(ctx context.Context, c *model.Cluster) error {
-	if w.cfg.Nodes == nil || len(c.Nodegroups) == 0 && c.EndpointAddr == "" {
-		return nil
-	}
 	// The endpoint's replicas listen in the VPC (their spec names it)
 	// once it exists.
 	if !w.netOK {
@@ -502,15 +337,7 @@ func (w *worker) reconcileNodes(ctx context.Context, c *model.Cluster) error {
 		}
 		w.netOK = true
 	}
-	err := w.cfg.Nodes.Reconcile(ctx, c, w.admin)
-	if w.cfg.Addons != nil {
-		fresh, gerr := w.cfg.Store.GetCluster(c.Key())
-		if gerr != nil {
-			return errors.Join(err, gerr)
-		}
-		err = errors.Join(err, w.cfg.Addons.Reconcile(ctx, fresh, w.admin))
-	}
-	return err
+	return w.cfg.Nodes.Reconcile(ctx, c, w.admin)
 }
 
 // accessResync is how often RBAC is checked against the access entries
@@ -622,6 +449,7 @@ func (w *worker) setStatus(c *model.Cluster, status, msg string) error {
 // teardown stops every instance of a DELETING cluster, removes its files
 // and finally its record. A crash halfway repeats it from the start.
 func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
+	w.starts.forget(c.ID)
 	if w.cfg.Nodes != nil {
 		if err := w.cfg.Nodes.Teardown(ctx, c); err != nil {
 			return wrap(c, "remove nodes", err)

@@ -146,6 +146,10 @@ func (b *Balancer) accept(ln *listener) {
 			unix.Close(nfd)
 			continue
 		}
+		// As Go's net package does for every TCP socket (the backend's
+		// has it from net.Dial): the relay forwards what it gets at once,
+		// and Nagle's algorithm would hold back the small tail of a reply.
+		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		b.start(newRelay(newID(), nfd))
 	}
 }

@@ -97,7 +97,26 @@ type ControlPlaneStatus struct {
 	At        time.Time        `json:"at"` // the pass that saw it
 	Instances []InstanceStatus `json:"instances"`
 	Backends  []string         `json:"backends"` // healthy apiservers behind the endpoint
+	// Conditions are the outcomes of the reconciler's steps, in order.
+	Conditions []Condition `json:"conditions,omitempty"`
 }
+
+// Condition is the outcome of one step of the control-plane reconciler's
+// last pass, in Kubernetes' condition shape.
+type Condition struct {
+	Type    string    `json:"type"`   // the step: Network, PKI, Endpoint, Etcd, …
+	Status  string    `json:"status"` // ConditionTrue, ConditionFalse or ConditionUnknown
+	Reason  string    `json:"reason"` // one CamelCase word
+	Message string    `json:"message,omitempty"`
+	Since   time.Time `json:"since"` // when Status last changed
+}
+
+// Condition statuses.
+const (
+	ConditionTrue    = "True"
+	ConditionFalse   = "False"
+	ConditionUnknown = "Unknown"
+)
 
 // InstanceStatus is one control-plane instance as the reconciler saw it.
 type InstanceStatus struct {

@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
@@ -38,10 +39,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"skiff.dev/skiff/internal/bundle"
+	"skiff.dev/skiff/internal/door"
 	"skiff.dev/skiff/internal/images"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
-	"skiff.dev/skiff/internal/regdoor"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/store"
 	"skiff.dev/skiff/internal/vpcnet"
@@ -73,17 +74,16 @@ type Config struct {
 	// Credentials mints a node's IAM credentials: its node role assumed
 	// with the node's name as session name.
 	Credentials func(account, roleArn, session string) (keyID, secret, token string, err error)
-	// API is skiff's AWS API, served on each VPC's service address.
-	API http.Handler
-	// Registry is skiff's image registry for the nodes' containerd, served
-	// on each VPC's service address (RegistryPort): read-only, the system
-	// images and the repositories of the VPC's account.
-	Registry func(account string, node func(*http.Request) error) http.Handler
+	// API is skiff's AWS API, served to each VPC on a unix socket of its
+	// own in SocketDir, where the VPC's doors (package door, instances)
+	// forward what reaches the VPC's service address (APIPort).
+	API       http.Handler
+	SocketDir string
 	// PullKey signs the nodes' registry credentials (pullToken).
 	PullKey []byte
-	// RegistryDir, if set, is the registry's storage: each cluster's
-	// registry door (package regdoor, an instance) serves it in the VPC,
-	// not this process, so that nodes pull while skiff is down.
+	// RegistryDir is the registry's storage: each cluster's door serves
+	// it in the VPC (RegistryPort), not this process, so that nodes pull
+	// while skiff is down.
 	RegistryDir string
 	// RegistryHost is the registry's name in ECR repository URIs
 	// (HOST/ACCOUNT/NAME); nodes pull it from their VPC's registry.
@@ -104,16 +104,10 @@ type Reconciler struct {
 	cfg Config
 
 	mu        sync.Mutex
-	vpcs      map[string][]*http.Server // API and registry listeners by VPC ID
-	crashes   map[string]*crash         // by instance ID
-	sandboxes map[string]bool           // nodes whose sandbox this run built
-	classes   map[string]bool           // clusters given RuntimeClass gvisor by this run
-}
-
-// crash counts an instance's exits, for the restart backoff.
-type crash struct {
-	n    int
-	next time.Time
+	vpcs      map[string]*http.Server // the API on each VPC's socket, by VPC ID
+	restarts  runtime.Backoff         // of node instances that exit
+	sandboxes map[string]bool         // nodes whose sandbox this run built
+	classes   map[string]bool         // clusters given RuntimeClass gvisor by this run
 }
 
 // New returns a reconciler.
@@ -131,7 +125,7 @@ func New(cfg Config) *Reconciler {
 		}
 		cfg.Host = h
 	}
-	return &Reconciler{cfg: cfg, vpcs: map[string][]*http.Server{}, crashes: map[string]*crash{}, sandboxes: map[string]bool{},
+	return &Reconciler{cfg: cfg, vpcs: map[string]*http.Server{}, sandboxes: map[string]bool{},
 		classes: map[string]bool{}}
 }
 
@@ -157,7 +151,7 @@ func (r *Reconciler) Network(ctx context.Context, c *model.Cluster) (string, net
 		return "", netip.Prefix{}, err
 	}
 	ns := vpcnet.VPCNamespace(v.ID)
-	if err := r.serveInVPC(ns, v.ID, c.Account, vpcnet.ServiceAddr(cidr)); err != nil {
+	if err := r.serveInVPC(v.ID); err != nil {
 		return "", netip.Prefix{}, err
 	}
 	addr, err := netip.ParsePrefix(c.EndpointAddr)
@@ -180,38 +174,49 @@ func (r *Reconciler) Network(ctx context.Context, c *model.Cluster) (string, net
 	return ns, addr, nil
 }
 
-// serveInVPC serves skiff's API and registry on the VPC's service
-// address, once per VPC and skiff run. Requests carry the VPC in their
-// context.
-func (r *Reconciler) serveInVPC(ns, vpc, account string, addr netip.Addr) error {
+// serveInVPC serves skiff's API to VPC vpc on its socket (APISocket),
+// once per VPC and skiff run. Requests carry the VPC in their context, and
+// the caller's address as the door says.
+func (r *Reconciler) serveInVPC(vpc string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.vpcs[vpc] != nil {
+	if r.vpcs[vpc] != nil || r.cfg.API == nil {
 		return nil
 	}
-	var srvs []*http.Server
-	var registry http.Handler
-	if r.cfg.Registry != nil && r.cfg.RegistryDir == "" {
-		registry = r.cfg.Registry(account, r.nodePull(account))
+	path := r.APISocket(vpc)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
 	}
-	for _, s := range []struct {
-		port int
-		h    http.Handler
-	}{{APIPort, r.cfg.API}, {RegistryPort, registry}} {
-		if s.h == nil {
-			continue
-		}
-		ln, err := vpcnet.ListenIn(ns, net.JoinHostPort(addr.String(), fmt.Sprint(s.port)))
-		if err != nil {
-			for _, srv := range srvs {
-				srv.Close()
-			}
-			return fmt.Errorf("serve on port %d in VPC %s: %w", s.port, vpc, err)
-		}
-		srvs = append(srvs, serveVPC(ln, s.h, vpc, defaultVPCLimits))
+	// A socket left by an earlier skiff run: nobody answers it.
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
-	r.vpcs[vpc] = srvs
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("serve the API to VPC %s: %w", vpc, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	r.vpcs[vpc] = serveVPC(ln, fromDoor(r.cfg.API), vpc, defaultVPCLimits)
 	return nil
+}
+
+// APISocket is where skiff serves its API to VPC vpc.
+func (r *Reconciler) APISocket(vpc string) string {
+	sum := sha256.Sum256([]byte(r.cfg.DataDir + "\x00" + vpc))
+	return filepath.Join(r.cfg.SocketDir, "vpc-"+hex.EncodeToString(sum[:10])+".sock")
+}
+
+// fromDoor gives a request the caller's address that the door forwarded
+// (only doors can reach the socket: it is root's, 0600).
+func fromDoor(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		req.RemoteAddr = req.Header.Get(door.ClientHeader)
+		req.Header.Del(door.ClientHeader)
+		h.ServeHTTP(w, req)
+	})
 }
 
 // vpcLimits bound what the clients in a VPC (nodes, and pods: anything
@@ -226,24 +231,26 @@ type vpcLimits struct {
 // have no deadline. Nodes pull with a few connections each.
 var defaultVPCLimits = vpcLimits{Header: 10 * time.Second, Read: 30 * time.Second, Idle: 90 * time.Second, Conns: 256}
 
-// RegistryDoor is what cluster c's registry door serves; ok is false
-// while c's VPC is not realized, or when the doors are not in use.
-func (r *Reconciler) RegistryDoor(c *model.Cluster) (door regdoor.Door, ok bool, err error) {
+// Door is what cluster c's door serves; ok is false
+// while c's VPC is not realized.
+func (r *Reconciler) Door(c *model.Cluster) (d door.Door, ok bool, err error) {
 	if r.cfg.RegistryDir == "" || c.Network.VpcID == "" || c.EndpointAddr == "" {
-		return regdoor.Door{}, false, nil
+		return door.Door{}, false, nil
 	}
 	cidr, _, err := r.cfg.Network.Realization(c.Account, c.Network.VpcID)
 	if err != nil {
-		return regdoor.Door{}, false, err
+		return door.Door{}, false, err
 	}
 	ids, err := r.accountNodes(c.Account)
 	if err != nil {
-		return regdoor.Door{}, false, err
+		return door.Door{}, false, err
 	}
-	door = regdoor.Door{VPC: c.Network.VpcID, Netns: vpcnet.VPCNamespace(c.Network.VpcID),
-		Listen: net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(RegistryPort)), Dir: r.cfg.RegistryDir,
-		Material: regdoor.Material{Account: c.Account, Key: r.cfg.PullKey, Nodes: slices.Sorted(maps.Keys(ids))}}
-	return door, true, nil
+	svc := vpcnet.ServiceAddr(cidr).String()
+	d = door.Door{VPC: c.Network.VpcID, Netns: vpcnet.VPCNamespace(c.Network.VpcID),
+		Listen: net.JoinHostPort(svc, fmt.Sprint(RegistryPort)), Dir: r.cfg.RegistryDir,
+		API: net.JoinHostPort(svc, fmt.Sprint(APIPort)), APISocket: r.APISocket(c.Network.VpcID),
+		Material: door.Material{Account: c.Account, Key: r.cfg.PullKey, Nodes: slices.Sorted(maps.Keys(ids))}}
+	return d, true, nil
 }
 
 // serveVPC serves h on ln to a VPC, within l; requests carry the VPC in
@@ -255,11 +262,11 @@ func serveVPC(ln net.Listener, h http.Handler, vpc string, l vpcLimits) *http.Se
 	return srv
 }
 
-// stopServing closes a VPC's listeners.
+// stopServing closes a VPC's API socket.
 func (r *Reconciler) stopServing(vpc string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, srv := range r.vpcs[vpc] {
+	if srv := r.vpcs[vpc]; srv != nil {
 		srv.Close()
 	}
 	delete(r.vpcs, vpc)
@@ -476,26 +483,11 @@ func (r *Reconciler) ensureNode(ctx context.Context, c *model.Cluster, g *model.
 		switch {
 		case ok && st.Running && st.Hash == s.Hash():
 			if time.Since(st.Started) > time.Minute {
-				r.mu.Lock()
-				delete(r.crashes, s.ID)
-				r.mu.Unlock()
+				r.restarts.Reset(s.ID)
 			}
 			continue
 		case ok && !st.Running:
-			// Restart with a backoff: 0.5 s, 1 s, 2 s … 30 s.
-			r.mu.Lock()
-			cr := r.crashes[s.ID]
-			if cr == nil {
-				cr = &crash{}
-				r.crashes[s.ID] = cr
-			}
-			wait := time.Now().Before(cr.next)
-			if !wait {
-				cr.n++
-				cr.next = time.Now().Add(min(500*time.Millisecond<<min(cr.n-1, 6), 30*time.Second))
-			}
-			r.mu.Unlock()
-			if wait {
+			if !r.restarts.Ready(s.ID, time.Now()) {
 				continue
 			}
 		}

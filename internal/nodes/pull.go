@@ -1,8 +1,6 @@
 package nodes
 
 import (
-	"net/http"
-
 	"skiff.dev/skiff/internal/registry"
 )
 
@@ -12,15 +10,6 @@ const PullHeader = registry.PullHeader
 // pullToken is node nodeID's registry credential in account.
 func (r *Reconciler) pullToken(account, nodeID string) string {
 	return registry.PullToken(r.cfg.PullKey, account, nodeID)
-}
-
-// nodePull checks that a request to the registry of account's VPCs comes
-// with the credentials of one of account's current nodes.
-func (r *Reconciler) nodePull(account string) func(*http.Request) error {
-	return registry.NodePull(r.cfg.PullKey, account, func(id string) (bool, error) {
-		ids, err := r.accountNodes(account)
-		return ids[id], err
-	})
 }
 
 // accountNodes are the IDs of account's nodes in the store.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/store"
 )
 
@@ -80,7 +81,7 @@ func TestUserNSFiles(t *testing.T) {
 	}
 }
 
-// TestNodePull: the VPC registry serves an account's images to that
+// TestNodePull: the VPC's door serves an account's images to that
 // account's current nodes only.
 func TestNodePull(t *testing.T) {
 	st, err := store.Open(filepath.Join(t.TempDir(), "skiff.db"))
@@ -109,7 +110,11 @@ func TestNodePull(t *testing.T) {
 	} {
 		req, _ := http.NewRequest("GET", "http://x/v2/", nil)
 		req.Header.Set(PullHeader, tc.header)
-		if err := r.nodePull(tc.account)(req); (err == nil) != tc.ok {
+		pull := registry.NodePull(r.cfg.PullKey, tc.account, func(id string) (bool, error) {
+			ids, err := r.accountNodes(tc.account)
+			return ids[id], err
+		})
+		if err := pull(req); (err == nil) != tc.ok {
 			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
 		}
 	}

@@ -3,12 +3,16 @@ package nodes
 import (
 	"bufio"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"skiff.dev/skiff/internal/door"
 	"skiff.dev/skiff/internal/network"
 )
 
@@ -88,5 +92,50 @@ func TestServeVPCLimits(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 200*time.Millisecond {
 		t.Errorf("the third connection was served after %v, while two others held the limit of 2", waited)
+	}
+}
+
+// TestServeInVPC: skiff serves its API to a VPC on a socket only root may
+// use, replacing one an earlier run left; through a door, a request carries
+// the VPC and the caller's address, not one the caller claims.
+func TestServeInVPC(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, network.VPCOf(r.Context())+" "+r.RemoteAddr+" "+r.Header.Get(door.ClientHeader))
+	})
+	r := New(Config{DataDir: t.TempDir(), SocketDir: t.TempDir(), API: h, Host: Host{MilliCPU: 1000, KiB: 1 << 20}})
+	defer r.Close()
+	path := r.APISocket("vpc-1")
+	if other := r.APISocket("vpc-2"); other == path {
+		t.Fatalf("two VPCs share socket %s", path)
+	}
+	// An earlier run's socket, that nobody answers.
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close()
+	if err := r.serveInVPC("vpc-1"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %s: %v %v, want mode 0600", path, fi.Mode(), err)
+	}
+	d := httptest.NewServer(door.APIProxy(path, time.Second, slog.New(slog.DiscardHandler)))
+	defer d.Close()
+	req, _ := http.NewRequest("GET", d.URL, nil)
+	req.Header.Set(door.ClientHeader, "10.9.9.9:1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if f := strings.Fields(string(b)); len(f) != 2 || f[0] != "vpc-1" || !strings.HasPrefix(f[1], "127.0.0.1:") {
+		t.Errorf("got %q, want the VPC and the caller's own address, and no header", b)
+	}
+	r.stopServing("vpc-1")
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("socket left after the VPC stopped being served: %v", err)
 	}
 }

@@ -51,7 +51,7 @@ func New(ctx context.Context, dir string, logw io.Writer) (*Registry, error) {
 }
 
 // OpenShared opens the registry stored in dir beside the one skiff serves
-// (a VPC's front door, package regdoor): to read it, with no garbage
+// (a VPC's front door, package door): to read it, with no garbage
 // collection.
 func OpenShared(ctx context.Context, dir string, logw io.Writer) (*Registry, error) {
 	return open(ctx, dir, logw, false)

@@ -31,8 +31,8 @@ const (
 	Authenticator Role = "authenticator"
 	// Tunnel is a cluster's egress from its apiservers into its VPC.
 	Tunnel Role = "tunnel"
-	// RegistryDoor serves the registry to a cluster's nodes in its VPC.
-	RegistryDoor Role = "registry"
+	// Door serves the registry and skiff's API to a cluster's VPC.
+	Door Role = "door"
 )
 
 // Spec is one instance of a component.

@@ -190,8 +190,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	nets := &network.Service{Store: st, Region: region}
 	nodeRec := nodes.New(nodes.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Network: nets, Region: region,
-		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), Registry: reg.ReadOnlyFor, RegistryHost: registry.Host(ln.Addr()),
-		Sandbox: sandbox, NodeImage: nodeImage, PullKey: pullKey, RegistryDir: filepath.Join(dataDir, "registry")})
+		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), RegistryHost: registry.Host(ln.Addr()),
+		Sandbox: sandbox, NodeImage: nodeImage, PullKey: pullKey, RegistryDir: filepath.Join(dataDir, "registry"),
+		SocketDir: controlplane.EgressDir})
 	s.closers = append(s.closers, func() { nodeRec.Close() })
 	dnsVersion, err := images.CoreDNSVersion(imgDir)
 	if err != nil {

@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -18,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/vpcnet"
 )
 
 // instancePIDs maps each live instance of a data dir to its pid.
@@ -43,7 +47,8 @@ func instancePIDs(dataDir string) map[string]int {
 // through the endpoint (client-go with a certificate; kubectl with fresh
 // `aws eks get-token` tokens), keep it down, start it again: the loops see
 // no failure, and skiff adopts every instance (the nodes' too) without
-// restarting any. Then a host reboot, simulated (see below).
+// restarting any. Then skiff upgrades itself in place under the same loops,
+// and a host reboot, simulated (see below).
 func TestServeDown(t *testing.T) {
 	s, dataDir := serveTest(t)
 	kcUser := clusterWithNNodes(t, s, "steady", 2) // update-kubeconfig's: tokens from `aws eks get-token`
@@ -55,7 +60,7 @@ func TestServeDown(t *testing.T) {
 	waitNodegroup(t, s, "steady", "ng", "ACTIVE", 3*time.Minute)
 	readyNodes(t, s, kcUser, 2)
 	// ACTIVE needs one apiserver; wait for all 15 control-plane instances
-	// (the registry door among them).
+	// (the door among them).
 	var before map[string]int
 	if err := eventually(60*time.Second, func() error {
 		before = instancePIDs(dataDir)
@@ -128,11 +133,22 @@ func TestServeDown(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
+	// skiff's API as the cluster's VPC reaches it: through the door.
+	vpcAPI := vpcCaller(t, s, "steady")
+	if out, err := vpcAPI(); err != nil || !strings.Contains(out, "arn:aws:iam::") {
+		t.Errorf("skiff's API from the VPC, skiff up: %v %s", err, out)
+	}
 	time.Sleep(2 * time.Second)
 	s.kill()
 	t.Logf("killed skiff serve at %s", time.Now().Format(time.TimeOnly))
 	down, kubectlDown := ok.Load(), kubectlOK.Load()
-	time.Sleep(60 * time.Second) // longer than a node's 40 s grace before NotReady
+	// While skiff is down the door keeps the address and answers 503
+	// ServiceUnavailable, which SDKs retry (not "connection refused").
+	time.Sleep(5 * time.Second)
+	if out, err := vpcAPI(); err == nil || !strings.Contains(out, "ServiceUnavailable") {
+		t.Errorf("skiff's API from the VPC, skiff down: %v %s; want ServiceUnavailable", err, out)
+	}
+	time.Sleep(55 * time.Second) // longer than a node's 40 s grace before NotReady
 	whileDown, kubectlWhileDown := ok.Load()-down, kubectlOK.Load()-kubectlDown
 	if nodes, err := cs.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err != nil {
 		t.Errorf("nodes after 60 s without skiff: %v", err)
@@ -146,18 +162,57 @@ func TestServeDown(t *testing.T) {
 	s.restart(t)
 	waitAWSStatus(t, s, "steady", "ACTIVE")
 	time.Sleep(3 * time.Second)
-	cancel()
-	wg.Wait()
-	t.Logf("client-go: %d rounds ok (%d while skiff was down); kubectl with fresh tokens: %d rounds ok (%d while down); %d failed",
-		ok.Load(), whileDown, kubectlOK.Load(), kubectlWhileDown, failed.Load())
-	if failed.Load() > 0 || whileDown < 100 || kubectlWhileDown < 3 {
-		t.Errorf("want no failure, ≥ 100 client-go and ≥ 3 kubectl rounds while skiff was down; failures: %v", errs)
+	if out, err := vpcAPI(); err != nil || !strings.Contains(out, "arn:aws:iam::") {
+		t.Errorf("skiff's API from the VPC, skiff back: %v %s", err, out)
 	}
 	after := instancePIDs(dataDir)
 	for id, pid := range before {
 		if after[id] != pid {
 			t.Errorf("instance %s: pid %d before, %d after skiff's restart", id, pid, after[id])
 		}
+	}
+
+	// skiff upgrades itself in place: a new binary (a copy at another
+	// path: the instances' specs name it) adopts every instance. etcd, the
+	// apiservers, the controllers and the nodes keep running; skiff's own
+	// programs (endpoint, authenticator, tunnel, door) move to the new
+	// binary one at a time, with the loops still running: no failure.
+	next := filepath.Join(t.TempDir(), "skiff-next")
+	if data, err := os.ReadFile(skiffBin); err != nil || os.WriteFile(next, data, 0o755) != nil {
+		t.Fatalf("copy skiff: %v", err)
+	}
+	s.upgrade(t, next)
+	ownProgram := func(id string) bool {
+		for _, n := range []string{"/endpoint-", "/authenticator-", "/tunnel", "/door"} {
+			if strings.Contains(id, n) {
+				return true
+			}
+		}
+		return false
+	}
+	if err := eventually(2*time.Minute, func() error {
+		for id, pid := range instancePIDs(dataDir) {
+			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); ownProgram(id) && exe != next {
+				return fmt.Errorf("%s runs %s, not the new binary", id, exe)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	time.Sleep(3 * time.Second)
+	upgraded := instancePIDs(dataDir)
+	for id, pid := range before {
+		if !ownProgram(id) && upgraded[id] != pid {
+			t.Errorf("instance %s: pid %d before, %d after skiff's upgrade", id, pid, upgraded[id])
+		}
+	}
+	cancel()
+	wg.Wait()
+	t.Logf("client-go: %d rounds ok (%d while skiff was down); kubectl with fresh tokens: %d rounds ok (%d while down); %d failed",
+		ok.Load(), whileDown, kubectlOK.Load(), kubectlWhileDown, failed.Load())
+	if failed.Load() > 0 || whileDown < 100 || kubectlWhileDown < 3 {
+		t.Errorf("want no failure (through skiff's kill, 60 s down, restart and upgrade), ≥ 100 client-go and ≥ 3 kubectl rounds while skiff was down; failures: %v", errs)
 	}
 
 	// A host reboot, simulated: every process skiff and its instances
@@ -197,6 +252,34 @@ func TestServeDown(t *testing.T) {
 	}
 	t.Logf("after the reboot: the API serves the old objects in %s, 2 nodes Ready in %s, the Deployment's pods run in %s",
 		api.Round(100*time.Millisecond), nodesReady.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
+}
+
+// vpcCaller returns a call of skiff's API as cluster's VPC reaches it
+// (its door on the VPC's service address), from inside the VPC's
+// namespace: the stock aws CLI, signed with the account's admin
+// credentials, one attempt.
+func vpcCaller(t *testing.T, s *server, cluster string) func() (string, error) {
+	t.Helper()
+	vpc, _ := mustAWS(t, s, "eks", "describe-cluster", "--name", cluster)["cluster"].(map[string]any)["resourcesVpcConfig"].(map[string]any)["vpcId"].(string)
+	var cidr netip.Prefix
+	for _, v := range mustAWS(t, s, "ec2", "describe-vpcs")["Vpcs"].([]any) {
+		if v := v.(map[string]any); v["VpcId"] == vpc {
+			cidr, _ = netip.ParsePrefix(v["CidrBlock"].(string))
+		}
+	}
+	if !cidr.IsValid() {
+		t.Fatalf("VPC %q of cluster %s not found", vpc, cluster)
+	}
+	return func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", vpcnet.VPCNamespace(vpc), "aws", "sts", "get-caller-identity",
+			"--endpoint-url", "http://"+net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), "80"), "--output", "json")
+		cmd.Env = append(append(os.Environ(), "AWS_PAGER=", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+			"AWS_SESSION_TOKEN="), append(s.env, "AWS_MAX_ATTEMPTS=1", "AWS_ENDPOINT_URL=")...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
 }
 
 // reboot does to skiff's world what a host reboot does: kills skiff and

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -384,6 +385,22 @@ func TestCLINodegroups(t *testing.T) {
 		!strings.Contains(out, "apiserver-1") || strings.Count(out, "true") < 7 {
 		t.Errorf("describe cluster: no healthy instances:\n%s", out)
 	}
+	// The reconciler's steps, in order, each with its condition.
+	if err := eventually(30*time.Second, func() error {
+		out := skiff("describe", "cluster", "cli-nodes")
+		at := 0
+		for _, step := range []string{"Network", "PKI", "Endpoint", "Etcd", "APIServers", "Controllers", "Authenticator", "Tunnel",
+			"Door", "Access", "Nodes", "Addons", "Status"} {
+			loc := regexp.MustCompile(`(?m)^\s+` + step + `\s+True\s`).FindStringIndex(out)
+			if loc == nil || loc[0] < at {
+				return fmt.Errorf("step %s not True, or out of order:\n%s", step, out)
+			}
+			at = loc[0]
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
 	nodes := readyNodes(t, s, kc, 2)
 	if nodes[0].Zone == nodes[1].Zone || nodes[0].Group != "ng-1" {
 		t.Errorf("nodes %+v: want two zones, group ng-1", nodes)
@@ -396,8 +413,16 @@ func TestCLINodegroups(t *testing.T) {
 	if !strings.Contains(out, "node group tainted is ACTIVE") {
 		t.Errorf("create nodegroup output:\n%s", out)
 	}
-	if out, err := kubectlEnv(t, s.env, kc, "get", "nodes", "-l", "eks.amazonaws.com/nodegroup=tainted", "-o", "jsonpath={.items[*].spec.taints[*].key}={.items[*].metadata.labels.topology\\.kubernetes\\.io/zone}"); err != nil || out != "dedicated=us-east-1c" {
-		t.Errorf("tainted node: %v %q", err, out)
+	// The node lifecycle controller lifts node.kubernetes.io/not-ready a
+	// moment after the node is Ready.
+	if err := eventually(30*time.Second, func() error {
+		out, err := kubectlEnv(t, s.env, kc, "get", "nodes", "-l", "eks.amazonaws.com/nodegroup=tainted", "-o", "jsonpath={.items[*].spec.taints[*].key}={.items[*].metadata.labels.topology\\.kubernetes\\.io/zone}")
+		if err == nil && out != "dedicated=us-east-1c" {
+			err = fmt.Errorf("taints=zone %q, want dedicated=us-east-1c", out)
+		}
+		return err
+	}); err != nil {
+		t.Errorf("tainted node: %v", err)
 	}
 	cmd := exec.Command(skiffBin, "create", "nodegroup", "--cluster", "cli-nodes", "--node-taints", "x:Sometimes", "--endpoint", s.endpoint)
 	cmd.Env = append(os.Environ(), s.env...)

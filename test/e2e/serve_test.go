@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 // credentials (from `skiff env`).
 type server struct {
 	dataDir, endpoint string
+	bin               string       // the skiff binary it runs
 	client            *http.Client // trusts skiff's CA (AWS_CA_BUNDLE of env)
 	cmd               *exec.Cmd
 	log               *os.File
@@ -85,6 +86,11 @@ func serveTest(t *testing.T) (*server, string) {
 			data, _ := os.ReadFile(l)
 			t.Logf("%s:\n%s", l, tail(string(data), 15))
 		}
+		keep := filepath.Join(os.TempDir(), "skiff-e2e-failed", t.Name())
+		os.RemoveAll(keep)
+		os.MkdirAll(keep, 0o700)
+		copyLogs(dataDir, keep)
+		t.Logf("logs kept in %s", keep)
 	})
 	return s, dataDir
 }
@@ -93,16 +99,28 @@ func serveTest(t *testing.T) (*server, string) {
 // address, in place (cleanups registered with s see the new process).
 func (s *server) restart(t testing.TB) {
 	s.stop(t)
-	*s = *startServe(t, s.dataDir, s.host())
+	*s = *startServeBin(t, s.bin, s.dataDir, s.host())
+}
+
+// upgrade stops skiff and starts binary bin in its place, on the same data
+// dir and address.
+func (s *server) upgrade(t testing.TB, bin string) {
+	s.stop(t)
+	*s = *startServeBin(t, bin, s.dataDir, s.host())
 }
 
 func startServe(t testing.TB, dataDir, listen string, flags ...string) *server {
+	t.Helper()
+	return startServeBin(t, skiffBin, dataDir, listen, flags...)
+}
+
+func startServeBin(t testing.TB, bin, dataDir, listen string, flags ...string) *server {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(dataDir, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(skiffBin, append([]string{"serve", "--data-dir", dataDir, "--listen", listen, "--bundles", bundlesDir(t),
+	cmd := exec.Command(bin, append([]string{"serve", "--data-dir", dataDir, "--listen", listen, "--bundles", bundlesDir(t),
 		"--images", filepath.Join(filepath.Dir(bundlesDir(t)), "images")}, flags...)...)
 	cmd.Env = append(os.Environ(), hostEnvMarker+"=in-skiff-serve-only")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -115,7 +133,7 @@ func startServe(t testing.TB, dataDir, listen string, flags ...string) *server {
 	if slices.Contains(flags, "--insecure-http") {
 		scheme = "http"
 	}
-	s := &server{dataDir: dataDir, endpoint: scheme + "://" + listen, cmd: cmd, log: logf}
+	s := &server{dataDir: dataDir, endpoint: scheme + "://" + listen, bin: bin, cmd: cmd, log: logf}
 	deadline := time.Now().Add(60 * time.Second) // a fresh data dir: the registry seeds the system images
 	// Listening, and serve.json written by this process (not left from an
 	// earlier run on the data dir).

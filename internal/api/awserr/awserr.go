@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"net/http"
 )
 
@@ -71,3 +72,23 @@ func WriteJSON11(w http.ResponseWriter, e *Error) {
 
 // WriteJSON11OK writes v as a 200 JSON 1.1 response.
 func WriteJSON11OK(w http.ResponseWriter, v any) { write(w, http.StatusOK, JSON11ContentType, v) }
+
+// WriteError writes an AWS query-protocol XML error.
+func WriteQuery(w http.ResponseWriter, e *Error) {
+	typ := "Sender"
+	if e.Status >= 500 {
+		typ = "Receiver"
+	}
+	body := struct {
+		XMLName xml.Name `xml:"ErrorResponse"`
+		Error   struct {
+			Type, Code, Message string
+		}
+		RequestId string
+	}{RequestId: RequestID()}
+	body.Error.Type, body.Error.Code, body.Error.Message = typ, e.Code, e.Message
+	w.Header().Set("Content-Type", "text/xml")
+	w.WriteHeader(e.Status)
+	w.Write([]byte(xml.Header))
+	xml.NewEncoder(w).Encode(body)
+}

@@ -279,21 +279,4 @@ func mapError(err error) *awserr.Error {
 }
 
 // WriteError writes an AWS query-protocol XML error.
-func WriteError(w http.ResponseWriter, e *awserr.Error) {
-	typ := "Sender"
-	if e.Status >= 500 {
-		typ = "Receiver"
-	}
-	body := struct {
-		XMLName xml.Name `xml:"ErrorResponse"`
-		Error   struct {
-			Type, Code, Message string
-		}
-		RequestId string
-	}{RequestId: awserr.RequestID()}
-	body.Error.Type, body.Error.Code, body.Error.Message = typ, e.Code, e.Message
-	w.Header().Set("Content-Type", "text/xml")
-	w.WriteHeader(e.Status)
-	w.Write([]byte(xml.Header))
-	xml.NewEncoder(w).Encode(body)
-}
+func WriteError(w http.ResponseWriter, e *awserr.Error) { awserr.WriteQuery(w, e) }

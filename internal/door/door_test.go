@@ -1,4 +1,4 @@
-package regdoor
+package door
 
 import (
 	"context"

@@ -1,0 +1,56 @@
+package controlplane
+
+import (
+	"testing"
+	"time"
+
+	"skiff.dev/skiff/internal/model"
+)
+
+// TestCondition: a condition keeps the time of its last status change
+// while its status stays, whatever its reason and message.
+func TestCondition(t *testing.T) {
+	t0, t1 := time.Unix(100, 0), time.Unix(200, 0)
+	prev := []model.Condition{{Type: StepEtcd, Status: model.ConditionFalse, Reason: "NotHealthy", Since: t0}}
+	for _, tc := range []struct {
+		name string
+		o    outcome
+		want time.Time
+	}{
+		{"same status, new message", working("NotHealthy", "1 of 3"), t0},
+		{"same status, new reason", working("Error", "x"), t0},
+		{"status changes", done("Healthy", "3 of 3"), t1},
+	} {
+		if got := condition(prev, StepEtcd, tc.o, t1); !got.Since.Equal(tc.want) || got.Status != tc.o.status || got.Message != tc.o.message {
+			t.Errorf("%s: %+v, want since %v", tc.name, got, tc.want)
+		}
+	}
+	if got := condition(prev, StepAPIServers, done("Healthy", ""), t1); !got.Since.Equal(t1) {
+		t.Errorf("a new condition: since %v, want %v", got.Since, t1)
+	}
+}
+
+// TestStepOrder: the steps run in the order the control plane needs
+// (issue 16): network, PKI, endpoint, etcd, apiservers, controllers,
+// authenticator, …, access, nodes, add-ons, status; none twice.
+func TestStepOrder(t *testing.T) {
+	want := []string{StepNetwork, StepPKI, StepEndpoint, StepEtcd, StepAPIServers, StepControllers, StepAuthenticator,
+		StepAccess, StepNodes, StepAddons, StepStatus}
+	pos := map[string]int{}
+	for i, s := range steps {
+		if _, dup := pos[s.name]; dup && s.name != "" {
+			t.Errorf("step %s twice", s.name)
+		}
+		pos[s.name] = i
+	}
+	for i := 1; i < len(want); i++ {
+		a, aok := pos[want[i-1]]
+		b, bok := pos[want[i]]
+		if !aok || !bok || a >= b {
+			t.Errorf("step %s (at %d, %v) must run before %s (at %d, %v)", want[i-1], a, aok, want[i], b, bok)
+		}
+	}
+	if !steps[pos[StepPKI]].fatal {
+		t.Error("the PKI step is not fatal: the instance steps would run without certificates")
+	}
+}
