@@ -264,7 +264,10 @@ func (r *Reconciler) settle(ctx context.Context, id string, p paths, att vpcnet.
 }
 
 // enter is the command prefix that runs a command inside node p's system
-// container.
+// container. It runs the staged skiff (a bind mount of skiff's binary that
+// stage renews when skiff is upgraded), not skiff's own path: an upgrade of
+// skiff, which may put the binary elsewhere, changes no node's specs and
+// restarts no node's containerd or kubelet.
 func (r *Reconciler) enter(p paths, nodeID string) []string {
-	return []string{r.cfg.SkiffBin, "node", "enter", "--dir", p.run, "--cgroup", nodeCgroup(nodeID), "--"}
+	return []string{filepath.Join(p.stageDir(), "skiff"), "node", "enter", "--dir", p.run, "--cgroup", nodeCgroup(nodeID), "--"}
 }

@@ -103,6 +103,7 @@ type Server struct {
 	served   chan error
 	engine   chan struct{}
 	closers  []func() // in the order made; run backwards
+	log      *slog.Logger
 }
 
 // Start validates cfg and starts a server: when it returns, the API
@@ -112,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{served: make(chan error, 1), engine: make(chan struct{})}
+	s := &Server{served: make(chan error, 1), engine: make(chan struct{}), log: cfg.Log}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -289,12 +290,19 @@ func (s *Server) Done() <-chan error { return s.served }
 // Stop ends the server: the API, then the reconcilers. Control planes and
 // nodes keep running; the next start adopts them.
 func (s *Server) Stop() {
+	start := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.srv.Shutdown(sctx)
+	api := time.Since(start)
 	s.cancel()
 	<-s.engine
+	engine := time.Since(start)
 	s.close()
+	if s.log != nil {
+		s.log.Info("stopped", "api", api.Round(time.Millisecond), "reconcilers", engine.Round(time.Millisecond),
+			"all", time.Since(start).Round(time.Millisecond))
+	}
 }
 
 func (s *Server) close() {
