@@ -410,6 +410,9 @@ func (w *worker) stepAddons(ctx context.Context, p *pass) (outcome, error) {
 	if w.cfg.Addons == nil || w.cfg.Nodes == nil || len(p.c.Nodegroups) == 0 && p.c.EndpointAddr == "" {
 		return done("None", "no add-ons run"), nil
 	}
+	if p.c.EndpointAddr == "" { // the add-ons' kubeconfigs name it
+		return waiting("the endpoint has no address in the VPC yet"), nil
+	}
 	fresh, err := w.cfg.Store.GetCluster(p.c.Key())
 	if err != nil {
 		return outcome{}, err
