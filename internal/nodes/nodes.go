@@ -262,7 +262,8 @@ func serveVPC(ln net.Listener, h http.Handler, vpc string, l vpcLimits) *http.Se
 	return srv
 }
 
-// stopServing closes a VPC's API socket.
+// stopServing closes a VPC's API socket and removes it, also when an
+// earlier skiff run (killed, or with a lost store) left it.
 func (r *Reconciler) stopServing(vpc string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -270,6 +271,9 @@ func (r *Reconciler) stopServing(vpc string) {
 		srv.Close()
 	}
 	delete(r.vpcs, vpc)
+	if r.cfg.SocketDir != "" {
+		os.Remove(r.APISocket(vpc))
+	}
 }
 
 // Close stops the listeners in every VPC.

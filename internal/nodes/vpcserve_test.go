@@ -138,4 +138,17 @@ func TestServeInVPC(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("socket left after the VPC stopped being served: %v", err)
 	}
+	// A socket an earlier run left for a VPC this run never served (its
+	// cluster is gone): removed with the VPC.
+	other := r.APISocket("vpc-2")
+	left, err := net.Listen("unix", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left.(*net.UnixListener).SetUnlinkOnClose(false)
+	left.Close()
+	r.stopServing("vpc-2")
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Errorf("an earlier run's socket left after its VPC went: %v", err)
+	}
 }

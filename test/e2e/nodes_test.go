@@ -128,7 +128,11 @@ func leftovers(dataDir string) []string {
 		out = append(out, fmt.Sprintf("%d entries in /run/skiff-nodes", len(entries)))
 	}
 	if entries, _ := os.ReadDir("/run/skiff-egress"); len(entries) > 0 {
-		out = append(out, fmt.Sprintf("%d egress sockets in /run/skiff-egress", len(entries)))
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		out = append(out, fmt.Sprintf("%d egress sockets in /run/skiff-egress %v", len(entries), names))
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/memory/skiff"); err == nil {
 		out = append(out, "cgroup /skiff")
