@@ -472,7 +472,7 @@ func gvisorPod(t *testing.T, s *server, kc, node string) {
 // kubectl logs and exec reach the kubelets (the tunnel); the nodes stay
 // Ready (the endpoint in the VPC); a new pod starts on node from an image
 // the node holds, and another from an image the node has never pulled
-// (the registry door in the VPC).
+// (the door in the VPC).
 func skiffDown(t *testing.T, s *server, kc, bin string, pre []string, node, image string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
