@@ -27,7 +27,7 @@ type Bare struct {
 // and its addresses in slot (127.1.SLOT.0/24), using rt.
 func StartBare(ctx context.Context, rt runtime.Runtime, b bundle.Bundle, dir string, slot int) (*Bare, error) {
 	c := &model.Cluster{Name: "bare", ID: fmt.Sprintf("bare-%d", slot), Slot: slot, APIServers: 1, Zones: []string{"a"}}
-	l := Layout{Slot: slot, Dir: dir}
+	l := Layout{Slot: slot, Cluster: c.ID, Dir: dir, Place: rt}
 	if err := l.EnsurePKI(c); err != nil {
 		return nil, err
 	}

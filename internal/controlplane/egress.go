@@ -7,6 +7,8 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+
+	"skiff.dev/skiff/internal/runtime"
 )
 
 // EgressDir holds the clusters' egress sockets (a unix socket's path is
@@ -60,7 +62,7 @@ func (l Layout) DoorMaterialPath() string {
 
 // DoorStatusAddr is where the cluster's door answers /healthz.
 func (l Layout) DoorStatusAddr() string {
-	return net.JoinHostPort(l.ip(8).String(), strconv.Itoa(EndpointStatusPort))
+	return net.JoinHostPort(l.addr(runtime.Door, 0).String(), strconv.Itoa(EndpointStatusPort))
 }
 
 // TunnelNodesPath lists the cluster's node addresses for its tunnel.
@@ -68,7 +70,7 @@ func (l Layout) TunnelNodesPath() string { return filepath.Join(l.Dir, "tunnel",
 
 // TunnelStatusAddr is where the cluster's tunnel answers /healthz.
 func (l Layout) TunnelStatusAddr() string {
-	return net.JoinHostPort(l.ip(7).String(), strconv.Itoa(EndpointStatusPort))
+	return net.JoinHostPort(l.addr(runtime.Tunnel, 0).String(), strconv.Itoa(EndpointStatusPort))
 }
 
 // EgressConfigPath is the apiservers' EgressSelectorConfiguration.

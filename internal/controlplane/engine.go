@@ -58,7 +58,9 @@ type Nodes interface {
 	// Network realizes the cluster's VPC and returns the namespace and
 	// address where the endpoint must also listen for the cluster's nodes.
 	Network(ctx context.Context, c *model.Cluster) (string, netip.Prefix, error)
-	Reconcile(ctx context.Context, c *model.Cluster, admin kubernetes.Interface) error
+	// Reconcile converges c's node groups; keys writes the cluster's
+	// authenticator material again (new node credentials).
+	Reconcile(ctx context.Context, c *model.Cluster, admin kubernetes.Interface, keys func(context.Context) error) error
 	Teardown(ctx context.Context, c *model.Cluster) error
 	// Forget removes what a node of a cluster that is gone left on the
 	// machine (namespaces, cgroups, mounts), found by its instances.
@@ -132,7 +134,7 @@ func (e *Engine) Snapshot(c *model.Cluster) Snapshot {
 
 // Layout returns where cluster c lives.
 func (e *Engine) Layout(c *model.Cluster) Layout {
-	l := NewLayout(e.cfg.DataDir, c)
+	l := NewLayout(e.cfg.DataDir, c, e.cfg.Runtime)
 	l.Skiff = e.cfg.SkiffBin
 	return l
 }

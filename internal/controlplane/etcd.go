@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -42,12 +40,6 @@ func (l Layout) etcdClient(c *model.Cluster, skip int) (*clientv3.Client, error)
 	})
 }
 
-// hasData reports whether an etcd data dir holds a member.
-func hasData(dataDir string) bool {
-	_, err := os.Stat(filepath.Join(dataDir, "member"))
-	return err == nil
-}
-
 // ensureEtcdMember makes member i of a bootstrapped cluster ready to start.
 // A member with data restarts in place. A member whose data is gone must
 // not rejoin under its old identity: it is removed from the cluster and a
@@ -57,8 +49,11 @@ func hasData(dataDir string) bool {
 // It returns the cluster as stored afterwards.
 func (w *worker) ensureEtcdMember(ctx context.Context, c *model.Cluster, i int) (*model.Cluster, error) {
 	l := w.layout(c)
-	if !c.Etcd.Bootstrapped || hasData(l.EtcdDataDir(l.etcdMemberName(c, i))) {
+	if !c.Etcd.Bootstrapped {
 		return c, nil
+	}
+	if has, err := l.Place.HasData(l.EtcdVolume(l.etcdMemberName(c, i))); err != nil || has {
+		return c, err
 	}
 	cli, err := l.etcdClient(c, i)
 	if err != nil {
@@ -108,7 +103,9 @@ func (w *worker) ensureEtcdMember(ctx context.Context, c *model.Cluster, i int) 
 	}
 	// Data dirs of earlier generations are of no use any more.
 	for g := 0; g < c.Etcd.Generations[zoneKey]; g++ {
-		os.RemoveAll(l.EtcdDataDir(etcdName(c.Zones[i], g)))
+		if err := l.Place.RemoveVolume(l.EtcdVolume(etcdName(c.Zones[i], g))); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 
 	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/runtime"
 )
 
 // Ports of the components on their instance address.
@@ -38,26 +39,32 @@ const ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 // ServiceIP is the ClusterIP of the "kubernetes" Service.
 const ServiceIP = "10.100.0.1"
 
-// Layout is where a cluster's pieces live: addresses on the host and paths
-// under the data dir. Every instance has an address of its own in the
-// cluster's loopback /24 (127.1.SLOT.0/24), so components keep their usual
-// ports and no two clusters share a listener.
+// Layout is where a cluster's pieces live: the addresses and volumes its
+// runtime gives it (Place: every instance has an address of its own, so
+// components keep their usual ports and no two clusters share a
+// listener), and its configuration files under the data dir.
 type Layout struct {
-	Slot int
-	Dir  string // DATA/clusters/ID
+	Slot    int    // the cluster's place number
+	Cluster string // its ID
+	Dir     string // DATA/clusters/ID
+	Place   runtime.Placer
 	// Skiff is the skiff binary, the program of the endpoint's replicas.
 	Skiff string
 }
 
-// NewLayout returns the layout of cluster c under dataDir.
-func NewLayout(dataDir string, c *model.Cluster) Layout {
-	return Layout{Slot: c.Slot, Dir: filepath.Join(dataDir, "clusters", c.ID)}
+// NewLayout returns the layout of cluster c under dataDir, placed by p.
+func NewLayout(dataDir string, c *model.Cluster, p runtime.Placer) Layout {
+	return Layout{Slot: c.Slot, Cluster: c.ID, Dir: filepath.Join(dataDir, "clusters", c.ID), Place: p}
 }
 
-func (l Layout) ip(host int) net.IP { return net.IPv4(127, 1, byte(l.Slot), byte(host)).To4() }
+func (l Layout) addr(role runtime.Role, i int) net.IP {
+	return l.Place.Addr(l.Slot, runtime.OwnAddr(role, i))
+}
 
 // EndpointIP is the address of the load balancer.
-func (l Layout) EndpointIP() net.IP { return l.ip(1) }
+func (l Layout) EndpointIP() net.IP {
+	return l.Place.Addr(l.Slot, runtime.SharedAddr(runtime.Endpoint))
+}
 
 // EndpointURL is the cluster's API endpoint.
 func (l Layout) EndpointURL() string {
@@ -70,7 +77,7 @@ const EndpointReplicas = 2
 
 // EndpointStatusAddr is where the i-th endpoint replica reports its pool.
 func (l Layout) EndpointStatusAddr(i int) string {
-	return net.JoinHostPort(l.ip(3+i).String(), strconv.Itoa(EndpointStatusPort))
+	return net.JoinHostPort(l.addr(runtime.Endpoint, i).String(), strconv.Itoa(EndpointStatusPort))
 }
 
 // AuthenticatorReplicas is how many authenticators serve a cluster's
@@ -79,7 +86,7 @@ const AuthenticatorReplicas = 2
 
 // AuthenticatorStatusAddr is where the i-th authenticator answers /healthz.
 func (l Layout) AuthenticatorStatusAddr(i int) string {
-	return net.JoinHostPort(l.ip(5+i).String(), strconv.Itoa(EndpointStatusPort))
+	return net.JoinHostPort(l.addr(runtime.Authenticator, i).String(), strconv.Itoa(EndpointStatusPort))
 }
 
 // AuthnMaterialPath is the authenticator's material (keys: mode 0600).
@@ -87,7 +94,9 @@ func (l Layout) AuthnMaterialPath() string { return filepath.Join(l.Dir, "authn"
 
 // WebhookIP is the address of the token-review webhook (the cluster's
 // authenticators) for the cluster's apiservers.
-func (l Layout) WebhookIP() net.IP { return l.ip(2) }
+func (l Layout) WebhookIP() net.IP {
+	return l.Place.Addr(l.Slot, runtime.SharedAddr(runtime.Authenticator))
+}
 
 // WebhookURL is the token-review webhook's URL.
 func (l Layout) WebhookURL() string {
@@ -95,16 +104,16 @@ func (l Layout) WebhookURL() string {
 }
 
 // EtcdIP is the address of the etcd member with index i (zone i).
-func (l Layout) EtcdIP(i int) net.IP { return l.ip(11 + i) }
+func (l Layout) EtcdIP(i int) net.IP { return l.addr(runtime.Etcd, i) }
 
 // APIServerIP is the address of apiserver i.
-func (l Layout) APIServerIP(i int) net.IP { return l.ip(21 + i) }
+func (l Layout) APIServerIP(i int) net.IP { return l.addr(runtime.APIServer, i) }
 
 // ControllerManagerIP is the address of controller-manager i.
-func (l Layout) ControllerManagerIP(i int) net.IP { return l.ip(41 + i) }
+func (l Layout) ControllerManagerIP(i int) net.IP { return l.addr(runtime.ControllerManager, i) }
 
 // SchedulerIP is the address of scheduler i.
-func (l Layout) SchedulerIP(i int) net.IP { return l.ip(51 + i) }
+func (l Layout) SchedulerIP(i int) net.IP { return l.addr(runtime.Scheduler, i) }
 
 // PKIDir holds the cluster's certificates and keys.
 func (l Layout) PKIDir() string { return filepath.Join(l.Dir, "pki") }
@@ -114,8 +123,13 @@ func (l Layout) KubeconfigPath(name string) string {
 	return filepath.Join(l.Dir, "kubeconfig", name+".kubeconfig")
 }
 
+// EtcdVolume is the volume of an etcd member of a generation.
+func (l Layout) EtcdVolume(member string) runtime.Volume {
+	return runtime.Volume{Cluster: l.Cluster, Kind: "etcd", Name: member}
+}
+
 // EtcdDataDir is the data dir of an etcd member of a generation.
-func (l Layout) EtcdDataDir(member string) string { return filepath.Join(l.Dir, "etcd", member) }
+func (l Layout) EtcdDataDir(member string) string { return l.Place.Volume(l.EtcdVolume(member)) }
 
 // etcdName is the member name of zone index i at generation gen: "etcd-a",
 // then "etcd-a-1", "etcd-a-2" for its replacements.
@@ -124,20 +138,6 @@ func etcdName(zone string, gen int) string {
 		return "etcd-" + zone
 	}
 	return fmt.Sprintf("etcd-%s-%d", zone, gen)
-}
-
-// SlotUsable reports whether nothing on this host holds slot's endpoint or
-// first etcd address (another skiff, or orphans of a deleted data dir).
-func SlotUsable(slot int) bool {
-	l := Layout{Slot: slot}
-	for _, addr := range []string{hostPort(l.EndpointIP(), EndpointPort), hostPort(l.EtcdIP(0), EtcdClientPort), hostPort(l.APIServerIP(0), APIServerPort)} {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return false
-		}
-		ln.Close()
-	}
-	return true
 }
 
 func hostPort(ip net.IP, port int) string { return net.JoinHostPort(ip.String(), strconv.Itoa(port)) }

@@ -8,6 +8,7 @@ import (
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/runtime/process"
 )
 
 func testCluster() *model.Cluster {
@@ -26,7 +27,7 @@ func arg(s runtime.Spec, flag string) string {
 func TestSpecs(t *testing.T) {
 	b := bundle.Bundle{Manifest: bundle.Manifest{KubernetesVersion: "v1.37.2", Binary: "kube"}, Dir: "/b"}
 	c := testCluster()
-	l := Layout{Slot: c.Slot, Dir: "/data/clusters/c-1", Skiff: "/bin/skiff"}
+	l := Layout{Slot: c.Slot, Cluster: c.ID, Dir: "/data/clusters/c-1", Place: process.New("/data", "/data/clusters", nil), Skiff: "/bin/skiff"}
 	specs := l.Specs(c, b)
 	var names []string
 	for _, s := range specs {
@@ -118,7 +119,7 @@ func TestSpecs(t *testing.T) {
 func TestEndpointSpecs(t *testing.T) {
 	b := bundle.Bundle{Manifest: bundle.Manifest{KubernetesVersion: "v1.37.2", Binary: "kube"}, Dir: "/b"}
 	c := testCluster()
-	l := Layout{Slot: c.Slot, Dir: "/data/clusters/c-1", Skiff: "/bin/skiff"}
+	l := Layout{Slot: c.Slot, Cluster: c.ID, Dir: "/data/clusters/c-1", Place: process.New("/data", "/data/clusters", nil), Skiff: "/bin/skiff"}
 	var eps []runtime.Spec
 	for _, s := range l.Specs(c, b) {
 		if s.Role == runtime.Endpoint {

@@ -11,8 +11,8 @@ import (
 // clusters, a few at a time, so that each finishes its start on a busy
 // machine: after a host reboot every cluster starts at once, and ten
 // apiservers sharing two cores would each take minutes (and be replaced
-// for it). A cluster with no apiserver serving goes first: one serving
-// apiserver makes a cluster usable.
+// for it). A cluster with no apiserver serving goes first, one apiserver
+// at a time: one serving apiserver makes a cluster usable.
 type starts struct {
 	mu      sync.Mutex
 	limit   int
@@ -51,9 +51,13 @@ func (s *starts) admit(cluster, id string, first bool, now time.Time) bool {
 		s.running[id] = start{cluster, now} // started again
 		return true
 	}
-	// A cluster with an apiserver starting has no priority left.
+	// A cluster none serves starts one apiserver at a time: alone, the
+	// first serves sooner (two starting at once share the cores, and each
+	// takes about twice as long); the others follow once it serves.
 	for _, v := range s.running {
-		first = first && v.cluster != cluster
+		if first && v.cluster == cluster {
+			return false
+		}
 	}
 	if len(s.running) >= s.limit {
 		if first {

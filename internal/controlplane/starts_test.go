@@ -6,8 +6,9 @@ import (
 )
 
 // TestStarts: apiservers start a few at a time across clusters; the
-// first of a cluster with none serving goes before any second one, and a
-// slot frees when one is healthy or after the startup grace.
+// first of a cluster with none serving goes before any second one and
+// starts alone, and a slot frees when one is healthy or after the startup
+// grace.
 func TestStarts(t *testing.T) {
 	now := time.Unix(1000, 0)
 	s := &starts{limit: 2, running: map[string]start{}, waiting: map[string]start{}}
@@ -19,18 +20,18 @@ func TestStarts(t *testing.T) {
 		after       time.Duration
 	}{
 		{"a", "a/apiserver-0", true, true, "", 0},
-		{"a", "a/apiserver-1", true, true, "", 0},  // a slot is free
-		{"b", "b/apiserver-0", true, false, "", 0}, // full: b and c wait
-		{"c", "c/apiserver-0", true, false, "", 0},
-		{"e", "e/apiserver-1", false, false, "a/apiserver-0", 0}, // a slot frees, but the waiting firsts go before e's second
+		{"a", "a/apiserver-1", true, false, "", 0}, // a's first starts alone
 		{"b", "b/apiserver-0", true, true, "", 0},
-		{"a", "a/apiserver-1", false, true, "", 0}, // one admitted before starts again
-		{"c", "c/apiserver-0", true, false, "", 0},
-		{"c", "c/apiserver-0", true, true, "", startupGrace + time.Second}, // the others' grace is over
+		{"c", "c/apiserver-0", true, false, "", 0},               // full: c waits
+		{"e", "e/apiserver-1", false, false, "a/apiserver-0", 0}, // a slot frees, but the waiting first goes before e's second
+		{"c", "c/apiserver-0", true, true, "", 0},
+		{"a", "a/apiserver-1", false, false, "", 0},                        // full
+		{"b", "b/apiserver-0", true, true, "", 0},                          // one admitted before starts again
+		{"d", "d/apiserver-0", true, true, "", startupGrace + time.Second}, // the others' grace is over
 		{"e", "e/apiserver-1", false, true, "", 0},                         // nobody waits
-		{"d", "d/apiserver-0", true, false, "", 0},
-		{"e", "e/apiserver-0", false, false, "", waitMemory - time.Second},    // d still waits
-		{"e", "e/apiserver-0", false, true, "c/apiserver-0", 2 * time.Second}, // d stopped asking: its wait is forgotten
+		{"f", "f/apiserver-0", true, false, "", 0},
+		{"e", "e/apiserver-0", false, false, "e/apiserver-1", waitMemory - time.Second}, // f still waits
+		{"e", "e/apiserver-0", false, true, "d/apiserver-0", 2 * time.Second},           // f stopped asking: its wait is forgotten
 	}
 	for i, st := range steps {
 		now = now.Add(st.after)

@@ -55,6 +55,7 @@ type pass struct {
 	rolled   bool                      // an instance was replaced for a new spec this pass
 	conds    []model.Condition
 	errs     []error
+	creating bool // the cluster was CREATING when the pass began
 }
 
 // outcome is a step's condition, short of its type and time.
@@ -123,7 +124,9 @@ func (w *worker) runSteps(ctx context.Context, p *pass) error {
 			}
 		}
 		if s.name != "" {
-			p.conds = append(p.conds, condition(prev, s.name, o, p.start))
+			c := condition(prev, s.name, o, p.start)
+			p.conds = append(p.conds, c)
+			w.traceCondition(p, prev, c)
 		}
 	}
 	seen := Snapshot{At: p.start, Instances: p.snap, Backends: backends(p.specs, p.snap, p.pools), Conditions: p.conds}
@@ -139,6 +142,38 @@ func (w *worker) runSteps(ctx context.Context, p *pass) error {
 		}
 	}
 	return errors.Join(p.errs...)
+}
+
+// trace records, while a cluster is being created, each milestone: an
+// instance healthy for the first time, a step's condition turning True.
+// Each event says how long after CreateCluster, and how long after the
+// milestone before it, so the events are the create path's profile
+// ("skiff events NAME") and their own times add up to the time to ACTIVE.
+func (w *worker) trace(p *pass, what string) {
+	if !p.creating {
+		return
+	}
+	last := p.c.CreatedAt
+	if w.traceAt.After(last) {
+		last = w.traceAt
+	}
+	now := time.Now()
+	w.traceAt = now
+	w.event(p.c, "", model.EventProgress, fmt.Sprintf("%s at +%.2fs (+%.2fs)", what,
+		now.Sub(p.c.CreatedAt).Seconds(), now.Sub(last).Seconds()))
+}
+
+// traceCondition traces condition c if it turned True this pass.
+func (w *worker) traceCondition(p *pass, prev []model.Condition, c model.Condition) {
+	if c.Status != model.ConditionTrue {
+		return
+	}
+	for _, q := range prev {
+		if q.Type == c.Type && q.Status == model.ConditionTrue {
+			return
+		}
+	}
+	w.trace(p, fmt.Sprintf("step %s %s: %s", c.Type, c.Reason, c.Message))
 }
 
 // condition is step name's condition with outcome o, its time kept from
@@ -245,8 +280,24 @@ func (w *worker) observe(ctx context.Context, p *pass) (outcome, error) {
 			p.snap[i].Error = p.probes[i].Error()
 		}
 		p.apiUp = p.apiUp || s.Role == runtime.APIServer && p.snap[i].Healthy
+		if p.snap[i].Healthy && !wasHealthy(c, s.Name()) {
+			w.trace(p, "instance "+s.Name()+" healthy")
+		}
 	}
 	return outcome{}, nil
+}
+
+// wasHealthy reports whether the store had instance name healthy.
+func wasHealthy(c *model.Cluster, name string) bool {
+	if c.Observed == nil {
+		return false
+	}
+	for _, in := range c.Observed.Instances {
+		if in.Name == name {
+			return in.Healthy
+		}
+	}
+	return false
 }
 
 // probe asks one instance whether it is alive; an endpoint replica also

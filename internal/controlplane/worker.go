@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff.dev/skiff/internal/access"
@@ -59,6 +61,7 @@ type worker struct {
 	accessSynced string
 	accessAt     time.Time
 	creating     bool
+	traceAt      time.Time // the cluster's last progress event (trace)
 
 	mu       sync.Mutex
 	snapshot Snapshot // as of the last pass, for Engine.Snapshot
@@ -85,7 +88,7 @@ func (w *worker) trigger() {
 }
 
 func (w *worker) layout(c *model.Cluster) Layout {
-	l := NewLayout(w.cfg.DataDir, c)
+	l := NewLayout(w.cfg.DataDir, c, w.cfg.Runtime)
 	l.Skiff = w.cfg.SkiffBin
 	return l
 }
@@ -125,6 +128,10 @@ func (w *worker) reconcile(ctx context.Context) error {
 		return err
 	}
 	w.creating = c.Status == model.StatusCreating || c.Status == model.StatusUpdating
+	for _, g := range c.Nodegroups {
+		// A node group's user waits too: its nodes join sooner.
+		w.creating = w.creating || g.Status == model.NodegroupCreating || g.Status == model.NodegroupUpdating || g.Status == model.NodegroupDeleting
+	}
 	if c.Status == model.StatusDeleting {
 		return w.teardown(ctx, c)
 	}
@@ -132,7 +139,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	if err != nil {
 		return w.setStatus(c, model.StatusFailed, err.Error())
 	}
-	return w.runSteps(ctx, &pass{c: c, b: b, l: w.layout(c), start: time.Now()})
+	return w.runSteps(ctx, &pass{c: c, b: b, l: w.layout(c), start: time.Now(), creating: c.Status == model.StatusCreating})
 }
 
 // nodeAddrs are the addresses of c's nodes.
@@ -337,7 +344,14 @@ func (w *worker) reconcileNodes(ctx context.Context, c *model.Cluster) error {
 		}
 		w.netOK = true
 	}
-	return w.cfg.Nodes.Reconcile(ctx, c, w.admin)
+	keys := func(ctx context.Context) error {
+		fresh, err := w.cfg.Store.GetCluster(c.Key())
+		if err != nil {
+			return err
+		}
+		return w.writeMaterial(ctx, fresh, w.layout(fresh))
+	}
+	return w.cfg.Nodes.Reconcile(ctx, c, w.admin, keys)
 }
 
 // accessResync is how often RBAC is checked against the access entries
@@ -387,6 +401,16 @@ func (w *worker) updateStatus(ctx context.Context, c *model.Cluster, allHealthy 
 	for _, ns := range []string{"default", "kube-system", "kube-public", "kube-node-lease"} {
 		if !have[ns] {
 			return nil
+		}
+	}
+	// Each namespace's default ServiceAccount, as the controller-manager
+	// makes them (it leaves existing ones be): a pod created as soon as the
+	// cluster is ACTIVE must not be refused for want of one while the
+	// controller-manager still starts.
+	for _, ns := range []string{"default", "kube-system", "kube-public", "kube-node-lease"} {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}
+		if _, err := w.admin.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil // not yet
 		}
 	}
 	l := w.layout(c)

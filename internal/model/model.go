@@ -288,6 +288,9 @@ const (
 	EventCreated  = "Created"
 	EventDeleted  = "Deleted"
 	EventUpdated  = "Updated"
+	// EventProgress traces a cluster's creation: a step of the control
+	// plane's reconciler became True, with the time since CreateCluster.
+	EventProgress = "Progress"
 )
 
 func (e Event) String() string {

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -17,14 +18,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/pki"
 )
 
 // ApproveCSRs approves the kubelets' certificate requests that name the
-// requesting node itself, and denies the other kubelet requests: a node
+// requesting node itself (and signs them), and denies the other kubelet
+// requests: a node
 // (authenticated as system:node:NAME through its EC2_LINUX access entry)
 // gets a client certificate for NAME only, and a serving certificate for
 // NAME and its own addresses only.
-func (r *Reconciler) ApproveCSRs(ctx context.Context, admin kubernetes.Interface) error {
+func (r *Reconciler) ApproveCSRs(ctx context.Context, c *model.Cluster, admin kubernetes.Interface) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	list, err := admin.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
@@ -45,10 +50,46 @@ func (r *Reconciler) ApproveCSRs(ctx context.Context, admin kubernetes.Interface
 			cond.Type, cond.Reason, cond.Message = certv1.CertificateDenied, "SkiffNodeIdentity", why
 		}
 		csr.Status.Conditions = append(csr.Status.Conditions, cond)
-		if _, err := admin.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, &csr, metav1.UpdateOptions{}); err != nil {
+		approved, err := admin.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, &csr, metav1.UpdateOptions{})
+		if err != nil {
 			return fmt.Errorf("approve CSR %s: %w", csr.Name, err)
 		}
 		r.cfg.Log.Info("kubelet CSR", "csr", csr.Name, "user", csr.Spec.Username, "approved", ok, "why", why)
+		if ok {
+			if err := r.sign(ctx, c, admin, approved); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sign issues an approved kubelet certificate at once, with the cluster's
+// CA, as the controller-manager's signer would: a node's first
+// certificate does not wait for a controller-manager to start and win its
+// election (the signer skips a request that has its certificate; if it
+// signed first, the update here conflicts and the request keeps its).
+func (r *Reconciler) sign(ctx context.Context, c *model.Cluster, admin kubernetes.Interface, csr *certv1.CertificateSigningRequest) error {
+	block, _ := pem.Decode(csr.Spec.Request)
+	if block == nil {
+		return fmt.Errorf("CSR %s: the request is not PEM", csr.Name)
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("CSR %s: %w", csr.Name, err)
+	}
+	var validity time.Duration
+	if s := csr.Spec.ExpirationSeconds; s != nil {
+		validity = max(time.Duration(*s)*time.Second, 10*time.Minute) // the API's minimum
+	}
+	cert, err := pki.Sign(filepath.Join(r.cfg.DataDir, "clusters", c.ID, "pki"), pki.ClusterCA, pki.Request{CSR: req, Validity: validity,
+		Server: csr.Spec.SignerName == certv1.KubeletServingSignerName, Client: csr.Spec.SignerName == certv1.KubeAPIServerClientKubeletSignerName})
+	if err != nil {
+		return fmt.Errorf("sign CSR %s: %w", csr.Name, err)
+	}
+	csr.Status.Certificate = cert
+	if _, err := admin.CertificatesV1().CertificateSigningRequests().UpdateStatus(ctx, csr, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("issue the certificate of CSR %s: %w", csr.Name, err)
 	}
 	return nil
 }
@@ -113,17 +154,27 @@ func nodeIP(node string, ip net.IP) bool {
 	return strings.TrimPrefix(host, "ip-") == strings.ReplaceAll(ip.String(), ".", "-")
 }
 
+// cordon marks node name unschedulable.
+func cordon(ctx context.Context, admin kubernetes.Interface, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	patch := []byte(`{"spec":{"unschedulable":true}}`)
+	_, err := admin.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("cordon %s: %w", name, err)
+	}
+	return err
+}
+
 // drain cordons a node and evicts its pods (DaemonSet pods stay, as kubectl
 // drain leaves them) and waits up to 45 s for them to terminate; it
 // returns how many pods it evicted.
 func drain(ctx context.Context, admin kubernetes.Interface, name string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
-	patch := []byte(`{"spec":{"unschedulable":true}}`)
-	if _, err := admin.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		if apierrors.IsNotFound(err) {
-			return 0, nil
-		}
+	if err := cordon(ctx, admin, name); apierrors.IsNotFound(err) {
+		return 0, nil
+	} else if err != nil {
 		return 0, err
 	}
 	evicted := 0

@@ -35,6 +35,7 @@ import (
 
 	"golang.org/x/net/netutil"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -298,13 +299,17 @@ func instanceID(c *model.Cluster, n *model.Node, role runtime.Role) string {
 	return runtime.NodeInstanceID(c.ID, n.ID, role)
 }
 
-// Reconcile brings every node group of c to its desired nodes.
-func (r *Reconciler) Reconcile(ctx context.Context, c *model.Cluster, admin kubernetes.Interface) error {
+// Reconcile brings every node group of c to its desired nodes. keys
+// makes the cluster's token authenticator know the credentials in the
+// store: it is called once new node credentials are minted, before their
+// kubelets start (a kubelet refused at its first request backs off for
+// seconds).
+func (r *Reconciler) Reconcile(ctx context.Context, c *model.Cluster, admin kubernetes.Interface, keys func(context.Context) error) error {
 	if len(c.Nodegroups) == 0 {
 		return nil
 	}
 	var errs []error
-	if err := r.ApproveCSRs(ctx, admin); err != nil {
+	if err := r.ApproveCSRs(ctx, c, admin); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.runtimeClass(ctx, c, admin); err != nil {
@@ -342,15 +347,27 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *model.Cluster, admin kube
 		}
 		ready := map[string]bool{}
 		var issues []model.Issue
+		errs = append(errs, r.removeAll(ctx, c, g, admin))
+		// Every node at once: a node's start mostly waits (its system
+		// container building itself, its daemons starting).
+		nodeErrs := make([]error, len(g.Nodes))
+		var wg sync.WaitGroup
+		for j := range g.Nodes {
+			if !g.Nodes[j].Draining {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					nodeErrs[j] = r.ensureNode(ctx, c, g, &g.Nodes[j], observed, keys)
+				}()
+			}
+		}
+		wg.Wait()
 		for j := range g.Nodes {
 			n := &g.Nodes[j]
 			if n.Draining {
-				if err := r.remove(ctx, c, g, n, admin); err != nil {
-					errs = append(errs, err)
-				}
 				continue
 			}
-			if err := r.ensureNode(ctx, c, g, n, observed); err != nil {
+			if err := nodeErrs[j]; err != nil {
 				errs = append(errs, err)
 				issues = append(issues, model.Issue{Code: "NodeCreationFailure", Message: err.Error(), ResourceIDs: []string{n.ID}})
 				continue
@@ -465,13 +482,13 @@ func newNodeID() string {
 
 // ensureNode makes a node's sandbox and starts (or restarts) its
 // containerd and kubelet.
-func (r *Reconciler) ensureNode(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, observed map[string]runtime.Status) error {
+func (r *Reconciler) ensureNode(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, observed map[string]runtime.Status, keys func(context.Context) error) error {
 	b, err := r.cfg.Bundles.Lookup(c.Version)
 	if err != nil {
 		return err
 	}
 	p := r.nodeDir(c, n)
-	specs, settle, err := r.prepare(ctx, c, g, n, b, p)
+	specs, settle, err := r.prepare(ctx, c, g, n, b, p, keys)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
@@ -520,7 +537,7 @@ func (r *Reconciler) ensureNode(ctx context.Context, c *model.Cluster, g *model.
 // instance specs (in a system container: its first process; then
 // containerd, then the kubelet through bootstrap) and, for a system
 // container, what must run once its first process is (settle).
-func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, b bundle.Bundle, p paths) (specs []runtime.Spec, settle func() error, err error) {
+func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, b bundle.Bundle, p paths, keys func(context.Context) error) (specs []runtime.Spec, settle func() error, err error) {
 	addr, err := netip.ParsePrefix(n.Addr)
 	if err != nil {
 		return nil, nil, err
@@ -593,6 +610,11 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 		creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n", id, secret, token)
 		if err := r.writeNodeFile(p, n, p.host(p.credentials()), []byte(creds)); err != nil {
 			return nil, nil, err
+		}
+		if keys != nil {
+			if err := keys(ctx); err != nil {
+				return nil, nil, fmt.Errorf("make node %s's credentials known to the authenticator: %w", n.Name, err)
+			}
 		}
 	}
 	enter := r.enter(p, n.ID)
@@ -712,6 +734,41 @@ func taintEffect(e string) string {
 		return "PreferNoSchedule"
 	}
 	return "NoSchedule"
+}
+
+// removeAll removes the group's nodes chosen for removal, all at once:
+// every one is cordoned first, so that no pod evicted from one lands on
+// another that goes too, then each is drained and removed.
+func (r *Reconciler) removeAll(ctx context.Context, c *model.Cluster, g *model.Nodegroup, admin kubernetes.Interface) error {
+	var doomed []*model.Node
+	for j := range g.Nodes {
+		if g.Nodes[j].Draining {
+			doomed = append(doomed, &g.Nodes[j])
+		}
+	}
+	if len(doomed) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, n := range doomed {
+		if err := cordon(ctx, admin, n.Name); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs = make([]error, len(doomed))
+	for i, n := range doomed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.remove(ctx, c, g, n, admin)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // remove drains a node chosen for removal, deletes its Node object and

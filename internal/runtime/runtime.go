@@ -127,8 +127,11 @@ type Status struct {
 	Log      string // where its output goes
 }
 
-// Runtime places instances. Implementations must be safe for concurrent use.
+// Runtime places instances: it decides where they live (Placer) and
+// starts, stops and observes them. Implementations must be safe for
+// concurrent use.
 type Runtime interface {
+	Placer
 	// Start starts an instance from spec. Starting an ID that is already
 	// running is an error.
 	Start(ctx context.Context, spec Spec) error

@@ -206,7 +206,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}}
 	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log, Addons: addonMgr,
 		Credentials: credentials(ids), TokenHosts: tokenHosts(ln.Addr()), TokenVPCPort: nodes.APIPort, Nodes: nodeRec, SkiffBin: self})
-	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: controlplane.SlotUsable, Network: nets, Addons: addonCat,
+	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: rt.SlotFree, Network: nets, Addons: addonCat,
 		Quotas: quotas}
 	nets.InUse = svc.UserOf
 	svc.PrincipalExists = func(p access.Principal) bool {

@@ -296,7 +296,7 @@ func tamper(t *testing.T, tok string) string {
 
 // presignToken mints a token as aws-iam-authenticator's client does, with
 // the SDK's SigV4 presigner at a chosen time (the CLI signs at now).
-func presignToken(t *testing.T, s *server, cluster string, at time.Time) string {
+func presignToken(t testing.TB, s *server, cluster string, at time.Time) string {
 	endpoint := envValue(s.env, "AWS_ENDPOINT_URL")
 	req, _ := http.NewRequest(http.MethodGet, endpoint+"/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Expires=60", nil)
 	req.Header.Set("x-k8s-aws-id", cluster)

@@ -132,7 +132,7 @@ func newEngineEnv(t testing.TB) *engineEnv {
 	rt := process.New(dir, filepath.Join(dir, "logs"), log)
 	cat := catalog(t)
 	e := &engineEnv{dir: dir, store: st, runtime: rt,
-		svc: &clusters.Service{Store: st, Bundles: cat, SlotUsable: controlplane.SlotUsable,
+		svc: &clusters.Service{Store: st, Bundles: cat, SlotUsable: rt.SlotFree,
 			Network: &network.Service{Store: st, Region: "us-east-1"}}}
 	e.newEngine = func() *controlplane.Engine {
 		return controlplane.New(controlplane.Config{DataDir: dir, Store: st, Runtime: rt, Bundles: cat, Log: log, SkiffBin: skiffBin})

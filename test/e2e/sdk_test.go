@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"errors"
+	"math"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,9 +133,26 @@ func TestSDKClients(t *testing.T) {
 	if _, err := create("ghost", "subnet-0000000000000000a", byZone[cfg.Region+"a"]); !errors.As(err, &invalid) {
 		t.Errorf("CreateCluster with an unknown subnet = %v, want InvalidParameterException", err)
 	}
+	// Create, and time it as a client sees it: the create path's trace
+	// (skiff events) must account for that time.
+	start := time.Now()
 	if _, err := create("sdk", byZone[cfg.Region+"a"], byZone[cfg.Region+"c"]); err != nil {
 		t.Fatal(err)
 	}
+	for {
+		d, err := eksc.DescribeCluster(ctx, &eks.DescribeClusterInput{Name: aws.String("sdk")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Cluster.Status == ekstypes.ClusterStatusActive {
+			break
+		}
+		if time.Since(start) > 2*time.Minute {
+			t.Fatalf("cluster sdk is %s after 2 minutes", d.Cluster.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkTrace(t, s, "sdk", time.Since(start))
 	if err := eks.NewClusterActiveWaiter(eksc, func(o *eks.ClusterActiveWaiterOptions) { o.MinDelay = time.Second }).
 		Wait(ctx, &eks.DescribeClusterInput{Name: aws.String("sdk")}, 2*time.Minute); err != nil {
 		t.Fatal(err)
@@ -217,5 +237,44 @@ func waitUpdate(t *testing.T, ctx context.Context, c *eks.Client, name, id strin
 			t.Fatalf("update %s still %s", id, u.Update.Status)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkTrace checks cluster name's create-path trace (its Progress events)
+// against the time a client measured from CreateCluster to ACTIVE: the
+// milestones are there (the steps before the instances, each etcd member,
+// an apiserver, the endpoint, ACTIVE), in time order, their own times add
+// up to the last one's offset, and that offset is the measured time within
+// 10 %.
+func checkTrace(t *testing.T, s *server, name string, measured time.Duration) {
+	t.Helper()
+	trace := skiffEvents(t, s, name, "Progress")
+	t.Logf("measured %.2fs; trace:\n%s", measured.Seconds(), trace)
+	re := regexp.MustCompile(`Progress\s+(.*) at \+([0-9.]+)s \(\+([0-9.]+)s\)`)
+	var sum, last float64
+	var what []string
+	for _, m := range re.FindAllStringSubmatch(trace, -1) {
+		at, _ := strconv.ParseFloat(m[2], 64)
+		own, _ := strconv.ParseFloat(m[3], 64)
+		if at+0.01 < last {
+			t.Errorf("%q at +%.2fs comes after a milestone at +%.2fs", m[1], at, last)
+		}
+		what, last, sum = append(what, m[1]), at, sum+own
+	}
+	all := strings.Join(what, "\n")
+	for _, want := range []string{"step Network", "step PKI", "instance etcd-a healthy", "instance etcd-b healthy", "instance etcd-c healthy",
+		"instance apiserver-", "instance endpoint-", "step Status Active"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no progress event %q", want)
+		}
+	}
+	if len(what) == 0 || !strings.HasPrefix(what[len(what)-1], "step Status Active") {
+		t.Errorf("the trace does not end with ACTIVE")
+	}
+	if math.Abs(sum-last) > 0.005*float64(len(what))+0.01 { // each printed to 0.01 s
+		t.Errorf("the milestones' own times add up to %.2fs, the last is at +%.2fs", sum, last)
+	}
+	if d := math.Abs(last - measured.Seconds()); d > 0.1*measured.Seconds() {
+		t.Errorf("the trace says ACTIVE at +%.2fs, the client measured %.2fs (more than 10%% apart)", last, measured.Seconds())
 	}
 }

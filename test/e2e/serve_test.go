@@ -69,7 +69,7 @@ func freePort(t testing.TB) string {
 // logs the tails of skiff's and the kubelets' logs if the test failed,
 // deletes every cluster, checks that nothing of them is left on the
 // machine (namespaces, sockets, …) and stops skiff.
-func serveTest(t *testing.T) (*server, string) {
+func serveTest(t testing.TB) (*server, string) {
 	dataDir := t.TempDir()
 	s := startServe(t, dataDir, freePort(t))
 	t.Cleanup(func() { s.stop(t) })

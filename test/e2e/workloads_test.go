@@ -403,7 +403,7 @@ func waitNodegroupGone(t *testing.T, s *server, cluster, name string) {
 
 // waitGone polls an EKS describe call (faster than the CLI's waiters,
 // which poll every 30 s) until it answers ResourceNotFoundException.
-func waitGone(t *testing.T, s *server, args ...string) {
+func waitGone(t testing.TB, s *server, args ...string) {
 	t.Helper()
 	err := eventually(3*time.Minute, func() error {
 		out, err := awsCLI(t, s, append([]string{"eks"}, args...)...)

@@ -5,6 +5,10 @@ package runtimetest
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -30,6 +34,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Lifecycle", func(t *testing.T) { lifecycle(t, h) })
 	t.Run("StopEscalates", func(t *testing.T) { stopEscalates(t, h) })
 	t.Run("Isolated", func(t *testing.T) { isolated(t, h) })
+	t.Run("Addresses", func(t *testing.T) { addresses(t, h) })
+	t.Run("Volumes", func(t *testing.T) { volumes(t, h) })
 }
 
 // Find returns id's status in r's list.
@@ -148,5 +154,111 @@ func isolated(t *testing.T, h Harness) {
 	}
 	if st, ok := Find(t, a, spec.ID); !ok || !st.Running {
 		t.Fatalf("another runtime's Stop ended the instance: %+v, %v", st, ok)
+	}
+}
+
+// Every address the control-plane reconciler asks for, with how many
+// instances of each role a cluster may have.
+var wanted = []struct {
+	role   runtime.Role
+	shared bool
+	count  int
+}{
+	{runtime.Endpoint, true, 2}, {runtime.Authenticator, true, 2}, {runtime.Tunnel, false, 1},
+	{runtime.Door, false, 1}, {runtime.Etcd, false, 5}, {runtime.APIServer, false, 5},
+	{runtime.ControllerManager, false, 2}, {runtime.Scheduler, false, 2},
+}
+
+// addresses: every address a cluster needs exists and is its own (no two
+// of one cluster, nor of two clusters, coincide), and a place whose
+// addresses something listens on is not free.
+func addresses(t *testing.T, h Harness) {
+	r := h.New(t)
+	seen := map[string]string{}
+	for _, slot := range []int{1, 2, 254} {
+		for _, w := range wanted {
+			var addrs []runtime.Addr
+			if w.shared {
+				addrs = append(addrs, runtime.SharedAddr(w.role))
+			}
+			for i := range w.count {
+				addrs = append(addrs, runtime.OwnAddr(w.role, i))
+			}
+			for _, a := range addrs {
+				ip := r.Addr(slot, a)
+				what := fmt.Sprintf("place %d %s %d", slot, a.Role, a.Index)
+				if ip == nil {
+					t.Fatalf("%s: no address", what)
+				}
+				if other, ok := seen[ip.String()]; ok {
+					t.Errorf("%s and %s share %s", what, other, ip)
+				}
+				seen[ip.String()] = what
+			}
+		}
+	}
+	// A place nothing uses is free; one whose apiserver address something
+	// listens on is not, and is free again once that listener closes.
+	slot := 0
+	for s := 254; s > 200 && slot == 0; s-- {
+		if r.SlotFree(s) {
+			slot = s
+		}
+	}
+	if slot == 0 {
+		t.Fatal("no free place among 201-254")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(r.Addr(slot, runtime.OwnAddr(runtime.APIServer, 1)).String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.SlotFree(slot) {
+		t.Errorf("place %d is free while %s listens in it", slot, ln.Addr())
+	}
+	ln.Close()
+	if !r.SlotFree(slot) {
+		t.Errorf("place %d is busy after its only listener closed", slot)
+	}
+}
+
+// volumes: distinct volumes are distinct paths; a new volume holds no
+// data, one written to does, and a removed one none again.
+func volumes(t *testing.T, h Harness) {
+	r := h.New(t)
+	a := runtime.Volume{Cluster: "c1", Kind: "etcd", Name: "etcd-a"}
+	others := []runtime.Volume{{Cluster: "c1", Kind: "etcd", Name: "etcd-a-1"}, {Cluster: "c2", Kind: "etcd", Name: "etcd-a"}, {Cluster: "c1", Kind: "other", Name: "etcd-a"}}
+	for _, o := range others {
+		if r.Volume(o) == r.Volume(a) {
+			t.Errorf("volumes %+v and %+v share %s", a, o, r.Volume(a))
+		}
+	}
+	has := func(v runtime.Volume) bool {
+		t.Helper()
+		ok, err := r.HasData(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if has(a) {
+		t.Fatal("a new volume holds data")
+	}
+	if err := os.MkdirAll(filepath.Join(r.Volume(a), "member"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if !has(a) {
+		t.Fatal("a written volume holds no data")
+	}
+	if has(others[0]) || has(others[1]) {
+		t.Fatal("writing one volume put data in another")
+	}
+	if err := r.RemoveVolume(a); err != nil {
+		t.Fatal(err)
+	}
+	if has(a) {
+		t.Fatal("a removed volume holds data")
+	}
+	if err := r.RemoveVolume(a); err != nil {
+		t.Fatalf("removing a missing volume: %v", err)
 	}
 }

@@ -1,0 +1,232 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eks"
+	ekstypes "github.com/aws/aws-sdk-go-v2/service/eks/types"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	"skiff.dev/skiff/internal/controlplane"
+	"skiff.dev/skiff/internal/runtime/process"
+)
+
+// bareFloor starts a bare control plane (one etcd and one apiserver from
+// the latest bundle, nothing else) to /readyz and returns how long that
+// took: the floor the benchmarks compare skiff's paths with, measured in
+// the same run on the same machine.
+func bareFloor(b *testing.B) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	dir := b.TempDir()
+	rt := process.New(dir, filepath.Join(dir, "logs"), testLogger(b, dir))
+	start := time.Now()
+	bare, err := controlplane.StartBare(ctx, rt, catalog(b).Latest(), filepath.Join(dir, "bare"), 240)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bare.Stop(ctx)
+	if err := bare.WaitReady(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// createActive creates cluster name through the EKS API with the SDK (the
+// account's default subnets, as the stock CLI would pass them) and polls
+// DescribeCluster every 50 ms until ACTIVE; it returns the time from the
+// CreateCluster call to the first ACTIVE answer, and the cluster.
+func createActiveSDK(b *testing.B, s *server, name string) (time.Duration, *ekstypes.Cluster) {
+	b.Helper()
+	ctx := context.Background()
+	role, subnets := s.clusterRole(b), s.defaultSubnets(b)
+	cli := eks.NewFromConfig(sdkConfig(s))
+	start := time.Now()
+	if _, err := cli.CreateCluster(ctx, &eks.CreateClusterInput{Name: aws.String(name), RoleArn: aws.String(role),
+		ResourcesVpcConfig: &ekstypes.VpcConfigRequest{SubnetIds: subnets}}); err != nil {
+		b.Fatal(err)
+	}
+	for time.Since(start) < 3*time.Minute {
+		out, err := cli.DescribeCluster(ctx, &eks.DescribeClusterInput{Name: aws.String(name)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		switch out.Cluster.Status {
+		case ekstypes.ClusterStatusActive:
+			return time.Since(start), out.Cluster
+		case ekstypes.ClusterStatusFailed:
+			b.Fatalf("cluster %s FAILED", name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Fatalf("cluster %s not ACTIVE after 3 minutes", name)
+	return 0, nil
+}
+
+// sdkClient is a client-go client of an EKS cluster, authenticated as
+// `aws eks get-token` would (a presigned STS token of the server's user).
+func sdkClient(b *testing.B, s *server, c *ekstypes.Cluster) *kubernetes.Clientset {
+	b.Helper()
+	ca, err := base64.StdEncoding.DecodeString(aws.ToString(c.CertificateAuthority.Data))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: aws.ToString(c.Endpoint), BearerToken: presignToken(b, s, aws.ToString(c.Name), time.Now()),
+		TLSClientConfig: rest.TLSClientConfig{CAData: ca}, QPS: 100, Burst: 200})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cs
+}
+
+// BenchmarkTimeToApp measures what a user waits for, in the spirit of
+// minikube's time-to-k8s: from CreateCluster (the EKS API, with subnets)
+// to ACTIVE, to a first node group of 3 nodes all Ready (CreateNodegroup
+// once ACTIVE, as eksctl does), to the demo web app (a Deployment of 3 and
+// its Service, applied once the nodes are Ready) answering by DNS name from
+// a pod on a node of its own. Each figure is printed with its ratio to the
+// bare floor of the same run. Issue 21's targets: ACTIVE ≤ 1.5× the floor,
+// nodes Ready ≤ 5 s after CreateNodegroup, the app ≤ 15 s after
+// CreateCluster.
+func BenchmarkTimeToApp(b *testing.B) {
+	for range b.N {
+		floor := bareFloor(b)
+		s, _ := serveTest(b)
+		nodeRoleARN := nodeRole(b, s, "tta-nodes")
+		ctx := context.Background()
+
+		start := time.Now()
+		active, c := createActiveSDK(b, s, "tta")
+		cli := eks.NewFromConfig(sdkConfig(s))
+		ngStart := time.Now()
+		if _, err := cli.CreateNodegroup(ctx, &eks.CreateNodegroupInput{ClusterName: aws.String("tta"), NodegroupName: aws.String("ng"),
+			NodeRole: aws.String(nodeRoleARN), Subnets: s.defaultSubnets(b),
+			ScalingConfig: &ekstypes.NodegroupScalingConfig{MinSize: aws.Int32(3), MaxSize: aws.Int32(3), DesiredSize: aws.Int32(3)}}); err != nil {
+			b.Fatal(err)
+		}
+		cs := sdkClient(b, s, c)
+		var nodes []string
+		for {
+			list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			nodes = nodes[:0]
+			if err == nil {
+				for _, n := range list.Items {
+					for _, cond := range n.Status.Conditions {
+						if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+							nodes = append(nodes, n.Name)
+						}
+					}
+				}
+			}
+			if len(nodes) == 3 {
+				break
+			}
+			if time.Since(ngStart) > 3*time.Minute {
+				b.Fatalf("nodes Ready after 3 minutes: %v (%v)", nodes, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		nodesReady := time.Since(ngStart)
+		ready := time.Since(start)
+
+		// The app and, on the first node, a pod that asks for it by name
+		// until it answers.
+		appStart := time.Now()
+		dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(strings.ReplaceAll(webManifest, "IMAGE", "skiff/web:1.0")), 4096)
+		var dep appsv1.Deployment
+		var svc corev1.Service
+		if err := dec.Decode(&dep); err != nil {
+			b.Fatal(err)
+		}
+		if err := dec.Decode(&svc); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cs.AppsV1().Deployments("default").Create(ctx, &dep, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cs.CoreV1().Services("default").Create(ctx, &svc, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		probe := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe"}, Spec: corev1.PodSpec{NodeName: nodes[0], RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "probe", Image: "busybox", Command: []string{"sh", "-c",
+				"until timeout 1 wget -qO- http://web.default.svc.cluster.local | grep 'hello from'; do sleep 0.1; done"}}}}}
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, probe, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err) // a default ServiceAccount is there from ACTIVE on
+		}
+		for {
+			p, err := cs.CoreV1().Pods("default").Get(ctx, "probe", metav1.GetOptions{})
+			if err == nil && p.Status.Phase == corev1.PodSucceeded {
+				break
+			}
+			if err == nil && p.Status.Phase == corev1.PodFailed {
+				b.Fatalf("probe pod failed: %+v", p.Status)
+			}
+			if time.Since(appStart) > 2*time.Minute {
+				if p != nil {
+					b.Logf("probe pod: %s %+v", p.Status.Phase, p.Status.ContainerStatuses)
+				}
+				logs, _ := cs.CoreV1().Pods("default").GetLogs("probe", &corev1.PodLogOptions{}).DoRaw(ctx)
+				all, _ := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+				for _, q := range all.Items {
+					b.Logf("pod %s/%s on %s: %s", q.Namespace, q.Name, q.Spec.NodeName, q.Status.Phase)
+				}
+				b.Fatalf("the app did not answer in 2 minutes (%v); probe log: %s", err, tail(string(logs), 10))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		app := time.Since(appStart)
+		total := time.Since(start)
+
+		b.Logf("the create path's trace:\n%s", skiffEvents(b, s, "tta", "Progress"))
+		delStart := time.Now()
+		mustAWS(b, s, "eks", "delete-nodegroup", "--cluster-name", "tta", "--nodegroup-name", "ng")
+		waitGone(b, s, "describe-nodegroup", "--cluster-name", "tta", "--nodegroup-name", "ng")
+		mustAWS(b, s, "eks", "delete-cluster", "--name", "tta")
+		waitGone(b, s, "describe-cluster", "--name", "tta")
+		deleted := time.Since(delStart)
+
+		b.ReportMetric(floor.Seconds(), "bare-floor-s")
+		b.ReportMetric(active.Seconds(), "active-s")
+		b.ReportMetric(active.Seconds()/floor.Seconds(), "active/floor")
+		b.ReportMetric(nodesReady.Seconds(), "nodes-ready-s")
+		b.ReportMetric(ready.Seconds(), "create-to-nodes-s")
+		b.ReportMetric(app.Seconds(), "app-s")
+		b.ReportMetric(total.Seconds(), "time-to-app-s")
+		b.ReportMetric(total.Seconds()/floor.Seconds(), "time-to-app/floor")
+		b.ReportMetric(deleted.Seconds(), "delete-s")
+		b.Logf("bare floor %.2fs; ACTIVE %.2fs (%.2f×); nodes Ready %.2fs after CreateNodegroup; app answering %.2fs after apply; time to app %.2fs (%.2f×); delete with the node group %.2fs",
+			floor.Seconds(), active.Seconds(), active.Seconds()/floor.Seconds(), nodesReady.Seconds(), app.Seconds(), total.Seconds(), total.Seconds()/floor.Seconds(), deleted.Seconds())
+	}
+}
+
+// skiffEvents returns cluster name's events (`skiff events`) whose lines
+// contain filter.
+func skiffEvents(t testing.TB, s *server, name, filter string) string {
+	cmd := exec.Command(skiffBin, "events", name)
+	cmd.Env = append(os.Environ(), s.env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("skiff events %s: %v: %s", name, err, out)
+	}
+	var keep []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, filter) {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
