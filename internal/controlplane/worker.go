@@ -473,6 +473,7 @@ func (w *worker) setStatus(c *model.Cluster, status, msg string) error {
 // teardown stops every instance of a DELETING cluster, removes its files
 // and finally its record. A crash halfway repeats it from the start.
 func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
+	t0 := time.Now()
 	w.starts.forget(c.ID)
 	if w.cfg.Nodes != nil {
 		if err := w.cfg.Nodes.Teardown(ctx, c); err != nil {
@@ -492,7 +493,9 @@ func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = w.cfg.Runtime.Stop(ctx, st.ID, 3*time.Second)
+			// A short grace: the cluster's data goes right after, and
+			// no client of it is left to finish serving.
+			errs[i] = w.cfg.Runtime.Stop(ctx, st.ID, 500*time.Millisecond)
 		}()
 	}
 	wg.Wait()
@@ -511,6 +514,6 @@ func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
 	if err := w.cfg.Store.DeleteCluster(c.Key()); err != nil {
 		return err
 	}
-	w.event(c, "", model.EventDeleted, "control plane deleted")
+	w.event(c, "", model.EventDeleted, fmt.Sprintf("control plane deleted (%.1fs)", time.Since(t0).Seconds()))
 	return errGone
 }

@@ -209,7 +209,7 @@ func drain(ctx context.Context, admin kubernetes.Interface, name string) (int, e
 		select {
 		case <-ctx.Done():
 			return evicted, fmt.Errorf("drain %s: %d pods still running: %w", name, left, ctx.Err())
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

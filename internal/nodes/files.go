@@ -264,6 +264,8 @@ kubeReserved: {cpu: "%[11]dm", memory: "%[12]dMi"}
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+maxParallelImagePulls: 5
 %[13]s`, p.cgroup(nodeID), p.containerdSock(), addr, filepath.Join(p.bootstrapDir(), "ca.crt"), ClusterDNS,
 		filepath.Join(p.etc(), "resolv.conf"), p.state("pod-logs", "/var/log/pods"), it.MaxPods, sysCPU, sysKiB, kubeCPU, kubeMiB, gates)
 }

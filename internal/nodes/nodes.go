@@ -774,13 +774,16 @@ func (r *Reconciler) removeAll(ctx context.Context, c *model.Cluster, g *model.N
 // remove drains a node chosen for removal, deletes its Node object and
 // sandbox, frees its address and drops it from the store.
 func (r *Reconciler) remove(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, admin kubernetes.Interface) error {
+	t0 := time.Now()
 	evicted, err := drain(ctx, admin, n.Name)
 	if err != nil {
 		r.cfg.Log.Warn("drain", "node", n.Name, "err", err)
 	}
+	drained := time.Since(t0)
 	if err := r.destroy(ctx, c, n); err != nil {
 		return err
 	}
+	destroyed := time.Since(t0) - drained
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	admin.CoreV1().Nodes().Delete(dctx, n.Name, metav1.DeleteOptions{})
 	cancel()
@@ -791,7 +794,7 @@ func (r *Reconciler) remove(ctx context.Context, c *model.Cluster, g *model.Node
 		return nil
 	})
 	if err == nil {
-		r.event(c, n.Name, model.EventDeleted, fmt.Sprintf("node drained (%d pods evicted) and removed from node group %s", evicted, g.Name))
+		r.event(c, n.Name, model.EventDeleted, fmt.Sprintf("node drained (%d pods evicted, %.1fs) and removed from node group %s (%.1fs)", evicted, drained.Seconds(), g.Name, destroyed.Seconds()))
 	}
 	return err
 }
@@ -835,10 +838,20 @@ func (r *Reconciler) SweepVPCs(ctx context.Context, clusters []*model.Cluster) e
 // It needs nothing from the store, so it also clears orphans (nodes of a
 // cluster that is gone).
 func (r *Reconciler) Forget(ctx context.Context, clusterID, nodeID string) error {
-	for _, role := range []runtime.Role{Kubelet, Containerd, Sandbox} {
-		if err := r.cfg.Runtime.Stop(ctx, runtime.NodeInstanceID(clusterID, nodeID, role), 3*time.Second); err != nil {
-			return err
-		}
+	// All at once: the node is going, and nothing of it is kept.
+	roles := []runtime.Role{Kubelet, Containerd, Sandbox}
+	stopErrs := make([]error, len(roles))
+	var wg sync.WaitGroup
+	for i, role := range roles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stopErrs[i] = r.cfg.Runtime.Stop(ctx, runtime.NodeInstanceID(clusterID, nodeID, role), 3*time.Second)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(stopErrs...); err != nil {
+		return err
 	}
 	p := paths{dir: filepath.Join(r.cfg.DataDir, "clusters", clusterID, "nodes", nodeID), run: filepath.Join(RunDir, nodeID)}
 	r.mu.Lock()
