@@ -62,6 +62,7 @@ type worker struct {
 	accessAt     time.Time
 	creating     bool
 	traceAt      time.Time // the cluster's last progress event (trace)
+	keysMu       sync.Mutex
 
 	mu       sync.Mutex
 	snapshot Snapshot // as of the last pass, for Engine.Snapshot
@@ -345,6 +346,10 @@ func (w *worker) reconcileNodes(ctx context.Context, c *model.Cluster) error {
 		w.netOK = true
 	}
 	keys := func(ctx context.Context) error {
+		// Nodes mint their credentials at once: one write at a time,
+		// each from the store as it is then, so the last holds them all.
+		w.keysMu.Lock()
+		defer w.keysMu.Unlock()
 		fresh, err := w.cfg.Store.GetCluster(c.Key())
 		if err != nil {
 			return err
