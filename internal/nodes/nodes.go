@@ -105,6 +105,7 @@ type Reconciler struct {
 	cfg Config
 
 	mu        sync.Mutex
+	setup     sync.Mutex              // one host-wide set-up at a time (nodes start in parallel)
 	vpcs      map[string]*http.Server // the API on each VPC's socket, by VPC ID
 	restarts  runtime.Backoff         // of node instances that exit
 	sandboxes map[string]bool         // nodes whose sandbox this run built
@@ -621,7 +622,10 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	if !p.userns {
 		// Checked every pass (a statfs): containerd and the kubelet must
 		// never start in the host's mount namespace.
-		if err := ensureMountNS(ctx, p); err != nil {
+		r.setup.Lock()
+		err := ensureMountNS(ctx, p)
+		r.setup.Unlock()
+		if err != nil {
 			return nil, nil, err
 		}
 		enter = []string{"nsenter", "--net=" + vpcnet.NamespacePath(vpcnet.NodeNamespace(n.ID)), "--mount=" + p.mountNS(), "--"}

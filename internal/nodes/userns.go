@@ -186,7 +186,10 @@ func (r *Reconciler) prepareSandbox(ctx context.Context, c *model.Cluster, g *mo
 		}
 		n.IDBase = base
 	}
-	if err := ensurePrivateRun(ctx); err != nil {
+	r.setup.Lock()
+	err := ensurePrivateRun(ctx)
+	r.setup.Unlock()
+	if err != nil {
 		return runtime.Spec{}, err
 	}
 	if err := ensureCgroups(n.ID); err != nil {
