@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -24,7 +25,6 @@ import (
 	"skiff.dev/skiff/internal/vpcnet"
 )
 
-// instancePIDs maps each live instance of a data dir to its pid.
 // nodeIsReady reports n's Ready condition.
 func nodeIsReady(n corev1.Node) bool {
 	for _, c := range n.Status.Conditions {
@@ -35,9 +35,37 @@ func nodeIsReady(n corev1.Node) bool {
 	return false
 }
 
+// instancePIDs maps each instance of a data dir to a live process group
+// leader carrying its markers: every process to kill. A node's containerd
+// shims carry its markers too, so the pid of an ID is any of them.
 func instancePIDs(dataDir string) map[string]int {
 	out := map[string]int{}
 	scanInstances(dataDir, func(id string, pid int) { out[id] = pid })
+	return out
+}
+
+// recordedPIDs maps each live instance of a data dir to the pid its
+// runtime recorded when it started it (DATA/pids/CLUSTER~NAME: pid and
+// start tick): an instance started again has another.
+func recordedPIDs(dataDir string) map[string]int {
+	out := map[string]int{}
+	files, _ := os.ReadDir(filepath.Join(dataDir, "pids"))
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(dataDir, "pids", f.Name()))
+		fields := strings.Fields(string(data))
+		if err != nil || len(fields) != 2 {
+			continue
+		}
+		pid, _ := strconv.Atoi(fields[0])
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		i := bytes.LastIndexByte(stat, ')')
+		if err != nil || i < 0 {
+			continue
+		}
+		if rest := strings.Fields(string(stat[i+1:])); len(rest) > 19 && rest[19] == fields[1] && rest[0] != "Z" {
+			out[strings.ReplaceAll(f.Name(), "~", "/")] = pid
+		}
+	}
 	return out
 }
 
@@ -63,7 +91,7 @@ func TestServeDown(t *testing.T) {
 	// (the door among them).
 	var before map[string]int
 	if err := eventually(60*time.Second, func() error {
-		before = instancePIDs(dataDir)
+		before = recordedPIDs(dataDir)
 		cp, endpoints := 0, 0
 		for id := range before {
 			if !runtime.IsNodeInstance(id) {
@@ -165,7 +193,7 @@ func TestServeDown(t *testing.T) {
 	if out, err := vpcAPI(); err != nil || !strings.Contains(out, "arn:aws:iam::") {
 		t.Errorf("skiff's API from the VPC, skiff back: %v %s", err, out)
 	}
-	after := instancePIDs(dataDir)
+	after := recordedPIDs(dataDir)
 	for id, pid := range before {
 		if after[id] != pid {
 			t.Errorf("instance %s: pid %d before, %d after skiff's restart", id, pid, after[id])
@@ -191,7 +219,7 @@ func TestServeDown(t *testing.T) {
 		return false
 	}
 	if err := eventually(2*time.Minute, func() error {
-		for id, pid := range instancePIDs(dataDir) {
+		for id, pid := range recordedPIDs(dataDir) {
 			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); ownProgram(id) && exe != next {
 				return fmt.Errorf("%s runs %s, not the new binary", id, exe)
 			}
@@ -201,7 +229,7 @@ func TestServeDown(t *testing.T) {
 		t.Error(err)
 	}
 	time.Sleep(3 * time.Second)
-	upgraded := instancePIDs(dataDir)
+	upgraded := recordedPIDs(dataDir)
 	for id, pid := range before {
 		if !ownProgram(id) && upgraded[id] != pid {
 			t.Errorf("instance %s: pid %d before, %d after skiff's upgrade", id, pid, upgraded[id])
