@@ -113,6 +113,9 @@ type authority struct {
 
 func newKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
 
+// newSerial is a random certificate serial number.
+func newSerial() (*big.Int, error) { return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62)) }
+
 func ensureCA(dir string, name CA) (*authority, error) {
 	certPath, keyPath := Path(dir, string(name), ".crt"), Path(dir, string(name), ".key")
 	if cert, key, err := load(certPath, keyPath); err == nil {
@@ -168,7 +171,7 @@ func ensureLeaf(dir string, ca *authority, c Cert) error {
 	if err != nil {
 		return err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	serial, err := newSerial()
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
 )
 
@@ -37,7 +36,7 @@ func Sign(dir string, ca CA, r Request) ([]byte, error) {
 	if err := r.CSR.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("the request's signature: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	serial, err := newSerial()
 	if err != nil {
 		return nil, err
 	}
