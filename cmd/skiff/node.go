@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
 
 	"skiff.dev/skiff/internal/nodes/sandbox"
 )
@@ -164,7 +166,43 @@ func bootstrap(ctx context.Context, o bootstrapOptions) error {
 	if o.taints != "" {
 		args = append(args, "--register-with-taints="+o.taints)
 	}
+	// The kubelet gives up at once if its container runtime does not
+	// answer yet (containerd starts beside it); wait for it a while.
+	if sock := criSocket(o.config); sock != "" {
+		waitSocket(ctx, sock, 30*time.Second)
+	}
 	return syscall.Exec(o.kubelet, args, os.Environ())
+}
+
+// criSocket is the container runtime's unix socket that kubelet
+// configuration file config names ("" if it names none).
+func criSocket(config string) string {
+	data, err := os.ReadFile(config)
+	if err != nil {
+		return ""
+	}
+	var kc struct {
+		ContainerRuntimeEndpoint string `json:"containerRuntimeEndpoint"`
+	}
+	if yaml.Unmarshal(data, &kc) != nil {
+		return ""
+	}
+	path, _ := strings.CutPrefix(kc.ContainerRuntimeEndpoint, "unix://")
+	return path
+}
+
+// waitSocket waits until unix socket path accepts a connection, for at
+// most d.
+func waitSocket(ctx context.Context, path string, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(os.Stderr, "skiff node bootstrap: %s does not answer after %s; starting the kubelet anyway\n", path, d)
 }
 
 // eksToken mints a token as `aws eks get-token` does: a presigned STS
