@@ -113,6 +113,18 @@ type authority struct {
 
 func newKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
 
+// extUsage is a leaf's extended key usage: serving, client, or both.
+func extUsage(server, client bool) []x509.ExtKeyUsage {
+	var usage []x509.ExtKeyUsage
+	if server {
+		usage = append(usage, x509.ExtKeyUsageServerAuth)
+	}
+	if client {
+		usage = append(usage, x509.ExtKeyUsageClientAuth)
+	}
+	return usage
+}
+
 // newSerial is a random certificate serial number.
 func newSerial() (*big.Int, error) { return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62)) }
 
@@ -175,13 +187,7 @@ func ensureLeaf(dir string, ca *authority, c Cert) error {
 	if err != nil {
 		return err
 	}
-	var usage []x509.ExtKeyUsage
-	if c.Server {
-		usage = append(usage, x509.ExtKeyUsageServerAuth)
-	}
-	if c.Client {
-		usage = append(usage, x509.ExtKeyUsageClientAuth)
-	}
+	usage := extUsage(c.Server, c.Client)
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,

@@ -49,13 +49,6 @@ func Sign(dir string, ca CA, r Request) ([]byte, error) {
 	if notAfter.After(auth.NotAfter) {
 		notAfter = auth.NotAfter
 	}
-	var usage []x509.ExtKeyUsage
-	if r.Server {
-		usage = append(usage, x509.ExtKeyUsageServerAuth)
-	}
-	if r.Client {
-		usage = append(usage, x509.ExtKeyUsageClientAuth)
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      r.CSR.Subject,
@@ -64,7 +57,7 @@ func Sign(dir string, ca CA, r Request) ([]byte, error) {
 		NotBefore:    now.Add(-5 * time.Minute),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  usage,
+		ExtKeyUsage:  extUsage(r.Server, r.Client),
 	}
 	if _, ok := r.CSR.PublicKey.(*rsa.PublicKey); ok {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment

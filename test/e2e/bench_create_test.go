@@ -13,13 +13,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	ekstypes "github.com/aws/aws-sdk-go-v2/service/eks/types"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-
-	appsv1 "k8s.io/api/apps/v1"
 
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/runtime/process"
@@ -56,7 +55,7 @@ func bareOnce(b *testing.B) time.Duration {
 	return time.Since(start)
 }
 
-// createActive creates cluster name through the EKS API with the SDK (the
+// createActiveSDK creates cluster name through the EKS API with the SDK (the
 // account's default subnets, as the stock CLI would pass them) and polls
 // DescribeCluster every 50 ms until ACTIVE; it returns the time from the
 // CreateCluster call to the first ACTIVE answer, and the cluster.
