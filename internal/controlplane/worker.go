@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -98,7 +99,7 @@ func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	w.started = time.Now()
 	for {
-		err := w.reconcile(ctx)
+		err := w.guarded(ctx)
 		if errors.Is(err, errGone) {
 			return
 		}
@@ -118,6 +119,19 @@ func (w *worker) run(ctx context.Context) {
 		case <-time.After(interval):
 		}
 	}
+}
+
+// guarded is reconcile, with a panic turned into an error: a bug met by
+// one cluster's pass must not take skiff, and every other tenant's API,
+// down with it. The stack goes to the log; the next pass tries again.
+func (w *worker) guarded(ctx context.Context) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.cfg.Log.Error("reconcile panicked", "cluster", w.key, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("reconcile panicked: %v", p)
+		}
+	}()
+	return w.reconcile(ctx)
 }
 
 func (w *worker) reconcile(ctx context.Context) error {

@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"skiff.dev/skiff/internal/registry"
 )
@@ -54,6 +57,24 @@ func TestSeedIsReproducibleAndPullable(t *testing.T) {
 	cfg, err := img.ConfigFile()
 	if err != nil || len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/pause" {
 		t.Fatalf("config %+v (%v)", cfg, err)
+	}
+	// An OCI image with a zstd layer (nodes decompress it fast), whose
+	// files read back.
+	manifest, err := img.Manifest()
+	if err != nil || manifest.MediaType != types.OCIManifestSchema1 || len(manifest.Layers) != 1 || manifest.Layers[0].MediaType != types.OCILayerZStd {
+		t.Fatalf("manifest %+v (%v): want an OCI manifest with one zstd layer", manifest, err)
+	}
+	tr := tar.NewReader(mutate.Extract(img))
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+	}
+	if !slices.Contains(names, "pause") || !slices.Contains(names, "bin/pause") {
+		t.Fatalf("layer holds %v, want pause and bin/pause", names)
 	}
 	// Pushes through the read-only handler are denied.
 	if err := crane.Tag(host+"/"+PauseImage, "other", crane.Insecure); err == nil {

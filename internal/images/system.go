@@ -229,10 +229,15 @@ func Seed(ctx context.Context, h http.Handler, src Sources, cache string) error 
 	return os.WriteFile(cache, data, 0o600)
 }
 
+// buildFormat names how Build lays an image out; a change rebuilds every
+// seeded image once.
+const buildFormat = "oci zstd"
+
 // sourceKey identifies an image's content by its spec and its files'
 // sizes and modification times.
 func (i Image) sourceKey() (string, error) {
 	h := sha256.New()
+	fmt.Fprintln(h, buildFormat)
 	fmt.Fprintln(h, i.Entrypoint, i.Cmd, i.User)
 	if i.StopSignal != "" { // only then: keys recorded before it existed stay valid
 		fmt.Fprintln(h, "stop", i.StopSignal)

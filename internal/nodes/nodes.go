@@ -330,8 +330,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *model.Cluster, admin kube
 			knodes[n.Name] = n
 		}
 	}
-	for i := range c.Nodegroups {
-		ng := c.Nodegroups[i]
+	// Over a copy: c is re-read below, and a group whose deletion
+	// finishes in scale is gone from the fresh one (indexing c.Nodegroups
+	// by the old length panicked).
+	groups := slices.Clone(c.Nodegroups)
+	for _, ng := range groups {
 		if err := r.scale(ctx, c, &ng); err != nil {
 			errs = append(errs, err)
 			continue

@@ -434,8 +434,15 @@ func TestCLINodegroups(t *testing.T) {
 		t.Errorf("bad taint: %v %s", err, out)
 	}
 
+	// A third group: with three, the pass that finished deleting the
+	// first once indexed the fresh, shorter list by the old length (and
+	// panicked).
+	if out := skiff("create", "nodegroup", "spare", "--cluster", "cli-nodes", "--nodes", "1", "--zones", "a"); !strings.Contains(out, "node group spare is ACTIVE") {
+		t.Errorf("create nodegroup spare:\n%s", out)
+	}
+
 	out = skiff("delete", "cluster", "cli-nodes")
-	for _, want := range []string{"node group ng-1 deleted", "node group tainted deleted", "cluster cli-nodes deleted"} {
+	for _, want := range []string{"node group ng-1 deleted", "node group spare deleted", "node group tainted deleted", "cluster cli-nodes deleted"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("delete output lacks %q:\n%s", want, out)
 		}
