@@ -333,6 +333,13 @@ func (l Layout) controllerManagerSpec(c *model.Cluster, b bundle.Bundle, i int) 
 			"--service-account-private-key-file=" + l.pki("sa.key"),
 			"--service-cluster-ip-range=" + model.ServiceCIDR,
 			"--use-service-account-credentials=true",
+			// Each controller's client is its own service account's: the
+			// manager gets or creates ~40 accounts and tokens as it starts,
+			// and at the default 20 requests/s (burst 30) that took 5 s
+			// before the first controller ran (every pod of a new
+			// cluster waited for it).
+			"--kube-api-qps=100",
+			"--kube-api-burst=200",
 			"--controllers=*,bootstrapsigner,tokencleaner",
 			"--profiling=false",
 		}, leaderElection...)...)

@@ -52,6 +52,7 @@ type pass struct {
 	pools    [][]string                // endpoint replicas' pools, by spec
 	snap     []InstanceStatus          // by spec
 	apiUp    bool                      // an apiserver is healthy
+	ctrlUp   bool                      // a controller-manager and a scheduler are healthy
 	rolled   bool                      // an instance was replaced for a new spec this pass
 	conds    []model.Condition
 	errs     []error
@@ -284,7 +285,33 @@ func (w *worker) observe(ctx context.Context, p *pass) (outcome, error) {
 			w.trace(p, "instance "+s.Name()+" healthy")
 		}
 	}
+	cm, sched := false, false
+	for i, s := range p.specs {
+		cm = cm || s.Role == runtime.ControllerManager && p.snap[i].Healthy
+		sched = sched || s.Role == runtime.Scheduler && p.snap[i].Healthy
+	}
+	p.ctrlUp = cm && sched
+	switch {
+	case !p.apiUp:
+		w.apiUpAt = time.Time{}
+	case w.apiUpAt.IsZero():
+		w.apiUpAt = time.Now()
+	}
 	return outcome{}, nil
+}
+
+// standbyWait bounds how long standby instances wait for the first
+// controller-manager and scheduler (mayAct).
+const standbyWait = 10 * time.Second
+
+// standby says whether s is a second (third …) apiserver,
+// controller-manager or scheduler: instances are named ROLE-INDEX.
+func standby(s runtime.Spec) bool {
+	switch s.Role {
+	case runtime.APIServer, runtime.ControllerManager, runtime.Scheduler:
+		return !strings.HasSuffix(s.Name(), "-0")
+	}
+	return false
 }
 
 // wasHealthy reports whether the store had instance name healthy.
@@ -367,6 +394,15 @@ func (w *worker) mayAct(p *pass, i int) bool {
 	// the apiservers' start. After a host reboot their old runs are there,
 	// ended: they too wait.
 	if (s.Role == runtime.ControllerManager || s.Role == runtime.Scheduler) && !p.apiUp && !st.Running {
+		return false
+	}
+	// Once an apiserver serves, the first controller-manager and scheduler
+	// start before the standbys: on two cores a second apiserver's start
+	// (~4 s of CPU) delayed the controller-manager, and with it every pod
+	// of the first node group (kube-proxy, CoreDNS, the user's), by
+	// seconds. A standby waits until one of each serves, standbyWait at
+	// most.
+	if standby(s) && !st.Running && p.apiUp && !p.ctrlUp && time.Since(w.apiUpAt) < standbyWait {
 		return false
 	}
 	// Apiservers start a few at a time across clusters (starts).

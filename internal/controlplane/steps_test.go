@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"skiff.dev/skiff/internal/model"
+	"skiff.dev/skiff/internal/runtime"
 )
 
 // TestCondition: a condition keeps the time of its last status change
@@ -52,5 +53,38 @@ func TestStepOrder(t *testing.T) {
 	}
 	if !steps[pos[StepPKI]].fatal {
 		t.Error("the PKI step is not fatal: the instance steps would run without certificates")
+	}
+}
+
+// TestStandbysWait: once an apiserver serves, the standby apiservers,
+// controller-managers and schedulers wait for the first controller-manager
+// and scheduler, standbyWait at most; the first ones and etcd never wait.
+func TestStandbysWait(t *testing.T) {
+	spec := func(role runtime.Role, name string) runtime.Spec {
+		return runtime.Spec{ID: "c-1/" + name, Cluster: "c-1", Role: role}
+	}
+	for _, tc := range []struct {
+		name   string
+		s      runtime.Spec
+		apiUp  bool
+		ctrlUp bool
+		since  time.Duration // since an apiserver serves
+		want   bool
+	}{
+		{"the first controller-manager", spec(runtime.ControllerManager, "controller-manager-0"), true, false, 0, true},
+		{"the first scheduler", spec(runtime.Scheduler, "scheduler-0"), true, false, 0, true},
+		{"a standby controller-manager waits", spec(runtime.ControllerManager, "controller-manager-1"), true, false, time.Second, false},
+		{"a standby scheduler waits", spec(runtime.Scheduler, "scheduler-1"), true, false, time.Second, false},
+		{"a standby apiserver waits", spec(runtime.APIServer, "apiserver-1"), true, false, time.Second, false},
+		{"standbys start once the controllers serve", spec(runtime.APIServer, "apiserver-1"), true, true, time.Second, true},
+		{"… or after standbyWait", spec(runtime.ControllerManager, "controller-manager-1"), true, false, standbyWait + time.Second, true},
+		{"etcd never waits", spec(runtime.Etcd, "etcd-b"), true, false, 0, true},
+	} {
+		e := New(Config{})
+		w := &worker{Engine: e, apiUpAt: time.Now().Add(-tc.since)}
+		p := &pass{c: &model.Cluster{ID: "c-1"}, specs: []runtime.Spec{tc.s}, observed: map[string]runtime.Status{}, apiUp: tc.apiUp, ctrlUp: tc.ctrlUp}
+		if got := w.mayAct(p, 0); got != tc.want {
+			t.Errorf("%s: mayAct = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

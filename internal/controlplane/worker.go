@@ -63,6 +63,7 @@ type worker struct {
 	accessAt     time.Time
 	creating     bool
 	traceAt      time.Time // the cluster's last progress event (trace)
+	apiUpAt      time.Time // since when an apiserver serves (zero: none does)
 	keysMu       sync.Mutex
 
 	mu       sync.Mutex

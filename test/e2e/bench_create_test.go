@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,6 +133,8 @@ func BenchmarkTimeToApp(b *testing.B) {
 			b.Fatal(err)
 		}
 		cs := sdkClient(b, s, c)
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		timeline := watchPods(watchCtx, cs)
 		var nodes []string
 		for {
 			list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
@@ -203,6 +208,16 @@ func BenchmarkTimeToApp(b *testing.B) {
 		total := time.Since(start)
 
 		b.Logf("the create path's trace:\n%s", skiffEvents(b, s, "tta", "Progress"))
+		b.Logf("pods as a client saw them, from the apply:\n%s", timeline(appStart))
+		stopWatch()
+		if evs, err := cs.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "reason=Pulled"}); err == nil {
+			var pulls []string
+			for _, ev := range evs.Items {
+				pulls = append(pulls, ev.Source.Host+": "+ev.Message)
+			}
+			sort.Strings(pulls)
+			b.Logf("image pulls:\n%s", strings.Join(pulls, "\n"))
+		}
 		delStart := time.Now()
 		mustAWS(b, s, "eks", "delete-nodegroup", "--cluster-name", "tta", "--nodegroup-name", "ng")
 		waitGone(b, s, "describe-nodegroup", "--cluster-name", "tta", "--nodegroup-name", "ng")
@@ -240,4 +255,60 @@ func skiffEvents(t testing.TB, s *server, name, filter string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// watchPods watches every pod of a cluster and keeps when a client saw
+// each change of its node, phase or readiness; the function it returns
+// lists them relative to a time (a profile of the app stage, with
+// milliseconds where the API's own timestamps have seconds).
+func watchPods(ctx context.Context, cs kubernetes.Interface) func(since time.Time) string {
+	type change struct {
+		at   time.Time
+		what string
+	}
+	var mu sync.Mutex
+	var changes []change
+	last := map[string]string{}
+	go func() {
+		for ctx.Err() == nil {
+			w, err := cs.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				p, ok := ev.Object.(*corev1.Pod)
+				if !ok {
+					continue
+				}
+				ready := "not ready"
+				for _, c := range p.Status.Conditions {
+					if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+						ready = "ready"
+					}
+				}
+				node := p.Spec.NodeName
+				if node == "" {
+					node = "unscheduled"
+				}
+				state := fmt.Sprintf("%s %s on %s", p.Status.Phase, ready, node)
+				key := p.Namespace + "/" + p.Name
+				mu.Lock()
+				if last[key] != state {
+					last[key] = state
+					changes = append(changes, change{time.Now(), key + ": " + state})
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	return func(since time.Time) string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out strings.Builder
+		for _, c := range changes {
+			fmt.Fprintf(&out, "%+7.2fs %s\n", c.at.Sub(since).Seconds(), c.what)
+		}
+		return out.String()
+	}
 }
