@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -47,6 +48,7 @@ the cluster's endpoint are reachable.`,
 	f.StringVar(&o.rootDir, "root-dir", "", "the kubelet's root directory (default DIR/kubelet; its sockets need a path under ~80 bytes)")
 	f.StringVar(&o.labels, "labels", "", "node labels, k=v,…")
 	f.StringVar(&o.taints, "taints", "", "taints, k=v:Effect,…")
+	f.StringVar(&o.clientCert, "client-cert", "", "the kubelet's first client certificate and key (PEM; skiff issues it): no bootstrap CSR")
 	for _, req := range []string{"cluster", "kubelet", "node-name", "node-ip", "config"} {
 		boot.MarkFlagRequired(req)
 	}
@@ -107,7 +109,7 @@ func newNodeEnterCmd() *cobra.Command {
 }
 
 type bootstrapOptions struct {
-	cluster, dir, kubelet, nodeName, nodeIP, config, labels, taints, rootDir string
+	cluster, dir, kubelet, nodeName, nodeIP, config, labels, taints, rootDir, clientCert string
 }
 
 func bootstrap(ctx context.Context, o bootstrapOptions) error {
@@ -144,6 +146,22 @@ func bootstrap(ctx context.Context, o bootstrapOptions) error {
 		if err := clientcmd.WriteToFile(*cfg, boot); err != nil {
 			return err
 		}
+		// With a client certificate from skiff, the kubelet starts with
+		// its kubeconfig as it would write it after a bootstrap CSR (the
+		// certificate where its rotation keeps it): it is known at its
+		// first request.
+		if current, err := installClientCert(o.clientCert, filepath.Join(o.dir, "pki")); err != nil {
+			fmt.Fprintf(os.Stderr, "skiff node bootstrap: %v; the kubelet bootstraps with a CSR\n", err)
+		} else if current != "" {
+			cfg.AuthInfos["default-auth"] = &clientcmdapi.AuthInfo{ClientCertificate: current, ClientKey: current}
+			cfg.Contexts["default-context"] = &clientcmdapi.Context{Cluster: "cluster", AuthInfo: "default-auth"}
+			cfg.CurrentContext = "default-context"
+			delete(cfg.AuthInfos, "bootstrap")
+			delete(cfg.Contexts, "bootstrap")
+			if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(os.Stderr, "skiff node bootstrap: cluster %s at %s; starting the kubelet as %s\n", o.cluster, cl.Endpoint, o.nodeName)
 	}
 	rootDir := o.rootDir
@@ -172,6 +190,40 @@ func bootstrap(ctx context.Context, o bootstrapOptions) error {
 		waitSocket(ctx, sock, 30*time.Second)
 	}
 	return syscall.Exec(o.kubelet, args, os.Environ())
+}
+
+// installClientCert puts the certificate and key in file src (PEM) where
+// the kubelet keeps its client certificate in certDir: a dated file and
+// the kubelet-client-current.pem link to it. It returns the link ("" when
+// src is ""), or why the certificate is not usable.
+func installClientCert(src, certDir string) (string, error) {
+	if src == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	pair, err := tls.X509KeyPair(data, data)
+	if err != nil {
+		return "", fmt.Errorf("client certificate %s: %w", src, err)
+	}
+	if time.Now().After(pair.Leaf.NotAfter) {
+		return "", fmt.Errorf("client certificate %s expired at %s", src, pair.Leaf.NotAfter)
+	}
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return "", err
+	}
+	name := "kubelet-client-" + time.Now().UTC().Format("2006-01-02-15-04-05") + ".pem"
+	if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
+		return "", err
+	}
+	current := filepath.Join(certDir, "kubelet-client-current.pem")
+	os.Remove(current)
+	if err := os.Symlink(name, current); err != nil {
+		return "", err
+	}
+	return current, nil
 }
 
 // criSocket is the container runtime's unix socket that kubelet

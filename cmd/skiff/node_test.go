@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/x509/pkix"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/util/certificate"
+
+	"skiff.dev/skiff/internal/pki"
 )
 
 // TestCRISocket: bootstrap finds the container runtime's socket in the
@@ -39,5 +44,43 @@ func TestCRISocket(t *testing.T) {
 	waitSocket(context.Background(), sock, 5*time.Second)
 	if d := time.Since(start); d < 300*time.Millisecond || d > 4*time.Second {
 		t.Errorf("waitSocket returned after %v; the socket listened after 300ms", d)
+	}
+}
+
+// TestInstallClientCert: the certificate skiff issues lands where the
+// kubelet's certificate store finds it (its rotation goes on from there);
+// a broken or missing one is an error, none asked is nothing to do.
+func TestInstallClientCert(t *testing.T) {
+	pkiDir, certDir := t.TempDir(), filepath.Join(t.TempDir(), "pki")
+	if err := pki.Ensure(pkiDir, pki.Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := pki.Issue(pkiDir, pki.ClusterCA, pkix.Name{CommonName: "system:node:n1", Organization: []string{"system:nodes"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "kubelet-client.pem")
+	os.WriteFile(src, append(cert, key...), 0o600)
+	current, err := installClientCert(src, certDir)
+	if err != nil || current != filepath.Join(certDir, "kubelet-client-current.pem") {
+		t.Fatalf("install: %q, %v", current, err)
+	}
+	store, err := certificate.NewFileStore("kubelet-client", certDir, certDir, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Current()
+	if err != nil || got.Leaf == nil || got.Leaf.Subject.CommonName != "system:node:n1" {
+		t.Fatalf("the kubelet's store: %v, %v", got, err)
+	}
+	if current, err := installClientCert("", certDir); current != "" || err != nil {
+		t.Errorf("none asked: %q, %v", current, err)
+	}
+	os.WriteFile(src, cert, 0o600) // no key
+	if _, err := installClientCert(src, certDir); err == nil {
+		t.Error("a certificate without its key was installed")
+	}
+	if _, err := installClientCert(filepath.Join(t.TempDir(), "missing.pem"), certDir); err == nil {
+		t.Error("a missing certificate was installed")
 	}
 }

@@ -206,10 +206,12 @@ data:
     healthzBindAddress: 0.0.0.0:10256
     metricsBindAddress: 0.0.0.0:10249
     mode: iptables
+    # As EKS's: rules follow endpoint changes at once (upstream's 1 s
+    # minimum held a new Service's first answer back).
     iptables:
       masqueradeAll: false
       syncPeriod: 30s
-      minSyncPeriod: 1s
+      minSyncPeriod: 0s
 ---
 apiVersion: apps/v1
 kind: DaemonSet

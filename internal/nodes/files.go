@@ -81,6 +81,10 @@ func (p paths) containerdConfig() string { return filepath.Join(p.etc(), "contai
 func (p paths) kubeletConfig() string    { return filepath.Join(p.etc(), "kubelet.yaml") }
 func (p paths) cniDir() string           { return filepath.Join(p.etc(), "cni", "net.d") }
 func (p paths) credentials() string      { return filepath.Join(p.etc(), "aws-credentials") }
+
+// clientCert is the kubelet's first client certificate and key (PEM),
+// which skiff issues: `skiff node bootstrap` hands it to the kubelet.
+func (p paths) clientCert() string { return filepath.Join(p.etc(), "kubelet-client.pem") }
 func (p paths) registryHosts() string    { return filepath.Join(p.etc(), "containerd", "certs.d") }
 func (p paths) containerdSock() string {
 	if p.userns {

@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -44,6 +45,7 @@ import (
 	"skiff.dev/skiff/internal/images"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
+	"skiff.dev/skiff/internal/pki"
 	"skiff.dev/skiff/internal/runtime"
 	"skiff.dev/skiff/internal/store"
 	"skiff.dev/skiff/internal/vpcnet"
@@ -621,6 +623,20 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 			}
 		}
 	}
+	// The kubelet's client certificate, issued once by skiff as the
+	// cluster's CA (the kubelet rotates it later through a CSR): without
+	// it the kubelet started anonymous, was refused until its bootstrap
+	// CSR was signed, and registered only after its retry backoff.
+	if _, err := os.Stat(p.host(p.clientCert())); err != nil {
+		cert, key, err := pki.Issue(filepath.Join(r.cfg.DataDir, "clusters", c.ID, "pki"), pki.ClusterCA,
+			pkix.Name{CommonName: "system:node:" + n.Name, Organization: []string{"system:nodes"}}, 0)
+		if err != nil {
+			return nil, nil, fmt.Errorf("node %s's client certificate: %w", n.Name, err)
+		}
+		if err := r.writeNodeFile(p, n, p.host(p.clientCert()), append(cert, key...)); err != nil {
+			return nil, nil, err
+		}
+	}
 	enter := r.enter(p, n.ID)
 	if !p.userns {
 		// Checked every pass (a statfs): containerd and the kubelet must
@@ -666,7 +682,7 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 			"SKIFF_ENDPOINT=" + svc, "AWS_ENDPOINT_URL_EKS=" + svc, "AWS_ENDPOINT_URL_STS=" + svc, "AWS_PROFILE=", "AWS_CONFIG_FILE=/dev/null",
 			"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN="},
 			skiff, "node", "bootstrap", "--cluster", c.Name, "--dir", p.bootstrapDir(), "--kubelet", kube,
-			"--node-name", n.Name, "--node-ip", addr.Addr().String(), "--config", p.kubeletConfig(),
+			"--node-name", n.Name, "--node-ip", addr.Addr().String(), "--config", p.kubeletConfig(), "--client-cert", p.clientCert(),
 			"--root-dir", rootDir, "--labels", strings.Join(lv, ","), "--taints", strings.Join(taints, ",")),
 	), settle, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -67,4 +68,32 @@ func Sign(dir string, ca CA, r Request) ([]byte, error) {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// Issue makes a key and, with authority ca of the PKI in dir, a client
+// certificate for subject (as Sign would for its request): the
+// certificate and the key as PEM blocks. skiff gives a node's kubelet its
+// client certificate so: the kubelet needs no bootstrap round trip.
+func Issue(dir string, ca CA, subject pkix.Name, validity time.Duration) (cert, key []byte, err error) {
+	k, err := newKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject}, k)
+	if err != nil {
+		return nil, nil, fmt.Errorf("request: %w", err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err = Sign(dir, ca, Request{CSR: csr, Client: true, Validity: validity})
+	if err != nil {
+		return nil, nil, err
+	}
+	kder, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -75,5 +76,40 @@ func TestSign(t *testing.T) {
 	bad.Signature[len(bad.Signature)-1] ^= 0xff
 	if _, err := Sign(dir, ClusterCA, Request{CSR: bad, Client: true}); err == nil {
 		t.Error("a request with a broken signature was signed")
+	}
+}
+
+// TestIssue: an issued client certificate and its key make a TLS pair
+// that verifies under the cluster CA for client auth, with the subject
+// asked.
+func TestIssue(t *testing.T) {
+	dir := t.TempDir()
+	if err := Ensure(dir, Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := Issue(dir, ClusterCA, pkix.Name{CommonName: "system:node:n1", Organization: []string{"system:nodes"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatalf("certificate and key: %v", err)
+	}
+	roots, err := certutil.NewPool(Path(dir, string(ClusterCA), ".crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := pair.Leaf
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Error("a client certificate verifies for serving")
+	}
+	if cert.Subject.CommonName != "system:node:n1" || len(cert.Subject.Organization) != 1 || cert.Subject.Organization[0] != "system:nodes" {
+		t.Errorf("subject %v", cert.Subject)
+	}
+	if _, _, err := Issue(t.TempDir(), ClusterCA, pkix.Name{CommonName: "x"}, 0); err == nil {
+		t.Error("issued without an authority")
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -117,7 +118,7 @@ func sdkClient(b *testing.B, s *server, c *ekstypes.Cluster) *kubernetes.Clients
 func BenchmarkTimeToApp(b *testing.B) {
 	for range b.N {
 		floor := bareFloor(b)
-		s, _ := serveTest(b)
+		s, dataDir := serveTest(b)
 		nodeRoleARN := nodeRole(b, s, "tta-nodes")
 		ctx := context.Background()
 
@@ -134,6 +135,7 @@ func BenchmarkTimeToApp(b *testing.B) {
 		}
 		cs := sdkClient(b, s, c)
 		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
 		timeline := watchPods(watchCtx, cs)
 		var nodes []string
 		for {
@@ -183,11 +185,31 @@ func BenchmarkTimeToApp(b *testing.B) {
 		if _, err := cs.CoreV1().Pods("default").Create(ctx, probe, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err) // a default ServiceAccount is there from ACTIVE on
 		}
+		// The app answers when the probe prints the answer: its log says so
+		// as it happens (the pod's phase follows a kubelet relist later).
+		answered := make(chan struct{})
+		go func() {
+			for watchCtx.Err() == nil {
+				stream, err := cs.CoreV1().Pods("default").GetLogs("probe", &corev1.PodLogOptions{Follow: true}).Stream(watchCtx)
+				if err != nil { // not started yet
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				sc := bufio.NewScanner(stream)
+				for sc.Scan() {
+					if strings.Contains(sc.Text(), "hello from") {
+						stream.Close()
+						close(answered)
+						return
+					}
+				}
+				stream.Close()
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	wait:
 		for {
 			p, err := cs.CoreV1().Pods("default").Get(ctx, "probe", metav1.GetOptions{})
-			if err == nil && p.Status.Phase == corev1.PodSucceeded {
-				break
-			}
 			if err == nil && p.Status.Phase == corev1.PodFailed {
 				b.Fatalf("probe pod failed: %+v", p.Status)
 			}
@@ -202,7 +224,11 @@ func BenchmarkTimeToApp(b *testing.B) {
 				}
 				b.Fatalf("the app did not answer in 2 minutes (%v); probe log: %s", err, tail(string(logs), 10))
 			}
-			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-answered:
+				break wait
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 		app := time.Since(appStart)
 		total := time.Since(start)
@@ -217,6 +243,9 @@ func BenchmarkTimeToApp(b *testing.B) {
 			}
 			sort.Strings(pulls)
 			b.Logf("image pulls:\n%s", strings.Join(pulls, "\n"))
+		}
+		if keep := os.Getenv("SKIFF_E2E_KEEP_LOGS"); keep != "" { // the nodes' logs go with the cluster
+			copyLogs(dataDir, filepath.Join(os.TempDir(), "skiff-e2e-bench", b.Name()))
 		}
 		delStart := time.Now()
 		mustAWS(b, s, "eks", "delete-nodegroup", "--cluster-name", "tta", "--nodegroup-name", "ng")
