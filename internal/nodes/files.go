@@ -84,8 +84,8 @@ func (p paths) credentials() string      { return filepath.Join(p.etc(), "aws-cr
 
 // clientCert is the kubelet's first client certificate and key (PEM),
 // which skiff issues: `skiff node bootstrap` hands it to the kubelet.
-func (p paths) clientCert() string { return filepath.Join(p.etc(), "kubelet-client.pem") }
-func (p paths) registryHosts() string    { return filepath.Join(p.etc(), "containerd", "certs.d") }
+func (p paths) clientCert() string    { return filepath.Join(p.etc(), "kubelet-client.pem") }
+func (p paths) registryHosts() string { return filepath.Join(p.etc(), "containerd", "certs.d") }
 func (p paths) containerdSock() string {
 	if p.userns {
 		return "/run/containerd/containerd.sock"
