@@ -251,7 +251,9 @@ func TestHandover(t *testing.T) {
 	a := startReplica(t, "a", sa, sb, listen, be.Addr().String())
 	b := startReplica(t, "b", sb, sa, listen, be.Addr().String())
 	a.waitLog(t, "linked with the sibling")
+	a.waitLog(t, "serving") // it listens after it links
 	b.waitLog(t, "linked with the sibling")
+	b.waitLog(t, "serving") // it listens after it links
 	a.waitLog(t, "backend joined")
 	b.waitLog(t, "backend joined")
 
@@ -292,6 +294,7 @@ func TestHandover(t *testing.T) {
 
 	a2 := startReplica(t, "a2", sa, sb, listen, be.Addr().String())
 	a2.waitLog(t, "linked with the sibling")
+	a2.waitLog(t, "serving") // it listens after it links
 	a2.waitLog(t, "backend joined")
 	progress("with a's replacement")
 
@@ -303,6 +306,7 @@ func TestHandover(t *testing.T) {
 
 	b2 := startReplica(t, "b2", sb, sa, listen, be.Addr().String())
 	b2.waitLog(t, "linked with the sibling")
+	b2.waitLog(t, "serving") // it listens after it links
 	b2.waitLog(t, "backend joined")
 	progress("with b's replacement")
 
@@ -370,6 +374,7 @@ func TestHandoverHTTP2(t *testing.T) {
 	b := startReplica(t, "b", sb, sa, listen, backend)
 	for _, r := range []*replica{a, b} {
 		r.waitLog(t, "linked with the sibling")
+		r.waitLog(t, "serving") // it listens after it links
 		r.waitLog(t, "backend joined")
 	}
 	client := srv.Client()
@@ -434,6 +439,7 @@ func TestHandoverHTTP2(t *testing.T) {
 		if r == a {
 			a2 := startReplica(t, "a2", sa, sb, listen, backend)
 			a2.waitLog(t, "linked with the sibling")
+			a2.waitLog(t, "serving") // it listens after it links
 			a2.waitLog(t, "backend joined")
 			check("with a's replacement")
 		}
