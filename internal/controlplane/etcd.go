@@ -18,6 +18,18 @@ import (
 // etcdClient connects to the members other than skip (-1 for none) with
 // skiff's own etcd client certificate.
 func (l Layout) etcdClient(c *model.Cluster, skip int) (*clientv3.Client, error) {
+	var endpoints []string
+	for i, ep := range l.EtcdEndpoints(c) {
+		if i != skip {
+			endpoints = append(endpoints, ep)
+		}
+	}
+	return l.etcdClientOf(endpoints)
+}
+
+// etcdClientOf connects to endpoints with skiff's own etcd client
+// certificate.
+func (l Layout) etcdClientOf(endpoints []string) (*clientv3.Client, error) {
 	pair, err := tls.LoadX509KeyPair(l.pki("etcd/skiff-client.crt"), l.pki("etcd/skiff-client.key"))
 	if err != nil {
 		return nil, err
@@ -25,12 +37,6 @@ func (l Layout) etcdClient(c *model.Cluster, skip int) (*clientv3.Client, error)
 	pool, err := cert.NewPool(l.pki("etcd/ca.crt"))
 	if err != nil {
 		return nil, err
-	}
-	var endpoints []string
-	for i, ep := range l.EtcdEndpoints(c) {
-		if i != skip {
-			endpoints = append(endpoints, ep)
-		}
 	}
 	return clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
@@ -114,3 +120,89 @@ type memberInfo struct {
 	id   uint64
 	name string
 }
+
+// handOffLeadership moves the leadership of c's etcd away from member i
+// before it is stopped for a replacement: a leader that just stops leaves
+// the requests forwarded to it waiting for etcd's request timeout (7 s)
+// while the others elect a new one; a handed-off one is a follower and
+// its clients move on at its graceful stop. Best effort: an error only
+// costs that wait.
+func (w *worker) handOffLeadership(ctx context.Context, c *model.Cluster, i int) error {
+	l := w.layout(c)
+	cli, err := l.etcdClient(c, -1)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	eps := l.EtcdEndpoints(c)
+	st, err := cli.Status(ctx, eps[i])
+	if err != nil {
+		return fmt.Errorf("status of %s: %w", eps[i], err)
+	}
+	if st.Leader != st.Header.MemberId {
+		return nil
+	}
+	for j, ep := range eps {
+		if j == i {
+			continue
+		}
+		other, err := cli.Status(ctx, ep)
+		if err != nil || len(other.Errors) > 0 {
+			continue
+		}
+		// MoveLeader is served by the leader: ask member i itself.
+		one, err := l.etcdClientOf([]string{eps[i]})
+		if err != nil {
+			return err
+		}
+		defer one.Close()
+		if _, err := one.MoveLeader(ctx, other.Header.MemberId); err != nil {
+			return fmt.Errorf("move the leadership to %s: %w", ep, err)
+		}
+		return nil
+	}
+	return errors.New("no other healthy member to take the leadership")
+}
+
+// etcdSettled says whether every member of c's etcd answers, knows the
+// same leader and has applied what the others have (within a few
+// entries): only then may the next member stop for a replacement. A
+// member that just restarted passes its health probe before it has caught
+// up; stopping another then leaves the cluster without a working quorum
+// for seconds.
+func (w *worker) etcdSettled(ctx context.Context, c *model.Cluster) error {
+	l := w.layout(c)
+	cli, err := l.etcdClient(c, -1)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var leader uint64
+	var lowest, highest uint64
+	for i, ep := range l.EtcdEndpoints(c) {
+		st, err := cli.Status(ctx, ep)
+		if err != nil {
+			return fmt.Errorf("member %s: %w", ep, err)
+		}
+		if st.Leader == 0 || i > 0 && st.Leader != leader {
+			return fmt.Errorf("member %s knows leader %x, others %x", ep, st.Leader, leader)
+		}
+		leader = st.Leader
+		if i == 0 || st.RaftAppliedIndex < lowest {
+			lowest = st.RaftAppliedIndex
+		}
+		highest = max(highest, st.RaftAppliedIndex)
+	}
+	if highest-lowest > settledLag {
+		return fmt.Errorf("a member is %d entries behind", highest-lowest)
+	}
+	return nil
+}
+
+// settledLag is how far behind the others a member may be and count as
+// caught up (the writes of a busy moment).
+const settledLag = 1000

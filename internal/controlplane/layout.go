@@ -26,6 +26,7 @@ const (
 	EtcdClientPort        = 2379
 	EtcdPeerPort          = 2380
 	EtcdMetricsPort       = 2381
+	EtcdHTTPPort          = 2382 // the client port's HTTP endpoints (the client port serves gRPC only)
 	ControllerManagerPort = 10257
 	SchedulerPort         = 10259
 )

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/door"
@@ -227,6 +228,10 @@ func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) 
 		// Metrics and /health with the client TLS and client certificates
 		// (skiff's prober has one), never in clear text.
 		"--listen-metrics-urls=https://"+hostPort(ip, EtcdMetricsPort),
+		// The client port serves gRPC alone, so that a stopping member
+		// stops it gracefully (GOAWAY; the requests in flight finish):
+		// served with HTTP on one TLS port, etcd cuts every RPC at once.
+		"--listen-client-http-urls=https://"+hostPort(ip, EtcdHTTPPort),
 		"--initial-cluster="+strings.Join(initial, ","),
 		"--initial-cluster-state="+state,
 		"--initial-cluster-token="+c.ID,
@@ -302,8 +307,21 @@ func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.
 		// Loopback addresses cannot be advertised in the "kubernetes" Endpoints;
 		// skiff owns them (as EKS points them at its in-VPC interfaces).
 		"--endpoint-reconciler-type=none",
+		// A stopping apiserver (replaced for a new version or spec) fails
+		// /readyz at once and keeps serving for the delay, long enough for
+		// the endpoint (it checks every 200 ms) to take it out of the pool;
+		// then it tells its HTTP/2 clients to go elsewhere (GOAWAY: Go's
+		// client sends what it had not sent on a new connection) and
+		// finishes what is in flight (apiserverStopGrace). Not
+		// --shutdown-send-retry-after: its 429s carry "Retry-After: 5",
+		// and clients then stalled for 5 s with other apiservers serving.
+		"--shutdown-delay-duration="+apiserverShutdownDelay.String(),
 	)
 }
+
+// apiserverShutdownDelay is how long a stopping apiserver keeps serving
+// while the endpoint takes it out of its pool.
+const apiserverShutdownDelay = time.Second
 
 // Controller-managers and schedulers run as leader-elected pairs in two
 // zones, as on EKS: a standby takes over within one lease (the leases are

@@ -42,7 +42,18 @@ const (
 	// etcd waits for its watch streams for many seconds; every component
 	// here is crash-safe, so a short grace costs nothing.
 	stopGrace = 2 * time.Second
+	// apiserverStopGrace is an apiserver's: its shutdown delay, then the
+	// requests in flight finish.
+	apiserverStopGrace = apiserverShutdownDelay + 10*time.Second
 )
+
+// graceOf is how long instance s may take to stop when it is replaced.
+func graceOf(s runtime.Spec) time.Duration {
+	if s.Role == runtime.APIServer {
+		return apiserverStopGrace
+	}
+	return stopGrace
+}
 
 // worker reconciles one cluster.
 type worker struct {
@@ -249,8 +260,19 @@ func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Sp
 		return w.start(ctx, c, s, is, "restarted after exit")
 
 	case st.Hash != s.Hash(): // spec changed
+		if s.Role == runtime.Etcd {
+			if err := w.etcdSettled(ctx, c); err != nil {
+				w.cfg.Log.Info("etcd member replacement waits: the members have not settled", "instance", s.ID, "why", err)
+				return c, nil
+			}
+		}
 		w.cfg.Log.Info("replacing instance with a changed spec", "instance", s.ID)
-		if err := w.cfg.Runtime.Stop(ctx, s.ID, stopGrace); err != nil {
+		if s.Role == runtime.Etcd {
+			if err := w.handOffLeadership(ctx, c, indexOf(s)); err != nil {
+				w.cfg.Log.Warn("etcd leadership not handed off before the member stops", "instance", s.ID, "err", err)
+			}
+		}
+		if err := w.cfg.Runtime.Stop(ctx, s.ID, graceOf(s)); err != nil {
 			return c, err
 		}
 		return w.start(ctx, c, s, is, "replaced with a changed spec")

@@ -93,7 +93,7 @@ func createActiveSDK(b *testing.B, s *server, name string) (time.Duration, *ekst
 
 // sdkClient is a client-go client of an EKS cluster, authenticated as
 // `aws eks get-token` would (a presigned STS token of the server's user).
-func sdkClient(b *testing.B, s *server, c *ekstypes.Cluster) *kubernetes.Clientset {
+func sdkClient(b testing.TB, s *server, c *ekstypes.Cluster) *kubernetes.Clientset {
 	b.Helper()
 	ca, err := base64.StdEncoding.DecodeString(aws.ToString(c.CertificateAuthority.Data))
 	if err != nil {
