@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -504,7 +506,10 @@ func TestTwoClusters(t *testing.T) {
 	}
 	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		Certificates: []tls.Certificate{pair}, InsecureSkipVerify: true}}}
-	resp, err := hc.Get(lb.EtcdEndpoints(b)[0] + "/version")
+	// etcd's HTTP endpoints, with the client port's TLS and client
+	// certificates (the client port itself serves gRPC only).
+	version := "https://" + net.JoinHostPort(lb.EtcdIP(0).String(), strconv.Itoa(controlplane.EtcdHTTPPort)) + "/version"
+	resp, err := hc.Get(version)
 	if err == nil {
 		resp.Body.Close()
 		t.Errorf("cluster one's etcd client cert was accepted by cluster two's etcd: %s", resp.Status)
@@ -512,7 +517,7 @@ func TestTwoClusters(t *testing.T) {
 	// …while B's own certificate is accepted (the check can fail).
 	own, _ := tls.LoadX509KeyPair(pki.Path(lb.PKIDir(), "apiserver-etcd-client", ".crt"), pki.Path(lb.PKIDir(), "apiserver-etcd-client", ".key"))
 	hc.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{own}
-	resp, err = hc.Get(lb.EtcdEndpoints(b)[0] + "/version")
+	resp, err = hc.Get(version)
 	if err != nil {
 		t.Errorf("cluster two's own etcd client cert: %v", err)
 	} else {
