@@ -331,6 +331,9 @@ func (r *Runtime) scan() ([]proc, error) {
 	}
 	var out []proc
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // being written (recordIn)
+		}
 		path := filepath.Join(r.pidDir(), e.Name())
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -374,7 +377,23 @@ func recordIn(dir, id string, pid int) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, pidFile(id)), []byte(fmt.Sprintf("%d %s\n", pid, tick)), 0o600)
+	// Written aside and renamed into place: a scan running meanwhile must
+	// never see a partial file (it removes a file it cannot parse, and an
+	// instance whose file went is unknown to the next skiff, which then
+	// started it a second time).
+	tmp, err := os.CreateTemp(dir, ".new-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := fmt.Fprintf(tmp, "%d %s\n", pid, tick); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, pidFile(id)))
 }
 
 // adoptLegacy records the instances a skiff without pid files started:

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -288,6 +290,49 @@ func TestLauncherWaits(t *testing.T) {
 		}
 		if !goAhead && cmd.ProcessState.ExitCode() != 97 {
 			t.Errorf("without a go-ahead: exit %v, want 97", err)
+		}
+	}
+}
+
+// TestRecordWhileScanning: instances started while others list (a node
+// group's nodes start in parallel, each polling List) are all known to a
+// later skiff. A pid file caught half-written was taken for a dead
+// instance's and removed, and the next skiff started that instance again.
+func TestRecordWhileScanning(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t)
+	stop := make(chan struct{})
+	var scans sync.WaitGroup
+	for range 2 {
+		scans.Add(1)
+		go func() {
+			defer scans.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					r.List(ctx)
+				}
+			}
+		}()
+	}
+	var ids []string
+	for i := range 30 {
+		spec := runtime.Spec{ID: fmt.Sprintf("c1/i%d", i), Cluster: "c1", Command: []string{"sleep", "60"}}
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Stop(ctx, spec.ID, time.Second) })
+		ids = append(ids, spec.ID)
+	}
+	close(stop)
+	scans.Wait()
+	time.Sleep(100 * time.Millisecond) // exec'd: markers visible
+	restarted := New(r.root, r.logDir, r.log)
+	for _, id := range ids {
+		if st, ok := status(t, restarted, id); !ok || !st.Running {
+			t.Errorf("%s is unknown to a restarted skiff: %+v", id, st)
 		}
 	}
 }
