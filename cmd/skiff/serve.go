@@ -36,6 +36,7 @@ func newServeCmd() *cobra.Command {
 		sandbox = nodes.SandboxUserNS
 		quotas  = clusters.DefaultQuotas
 		tlsCfg  apitls.Config
+		drain   = nodes.DefaultReplaceDrainLimit
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -53,7 +54,7 @@ control-plane instances keep running while skiff restarts and are adopted again.
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			s, err := server.Start(ctx, server.Config{DataDir: dataDir, Listen: listen, Bundles: bundles, Images: imgDir,
-				Region: region, Sandbox: sandbox, Quotas: quotas, TLS: tlsCfg, Log: log})
+				Region: region, Sandbox: sandbox, Quotas: quotas, DrainTimeout: drain, TLS: tlsCfg, Log: log})
 			if err != nil {
 				return err
 			}
@@ -80,6 +81,7 @@ control-plane instances keep running while skiff restarts and are adopted again.
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	cmd.Flags().StringVar(&sandbox, "node-sandbox", sandbox, "how worker nodes are isolated: "+nodes.SandboxUserNS+
 		" (each a system container in its own user namespace) or "+nodes.SandboxHost+" (host root; no boundary against a privileged pod)")
+	cmd.Flags().DurationVar(&drain, "node-drain-timeout", drain, "how long a node group's version update waits for pod evictions that PodDisruptionBudgets refuse before it fails with PodEvictionFailure (unless forced)")
 	cmd.Flags().IntVar(&quotas.Clusters, "quota-clusters", quotas.Clusters, "clusters an account may have")
 	cmd.Flags().IntVar(&quotas.Nodes, "quota-nodes", quotas.Nodes, "worker nodes an account's node groups may run in all")
 	cmd.Flags().StringVar(&tlsCfg.CertFile, "tls-cert-file", "", "the API's serving certificate (PEM); default: one of skiff's own CA, DATA/tls/ca.crt")

@@ -54,6 +54,7 @@ var EKSRoutes = []eksRoute{
 	{"GET /clusters/{name}/node-groups/{ng}", "DescribeNodegroup", "", "nodegroup"},
 	{"DELETE /clusters/{name}/node-groups/{ng}", "DeleteNodegroup", "", "nodegroup"},
 	{"POST /clusters/{name}/node-groups/{ng}/update-config", "UpdateNodegroupConfig", "", "nodegroup"},
+	{"POST /clusters/{name}/node-groups/{ng}/update-version", "UpdateNodegroupVersion", "", "nodegroup"},
 	// skiff's own API.
 	{"GET /skiff/v1/clusters/{name}/kubeconfig", "GetKubeconfig", "eks:DescribeCluster", "cluster"},
 	{"GET /skiff/v1/clusters/{name}/events", "DescribeClusterEvents", "eks:DescribeCluster", "cluster"},

@@ -1,6 +1,7 @@
 package clusters
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -26,6 +27,10 @@ type NodegroupRequest struct {
 	Taints             []model.Taint
 	Tags               map[string]string
 	ClientRequestToken string
+	// Version is the Kubernetes minor of the group's nodes (empty: the
+	// cluster's); it may lag the cluster's by the kubelet skew.
+	Version      string
+	UpdateConfig *model.UpdateConfig
 }
 
 var (
@@ -110,6 +115,14 @@ func (s *Service) CreateNodegroup(account, cluster string, req NodegroupRequest)
 	if err := ValidateTags(req.Tags); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	if err := validateUpdateConfig(req.UpdateConfig); err != nil {
+		return nil, nil, err
+	}
+	if req.Version != "" {
+		if _, err := s.Bundles.Lookup(req.Version); err != nil {
+			return nil, nil, fmt.Errorf("%w: unsupported Kubernetes version %q; supported versions: %s", ErrInvalid, req.Version, strings.Join(s.Bundles.Versions(), ", "))
+		}
+	}
 	if len(req.Subnets) == 0 {
 		return nil, nil, fmt.Errorf("%w: subnets are required: the node group's nodes are spread over them", ErrInvalid)
 	}
@@ -146,6 +159,15 @@ func (s *Service) CreateNodegroup(account, cluster string, req NodegroupRequest)
 			}
 		}
 		ng.Version = c.Version
+		if req.Version != "" {
+			if err := nodeSkew(c, req.Version); err != nil {
+				return err
+			}
+			ng.Version = req.Version
+		}
+		if req.UpdateConfig != nil {
+			ng.UpdateConfig = *req.UpdateConfig
+		}
 		c.Nodegroups = append(c.Nodegroups, ng)
 		if err := s.checkNodeQuota(c, others); err != nil {
 			return err
@@ -233,6 +255,7 @@ type NodegroupConfig struct {
 	RemoveLabels       []string
 	AddTaints          []model.Taint
 	RemoveTaints       []model.Taint
+	UpdateConfig       *model.UpdateConfig
 	ClientRequestToken string
 }
 
@@ -267,7 +290,18 @@ func (s *Service) UpdateNodegroupConfig(account, cluster, name string, req Nodeg
 		if err := validateLabelsTaints(req.AddLabels, req.AddTaints); err != nil {
 			return err
 		}
+		if err := validateUpdateConfig(req.UpdateConfig); err != nil {
+			return err
+		}
 		var params []model.UpdateParam
+		if u := req.UpdateConfig; u != nil && *u != ng.UpdateConfig {
+			ng.UpdateConfig = *u
+			if u.MaxUnavailable > 0 {
+				params = append(params, model.UpdateParam{Type: "MaxUnavailable", Value: fmt.Sprint(u.MaxUnavailable)})
+			} else {
+				params = append(params, model.UpdateParam{Type: "MaxUnavailablePercentage", Value: fmt.Sprint(u.MaxUnavailablePercentage)})
+			}
+		}
 		if min != ng.Min || max != ng.Max || desired != ng.Desired {
 			ng.Min, ng.Max, ng.Desired = min, max, desired
 			if err := s.checkNodeQuota(c, others); err != nil {
@@ -301,6 +335,108 @@ func (s *Service) UpdateNodegroupConfig(account, cluster, name string, req Nodeg
 		ng.Status, ng.ModifiedAt = model.NodegroupUpdating, time.Now().UTC()
 		out = model.Update{ID: newUUID(), Type: "ConfigUpdate", Status: model.UpdateInProgress, Params: params,
 			CreatedAt: time.Now().UTC(), ClientRequestToken: req.ClientRequestToken, Nodegroup: name}
+		c.AddUpdate(out)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// MaxUnavailableLimit is EKS' bound on updateConfig.maxUnavailable.
+const MaxUnavailableLimit = 100
+
+func validateUpdateConfig(u *model.UpdateConfig) error {
+	switch {
+	case u == nil:
+		return nil
+	case u.MaxUnavailable > 0 && u.MaxUnavailablePercentage > 0:
+		return fmt.Errorf("%w: updateConfig takes maxUnavailable or maxUnavailablePercentage, not both", ErrInvalid)
+	case u.MaxUnavailable == 0 && u.MaxUnavailablePercentage == 0:
+		return fmt.Errorf("%w: updateConfig needs maxUnavailable (1-%d) or maxUnavailablePercentage (1-100)", ErrInvalid, MaxUnavailableLimit)
+	case u.MaxUnavailable < 0 || u.MaxUnavailable > MaxUnavailableLimit:
+		return fmt.Errorf("%w: updateConfig.maxUnavailable must be between 1 and %d", ErrInvalid, MaxUnavailableLimit)
+	case u.MaxUnavailablePercentage < 0 || u.MaxUnavailablePercentage > 100:
+		return fmt.Errorf("%w: updateConfig.maxUnavailablePercentage must be between 1 and 100", ErrInvalid)
+	}
+	return nil
+}
+
+// nodeSkew checks that nodes of version v may join c: not newer than its
+// control plane, at most MaxKubeletSkew minors older.
+func nodeSkew(c *model.Cluster, v string) error {
+	switch d := minorDiff(c.Version, v); {
+	case d < 0:
+		return fmt.Errorf("%w: Requested Nodegroup version %s is newer than the cluster's version %s (a kubelet may not be newer than its control plane)", ErrInvalid, v, c.Version)
+	case d > MaxKubeletSkew:
+		return fmt.Errorf("%w: Requested Nodegroup version %s is more than %d minor versions behind the cluster's version %s", ErrInvalid, v, MaxKubeletSkew, c.Version)
+	}
+	return nil
+}
+
+// ReleaseVersion is the release version of skiff's nodes of Kubernetes
+// minor v (EKS names AMI releases so; skiff has one per minor).
+func ReleaseVersion(v string) string { return v + ".0-skiff" }
+
+// NodegroupVersion is an UpdateNodegroupVersion request.
+type NodegroupVersion struct {
+	Version, ReleaseVersion string
+	Force                   bool
+	ClientRequestToken      string
+}
+
+// UpdateNodegroupVersion starts replacing a node group's nodes by nodes of
+// another Kubernetes version (the cluster's by default; an older one
+// within the kubelet skew rolls the group back). The reconciler surges
+// new nodes first, then drains and removes old ones, at most
+// updateConfig's batch at a time, respecting PodDisruptionBudgets unless
+// Force.
+func (s *Service) UpdateNodegroupVersion(account, cluster, name string, req NodegroupVersion) (*model.Update, error) {
+	if req.Version != "" {
+		if _, err := s.Bundles.Lookup(req.Version); err != nil {
+			return nil, fmt.Errorf("%w: unsupported Kubernetes version %q; supported versions: %s", ErrInvalid, req.Version, strings.Join(s.Bundles.Versions(), ", "))
+		}
+	}
+	var out model.Update
+	_, err := s.nodegroupCluster(account, cluster, func(c *model.Cluster) error {
+		ng := c.Nodegroup(name)
+		if ng == nil {
+			return ngNotFound(name)
+		}
+		if req.ClientRequestToken != "" {
+			for _, u := range c.Updates {
+				if u.ClientRequestToken == req.ClientRequestToken && u.Nodegroup == name {
+					out = u
+					return nil
+				}
+			}
+		}
+		if ng.Status != model.NodegroupActive && ng.Status != model.NodegroupDegraded {
+			return fmt.Errorf("%w: Nodegroup %s is in %s status; wait until it is ACTIVE", ErrInUse, name, ng.Status)
+		}
+		if c.Status != model.StatusActive {
+			return fmt.Errorf("%w: Cluster '%s' is %s; node groups are updated while it is ACTIVE", ErrInUse, cluster, c.Status)
+		}
+		to := cmp.Or(req.Version, c.Version)
+		if err := nodeSkew(c, to); err != nil {
+			return err
+		}
+		if req.ReleaseVersion != "" && req.ReleaseVersion != ReleaseVersion(to) {
+			return fmt.Errorf("%w: Requested release version %s is not valid for Kubernetes version %s; skiff's is %s", ErrInvalid, req.ReleaseVersion, to, ReleaseVersion(to))
+		}
+		current := true
+		for _, v := range groupVersions(c, ng) {
+			current = current && v == to
+		}
+		if current {
+			return fmt.Errorf("%w: Nodegroup %s is already at the desired configuration with version %s and release version %s", ErrInvalid, name, to, ReleaseVersion(to))
+		}
+		ng.Version, ng.Force = to, req.Force
+		ng.Status, ng.ModifiedAt = model.NodegroupUpdating, time.Now().UTC()
+		out = model.Update{ID: newUUID(), Type: model.UpdateVersion, Status: model.UpdateInProgress, Params: []model.UpdateParam{
+			{Type: "Version", Value: to}, {Type: "ReleaseVersion", Value: ReleaseVersion(to)},
+		}, CreatedAt: time.Now().UTC(), ClientRequestToken: req.ClientRequestToken, Nodegroup: name}
 		c.AddUpdate(out)
 		return nil
 	})

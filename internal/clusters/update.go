@@ -1,6 +1,7 @@
 package clusters
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -254,40 +255,108 @@ func (s *Service) UpdateConfig(account, name string, req ConfigUpdate) (*model.U
 	})
 }
 
-// UpdateVersion starts the upgrade of an ACTIVE cluster to the next minor version.
+// UpdateVersion starts the upgrade of an ACTIVE cluster to the next
+// minor version, or its rollback to the version it was upgraded from.
+//
+// A rollback is one minor back to the version the cluster was upgraded
+// from in place, as on EKS; skiff allows it for as long as that is safe
+// rather than for 7 days: upstream Kubernetes moves a resource's storage
+// version only to one the previous minor already reads, so the older
+// apiservers read everything the newer ones wrote. What makes it unsafe is
+// a node newer than the target (a kubelet may not be newer than its
+// apiserver): node groups are rolled back first, with
+// UpdateNodegroupVersion, as on EKS.
 func (s *Service) UpdateVersion(account, name, version, token string) (*model.Update, error) {
 	b, err := s.Bundles.Lookup(version)
 	if version == "" || err != nil {
 		return nil, fmt.Errorf("%w: unsupported Kubernetes version %q; supported versions: %s", ErrInvalid, version, strings.Join(s.Bundles.Versions(), ", "))
 	}
 	return s.update(account, name, token, func(c *model.Cluster) (model.Update, error) {
-		if c.Version == b.Minor() {
+		to := b.Minor()
+		if c.Version == to {
 			return model.Update{}, fmt.Errorf("%w: Cluster is already at the desired configuration with version: %s", ErrInvalid, c.Version)
 		}
-		if !nextMinor(c.Version, b.Minor()) {
-			return model.Update{}, fmt.Errorf("%w: Unsupported Kubernetes minor version update from %s to %s: upgrade one minor version at a time", ErrInvalid, c.Version, b.Minor())
+		if err := versionChange(c, to); err != nil {
+			return model.Update{}, err
 		}
-		c.Version = b.Minor()
+		if minorDiff(to, c.Version) > 0 {
+			c.PreviousVersion = c.Version
+		} else {
+			c.PreviousVersion = "" // rolled back: nothing further to go back to
+		}
+		c.Version = to
 		return model.Update{Type: model.UpdateVersion, Params: []model.UpdateParam{
-			{Type: "Version", Value: b.Minor()}, {Type: "PlatformVersion", Value: PlatformVersion},
+			{Type: "Version", Value: to}, {Type: "PlatformVersion", Value: PlatformVersion},
 		}}, nil
 	})
 }
 
+// MaxKubeletSkew is how many minors a kubelet may be older than its
+// apiservers (upstream's version skew policy); it may never be newer.
+const MaxKubeletSkew = 3
+
+// versionChange checks that c may move from its version to to: one minor
+// up, with every node group within the kubelet skew of the new version,
+// or a rollback (see UpdateVersion).
+func versionChange(c *model.Cluster, to string) error {
+	d := minorDiff(to, c.Version)
+	switch {
+	case d > 1:
+		return fmt.Errorf("%w: Unsupported Kubernetes minor version update from %s to %s: upgrade one minor version at a time", ErrInvalid, c.Version, to)
+	case d < -1:
+		return fmt.Errorf("%w: Unsupported Kubernetes version rollback from %s to %s: a cluster rolls back one minor version, to the version it was upgraded from", ErrInvalidRequest, c.Version, to)
+	case d == -1 && c.PreviousVersion != to:
+		why := "it was created at " + c.Version
+		if c.PreviousVersion != "" {
+			why = "it was upgraded from " + c.PreviousVersion
+		}
+		return fmt.Errorf("%w: cluster %s cannot roll back to %s: %s; a cluster rolls back only to the version it was upgraded from in place", ErrInvalidRequest, c.Name, to, why)
+	}
+	for _, g := range c.Nodegroups {
+		for _, v := range groupVersions(c, &g) {
+			switch {
+			case minorDiff(v, to) > 0:
+				return fmt.Errorf("%w: node group %s runs Kubernetes %s, newer than %s (a kubelet may not be newer than its control plane): roll it back first with 'aws eks update-nodegroup-version --cluster-name %s --nodegroup-name %s --kubernetes-version %s'",
+					ErrInvalidRequest, g.Name, v, to, c.Name, g.Name, to)
+			case minorDiff(to, v) > MaxKubeletSkew:
+				return fmt.Errorf("%w: node group %s runs Kubernetes %s, more than %d minor versions behind %s: update it first with 'aws eks update-nodegroup-version --cluster-name %s --nodegroup-name %s'",
+					ErrInvalidRequest, g.Name, v, MaxKubeletSkew, to, c.Name, g.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// groupVersions are the Kubernetes minors a node group's nodes run (and
+// the group's own, which its new nodes get).
+func groupVersions(c *model.Cluster, g *model.Nodegroup) []string {
+	out := []string{cmp.Or(g.Version, c.Version)}
+	for _, n := range g.Nodes {
+		if v := cmp.Or(n.Version, c.Version); !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// minorDiff is a − b in minor versions ("1.37" − "1.36" = 1); versions of
+// different majors, or unparsable ones, are far apart.
+func minorDiff(a, b string) int {
+	var aa, ab, ba, bb int
+	if _, err := fmt.Sscanf(a, "%d.%d", &aa, &ab); err != nil {
+		return 1000
+	}
+	if _, err := fmt.Sscanf(b, "%d.%d", &ba, &bb); err != nil {
+		return 1000
+	}
+	if aa != ba {
+		return 1000 * (aa - ba)
+	}
+	return ab - bb
+}
+
 // PlatformVersion is the EKS platform version skiff reports.
 const PlatformVersion = "eks.1"
-
-// nextMinor reports whether to is exactly one minor version above from.
-func nextMinor(from, to string) bool {
-	var fa, fb, ta, tb int
-	if _, err := fmt.Sscanf(from, "%d.%d", &fa, &fb); err != nil {
-		return false
-	}
-	if _, err := fmt.Sscanf(to, "%d.%d", &ta, &tb); err != nil {
-		return false
-	}
-	return fa == ta && tb == fb+1
-}
 
 // update applies change to an ACTIVE cluster and records its update as
 // InProgress; the reconciler finishes it. A retry with the same client

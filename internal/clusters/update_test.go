@@ -10,13 +10,79 @@ import (
 	"skiff.dev/skiff/internal/store"
 )
 
-func TestNextMinor(t *testing.T) {
+func TestMinorDiff(t *testing.T) {
 	for _, tt := range []struct {
-		from, to string
-		want     bool
-	}{{"1.36", "1.37", true}, {"1.36", "1.38", false}, {"1.37", "1.36", false}, {"1.37", "1.37", false}, {"x", "1.37", false}} {
-		if got := nextMinor(tt.from, tt.to); got != tt.want {
-			t.Errorf("nextMinor(%s, %s) = %t", tt.from, tt.to, got)
+		a, b string
+		want int
+	}{{"1.37", "1.36", 1}, {"1.36", "1.38", -2}, {"1.37", "1.37", 0}, {"2.0", "1.37", 1000}, {"x", "1.37", 1000}} {
+		if got := minorDiff(tt.a, tt.b); got != tt.want {
+			t.Errorf("minorDiff(%s, %s) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+// TestVersionChange covers which version moves a cluster may make: one
+// minor up, back to the version it was upgraded from, never with a node
+// newer than the control plane or beyond the kubelet skew.
+func TestVersionChange(t *testing.T) {
+	group := func(v string, nodes ...string) model.Nodegroup {
+		g := model.Nodegroup{Name: "ng", Version: v}
+		for _, nv := range nodes {
+			g.Nodes = append(g.Nodes, model.Node{Version: nv})
+		}
+		return g
+	}
+	for _, tt := range []struct {
+		name     string
+		c        model.Cluster
+		to       string
+		want     error
+		contains string
+	}{
+		{"upgrade", model.Cluster{Version: "1.36"}, "1.37", nil, ""},
+		{"skip a minor", model.Cluster{Version: "1.36"}, "1.38", ErrInvalid, "one minor version at a time"},
+		{"rollback", model.Cluster{Version: "1.37", PreviousVersion: "1.36"}, "1.36", nil, ""},
+		{"rollback of a cluster created at its version", model.Cluster{Version: "1.37"}, "1.36", ErrInvalidRequest, "created at 1.37"},
+		{"down by two", model.Cluster{Version: "1.37", PreviousVersion: "1.36"}, "1.35", ErrInvalidRequest, "one minor version"},
+		{"rollback under newer nodes", model.Cluster{Version: "1.37", PreviousVersion: "1.36", Nodegroups: []model.Nodegroup{group("1.37", "1.37")}}, "1.36", ErrInvalidRequest, "roll it back first"},
+		{"rollback under a group half rolled back", model.Cluster{Version: "1.37", PreviousVersion: "1.36", Nodegroups: []model.Nodegroup{group("1.36", "1.36", "1.37")}}, "1.36", ErrInvalidRequest, "runs Kubernetes 1.37"},
+		{"rollback after the nodes", model.Cluster{Version: "1.37", PreviousVersion: "1.36", Nodegroups: []model.Nodegroup{group("1.36", "1.36")}}, "1.36", nil, ""},
+		{"upgrade over old nodes within the skew", model.Cluster{Version: "1.36", Nodegroups: []model.Nodegroup{group("1.34", "1.34")}}, "1.37", nil, ""},
+		{"upgrade beyond the kubelet skew", model.Cluster{Version: "1.36", Nodegroups: []model.Nodegroup{group("1.33", "1.33")}}, "1.37", ErrInvalidRequest, "more than 3 minor versions"},
+		{"legacy nodes follow the cluster", model.Cluster{Version: "1.37", PreviousVersion: "1.36", Nodegroups: []model.Nodegroup{group("1.36", "")}}, "1.36", ErrInvalidRequest, "runs Kubernetes 1.37"},
+	} {
+		err := versionChange(&tt.c, tt.to)
+		if tt.want == nil && err != nil || tt.want != nil && (!errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.contains)) {
+			t.Errorf("%s: versionChange(%s → %s) = %v, want %v (%q)", tt.name, tt.c.Version, tt.to, err, tt.want, tt.contains)
+		}
+	}
+}
+
+func TestNodeSkew(t *testing.T) {
+	c := &model.Cluster{Version: "1.37"}
+	for v, ok := range map[string]bool{"1.37": true, "1.36": true, "1.34": true, "1.33": false, "1.38": false} {
+		if err := nodeSkew(c, v); (err == nil) != ok {
+			t.Errorf("nodeSkew(1.37, %s) = %v, want ok=%t", v, err, ok)
+		}
+	}
+}
+
+func TestValidateUpdateConfig(t *testing.T) {
+	for _, tt := range []struct {
+		u  *model.UpdateConfig
+		ok bool
+	}{
+		{nil, true},
+		{&model.UpdateConfig{MaxUnavailable: 2}, true},
+		{&model.UpdateConfig{MaxUnavailablePercentage: 50}, true},
+		{&model.UpdateConfig{}, false},
+		{&model.UpdateConfig{MaxUnavailable: 1, MaxUnavailablePercentage: 10}, false},
+		{&model.UpdateConfig{MaxUnavailable: 101}, false},
+		{&model.UpdateConfig{MaxUnavailable: -1}, false},
+		{&model.UpdateConfig{MaxUnavailablePercentage: 101}, false},
+	} {
+		if err := validateUpdateConfig(tt.u); (err == nil) != tt.ok || err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("validateUpdateConfig(%+v) = %v, want ok=%t", tt.u, err, tt.ok)
 		}
 	}
 }

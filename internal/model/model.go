@@ -37,6 +37,9 @@ type Cluster struct {
 	ID string `json:"id"`
 	// Version is the Kubernetes minor version ("1.37").
 	Version string `json:"version"`
+	// PreviousVersion is the version the cluster was last upgraded from
+	// in place: the one it may be rolled back to (empty: none).
+	PreviousVersion string `json:"previousVersion,omitempty"`
 	// Slot numbers the cluster's addresses: 127.1.SLOT.0/24.
 	Slot       int               `json:"slot"`
 	RoleArn    string            `json:"roleArn,omitempty"`

@@ -28,13 +28,37 @@ type Nodegroup struct {
 	Tags          map[string]string `json:"tags,omitempty"`
 	Status        string            `json:"status"`
 	Issues        []Issue           `json:"issues,omitempty"`
-	Version       string            `json:"version"`
-	CreatedAt     time.Time         `json:"createdAt"`
-	ModifiedAt    time.Time         `json:"modifiedAt"`
+	// Version is the Kubernetes minor the group's nodes run, or are
+	// being replaced to run (UPDATING after UpdateNodegroupVersion).
+	Version string `json:"version"`
+	// UpdateConfig bounds how many nodes a version update takes out at
+	// once (EKS' updateConfig; zero values: one node).
+	UpdateConfig UpdateConfig `json:"updateConfig,omitzero"`
+	// Force is the running version update's force flag: pods whose
+	// disruption budget blocks their eviction are deleted anyway.
+	Force      bool      `json:"force,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
+	ModifiedAt time.Time `json:"modifiedAt"`
 	// Nodes are the group's nodes, oldest first.
 	Nodes []Node `json:"nodes,omitempty"`
 	// ClientRequestToken of the create call, for idempotent retries.
 	ClientRequestToken string `json:"clientRequestToken,omitempty"`
+}
+
+// UpdateConfig is EKS' node group updateConfig: at most one of the two is set.
+type UpdateConfig struct {
+	MaxUnavailable           int `json:"maxUnavailable,omitempty"`
+	MaxUnavailablePercentage int `json:"maxUnavailablePercentage,omitempty"`
+}
+
+// Batch is how many of a group's desired nodes an update replaces at once
+// (at least one).
+func (u UpdateConfig) Batch(desired int) int {
+	n := u.MaxUnavailable
+	if u.MaxUnavailablePercentage > 0 {
+		n = desired * u.MaxUnavailablePercentage / 100
+	}
+	return max(n, 1)
 }
 
 // Taint is a Kubernetes taint with EKS' effect names.
@@ -60,7 +84,12 @@ type Node struct {
 	Addr     string    `json:"addr"` // 172.31.0.10/20
 	Created  time.Time `json:"created"`
 	Draining bool      `json:"draining,omitempty"` // chosen for removal
-	Ready    bool      `json:"ready,omitempty"`    // observed: its Node is Ready
+	// DrainStarted is when its pods' eviction began (zero: not yet).
+	DrainStarted time.Time `json:"drainStarted,omitzero"`
+	// Version is the Kubernetes minor its kubelet runs (empty in records
+	// of a skiff that had nodes follow the cluster's version).
+	Version string `json:"version,omitempty"`
+	Ready   bool   `json:"ready,omitempty"` // observed: its Node is Ready
 	// AccessKeyID is the key of the node role session skiff minted for
 	// the instance (its instance profile's credentials, session name ID):
 	// only tokens signed with it are this node.

@@ -13,7 +13,6 @@ import (
 
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -164,52 +163,4 @@ func cordon(ctx context.Context, admin kubernetes.Interface, name string) error 
 		return fmt.Errorf("cordon %s: %w", name, err)
 	}
 	return err
-}
-
-// drain cordons a node and evicts its pods (DaemonSet pods stay, as kubectl
-// drain leaves them) and waits up to 45 s for them to terminate; it
-// returns how many pods it evicted.
-func drain(ctx context.Context, admin kubernetes.Interface, name string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-	defer cancel()
-	if err := cordon(ctx, admin, name); apierrors.IsNotFound(err) {
-		return 0, nil
-	} else if err != nil {
-		return 0, err
-	}
-	evicted := 0
-	for {
-		pods, err := admin.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
-		if err != nil {
-			return evicted, err
-		}
-		left := 0
-		for _, p := range pods.Items {
-			if owner := metav1.GetControllerOf(&p); owner != nil && owner.Kind == "DaemonSet" || p.Status.Phase == "Succeeded" || p.Status.Phase == "Failed" {
-				continue
-			}
-			left++
-			if p.DeletionTimestamp != nil {
-				continue
-			}
-			ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
-			if err := admin.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev); err != nil && !apierrors.IsNotFound(err) {
-				// 429: a disruption budget forbids it for now; try again.
-				if !apierrors.IsTooManyRequests(err) {
-					return evicted, fmt.Errorf("evict %s/%s: %w", p.Namespace, p.Name, err)
-				}
-			} else if err == nil {
-				evicted++
-			}
-		}
-		if left == 0 {
-			return evicted, nil
-		}
-		// Wait for the evicted pods to terminate, as kubectl drain does.
-		select {
-		case <-ctx.Done():
-			return evicted, fmt.Errorf("drain %s: %d pods still running: %w", name, left, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

@@ -99,7 +99,11 @@ type Config struct {
 	// images.NodeFiles), for SandboxUserNS.
 	Sandbox   string
 	NodeImage string
-	Log       *slog.Logger
+	// ReplaceDrainLimit is how long a node group's version update waits
+	// for evictions that disruption budgets refuse before it fails
+	// (DefaultReplaceDrainLimit when zero).
+	ReplaceDrainLimit time.Duration
+	Log               *slog.Logger
 }
 
 // Reconciler runs the nodes of every cluster.
@@ -112,6 +116,7 @@ type Reconciler struct {
 	restarts  runtime.Backoff         // of node instances that exit
 	sandboxes map[string]bool         // nodes whose sandbox this run built
 	classes   map[string]bool         // clusters given RuntimeClass gvisor by this run
+	rounds    map[string]time.Time    // last eviction round of each draining node
 }
 
 // New returns a reconciler.
@@ -129,8 +134,11 @@ func New(cfg Config) *Reconciler {
 		}
 		cfg.Host = h
 	}
+	if cfg.ReplaceDrainLimit == 0 {
+		cfg.ReplaceDrainLimit = DefaultReplaceDrainLimit
+	}
 	return &Reconciler{cfg: cfg, vpcs: map[string]*http.Server{}, sandboxes: map[string]bool{},
-		classes: map[string]bool{}}
+		classes: map[string]bool{}, rounds: map[string]time.Time{}}
 }
 
 // SetAPI sets the handler served in VPCs (it is built after the engine).
@@ -318,6 +326,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *model.Cluster, admin kube
 	if err := r.runtimeClass(ctx, c, admin); err != nil {
 		errs = append(errs, err)
 	}
+	if err := r.adoptVersions(c); err != nil {
+		return err
+	}
 	all, err := r.cfg.Runtime.List(ctx)
 	if err != nil {
 		return err
@@ -407,13 +418,17 @@ func (r *Reconciler) scale(ctx context.Context, c *model.Cluster, g *model.Nodeg
 	if g.Status == model.NodegroupDeleting {
 		want = 0
 	}
+	// A version update keeps a surge of new nodes over the desired count
+	// and drains a batch of old ones once the new ones are Ready.
+	surge, drainNow := replacePlan(c, g)
+	want += surge
 	active := 0
 	for _, n := range g.Nodes {
 		if !n.Draining {
 			active++
 		}
 	}
-	if active == want {
+	if active == want && len(drainNow) == 0 {
 		return nil
 	}
 	subnets, err := r.cfg.Network.Subnets(c.Account, g.Subnets)
@@ -443,7 +458,7 @@ func (r *Reconciler) scale(ctx context.Context, c *model.Cluster, g *model.Nodeg
 			return err
 		}
 		added = append(added, model.Node{ID: id, Name: NodeName(addr.Addr(), r.cfg.Region), Subnet: sn.ID, Zone: sn.Zone,
-			Addr: addr.String(), Created: time.Now().UTC()})
+			Addr: addr.String(), Created: time.Now().UTC(), Version: groupVersion(c, g)})
 		perSubnet[sn.ID]++
 	}
 	applied := false
@@ -453,12 +468,26 @@ func (r *Reconciler) scale(ctx context.Context, c *model.Cluster, g *model.Nodeg
 			return nil // changed meanwhile: the next pass plans again
 		}
 		fresh.Nodes = append(fresh.Nodes, added...)
+		for i := range fresh.Nodes {
+			if slices.Contains(drainNow, fresh.Nodes[i].ID) {
+				fresh.Nodes[i].Draining = true
+				active--
+			}
+		}
 		for n := active; n > want; n-- {
-			// The newest node of the fullest subnet.
+			// A node of another version than the group's first (the new
+			// nodes of an update that failed), then the newest node of
+			// the fullest subnet.
+			target := groupVersion(c, fresh)
+			better := func(x, y *model.Node) bool {
+				if xo, yo := nodeVersion(c, x) != target, nodeVersion(c, y) != target; xo != yo {
+					return xo
+				}
+				return perSubnet[x.Subnet] > perSubnet[y.Subnet]
+			}
 			pick := -1
 			for i := len(fresh.Nodes) - 1; i >= 0; i-- {
-				x := fresh.Nodes[i]
-				if !x.Draining && (pick < 0 || perSubnet[x.Subnet] > perSubnet[fresh.Nodes[pick].Subnet]) {
+				if x := &fresh.Nodes[i]; !x.Draining && (pick < 0 || better(x, &fresh.Nodes[pick])) {
 					pick = i
 				}
 			}
@@ -489,7 +518,7 @@ func newNodeID() string {
 // ensureNode makes a node's sandbox and starts (or restarts) its
 // containerd and kubelet.
 func (r *Reconciler) ensureNode(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, observed map[string]runtime.Status, keys func(context.Context) error) error {
-	b, err := r.cfg.Bundles.Lookup(c.Version)
+	b, err := r.cfg.Bundles.Lookup(nodeVersion(c, n))
 	if err != nil {
 		return err
 	}
@@ -761,21 +790,30 @@ func taintEffect(e string) string {
 
 // removeAll removes the group's nodes chosen for removal, all at once:
 // every one is cordoned first, so that no pod evicted from one lands on
-// another that goes too, then each is drained and removed.
+// another that goes too (in a version update, every old node), then each
+// is drained, a round per pass, and removed once empty.
 func (r *Reconciler) removeAll(ctx context.Context, c *model.Cluster, g *model.Nodegroup, admin kubernetes.Interface) error {
 	var doomed []*model.Node
+	starting := false
 	for j := range g.Nodes {
 		if g.Nodes[j].Draining {
 			doomed = append(doomed, &g.Nodes[j])
+			starting = starting || g.Nodes[j].DrainStarted.IsZero()
 		}
 	}
 	if len(doomed) == 0 {
 		return nil
 	}
 	var errs []error
-	for _, n := range doomed {
-		if err := cordon(ctx, admin, n.Name); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, err)
+	if starting {
+		for j := range g.Nodes {
+			n := &g.Nodes[j]
+			if !n.Draining && !replacing(c, g, n) || n.Draining && !n.DrainStarted.IsZero() {
+				continue
+			}
+			if err := cordon(ctx, admin, n.Name); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -794,19 +832,48 @@ func (r *Reconciler) removeAll(ctx context.Context, c *model.Cluster, g *model.N
 	return errors.Join(errs...)
 }
 
-// remove drains a node chosen for removal, deletes its Node object and
-// sandbox, frees its address and drops it from the store.
+// remove drains a node chosen for removal, a round of evictions at a
+// time; once it is empty (or its drain gave up: drainVerdict) it deletes
+// its Node object and sandbox, frees its address and drops it from the
+// store.
 func (r *Reconciler) remove(ctx context.Context, c *model.Cluster, g *model.Nodegroup, n *model.Node, admin kubernetes.Interface) error {
-	t0 := time.Now()
-	evicted, err := drain(ctx, admin, n.Name)
+	if n.DrainStarted.IsZero() {
+		now := time.Now().UTC()
+		if err := r.recordNode(c, g.Name, n.ID, func(x *model.Node) { x.DrainStarted = now }); err != nil {
+			return err
+		}
+		n.DrainStarted = now
+	}
+	r.mu.Lock()
+	due := time.Since(r.rounds[n.ID]) >= drainRound
+	if due {
+		r.rounds[n.ID] = time.Now()
+	}
+	r.mu.Unlock()
+	if !due {
+		return nil
+	}
+	replace := replacing(c, g, n)
+	left, blocked, _, err := evictRound(ctx, admin, n.Name, replace && g.Force)
 	if err != nil {
 		r.cfg.Log.Warn("drain", "node", n.Name, "err", err)
+		left = max(left, 1)
 	}
-	drained := time.Since(t0)
+	drained := time.Since(n.DrainStarted)
+	switch drainVerdict(left, blocked, drained, replace, r.cfg.ReplaceDrainLimit) {
+	case drainWait:
+		return nil
+	case drainRefused:
+		return r.refuseReplace(ctx, c, g, n, admin)
+	}
+	if left > 0 {
+		r.cfg.Log.Warn("removing a node whose pods did not all go", "node", n.Name, "left", left, "after", drained.Round(time.Second))
+	}
+	t0 := time.Now()
 	if err := r.destroy(ctx, c, n); err != nil {
 		return err
 	}
-	destroyed := time.Since(t0) - drained
+	destroyed := time.Since(t0)
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	admin.CoreV1().Nodes().Delete(dctx, n.Name, metav1.DeleteOptions{})
 	cancel()
@@ -817,7 +884,14 @@ func (r *Reconciler) remove(ctx context.Context, c *model.Cluster, g *model.Node
 		return nil
 	})
 	if err == nil {
-		r.event(c, n.Name, model.EventDeleted, fmt.Sprintf("node drained (%d pods evicted, %.1fs) and removed from node group %s (%.1fs)", evicted, drained.Seconds(), g.Name, destroyed.Seconds()))
+		r.mu.Lock()
+		delete(r.rounds, n.ID)
+		r.mu.Unlock()
+		why := "removed from node group " + g.Name
+		if replace {
+			why = fmt.Sprintf("replaced by a node of Kubernetes %s in node group %s", groupVersion(c, g), g.Name)
+		}
+		r.event(c, n.Name, model.EventDeleted, fmt.Sprintf("node drained (%.1fs) and %s (%.1fs)", drained.Seconds(), why, destroyed.Seconds()))
 	}
 	return err
 }
@@ -949,7 +1023,11 @@ func (r *Reconciler) updateStatus(c *model.Cluster, name string, readyIDs map[st
 				ready++
 			}
 		}
-		done := ready == g.Desired && active == g.Desired && len(g.Nodes) == active
+		current := true // every node runs the group's version
+		for _, n := range g.Nodes {
+			current = current && nodeVersion(c, &n) == groupVersion(c, g)
+		}
+		done := ready == g.Desired && active == g.Desired && len(g.Nodes) == active && current
 		switch {
 		case (g.Status == model.NodegroupCreating || g.Status == model.NodegroupUpdating) && done:
 			finished = fmt.Sprintf("node group %s %s: %d nodes Ready", name, strings.ToLower(g.Status), ready)
@@ -959,6 +1037,7 @@ func (r *Reconciler) updateStatus(c *model.Cluster, name string, readyIDs map[st
 					c.Updates[i].Status = model.UpdateSuccessful
 				}
 			}
+			g.Force = false
 		case g.Status == model.NodegroupActive && len(issues) > 0:
 			g.Status = model.NodegroupDegraded
 		case g.Status == model.NodegroupDegraded && len(issues) == 0 && done:

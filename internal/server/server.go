@@ -59,8 +59,11 @@ type Config struct {
 	// default, or nodes.SandboxHost).
 	Sandbox string
 	Quotas  clusters.Quotas // zero: clusters.DefaultQuotas
-	TLS     apitls.Config
-	Log     *slog.Logger
+	// DrainTimeout is how long a node group's version update waits for
+	// evictions that PodDisruptionBudgets refuse (zero: 15 minutes, as EKS).
+	DrainTimeout time.Duration
+	TLS          apitls.Config
+	Log          *slog.Logger
 }
 
 // Validate checks cfg and fills in defaults.
@@ -193,7 +196,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	nodeRec := nodes.New(nodes.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Network: nets, Region: region,
 		SkiffBin: self, Log: log, Credentials: nodeCredentials(ids), RegistryHost: registry.Host(ln.Addr()),
 		Sandbox: sandbox, NodeImage: nodeImage, PullKey: pullKey, RegistryDir: filepath.Join(dataDir, "registry"),
-		SocketDir: controlplane.EgressDir})
+		SocketDir: controlplane.EgressDir, ReplaceDrainLimit: cfg.DrainTimeout})
 	s.closers = append(s.closers, func() { nodeRec.Close() })
 	dnsVersion, err := images.CoreDNSVersion(imgDir)
 	if err != nil {

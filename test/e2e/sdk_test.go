@@ -197,8 +197,10 @@ func TestSDKClients(t *testing.T) {
 		Logging: &ekstypes.Logging{ClusterLogging: []ekstypes.LogSetup{{Types: []ekstypes.LogType{ekstypes.LogTypeApi}, Enabled: aws.Bool(true)}}}}); !errors.As(err, &invalid) {
 		t.Errorf("UpdateClusterConfig without a change = %v, want InvalidParameterException", err)
 	}
-	if _, err := eksc.UpdateClusterVersion(ctx, &eks.UpdateClusterVersionInput{Name: aws.String("sdk"), Version: aws.String("1.36")}); !errors.As(err, &invalid) {
-		t.Errorf("UpdateClusterVersion to an older version = %v, want InvalidParameterException", err)
+	// A rollback needs an upgrade in place to roll back (issue 17).
+	var badRequest *ekstypes.InvalidRequestException
+	if _, err := eksc.UpdateClusterVersion(ctx, &eks.UpdateClusterVersionInput{Name: aws.String("sdk"), Version: aws.String("1.36")}); !errors.As(err, &badRequest) || !strings.Contains(err.Error(), "created at 1.37") {
+		t.Errorf("UpdateClusterVersion to an older version of a cluster never upgraded = %v, want InvalidRequestException", err)
 	}
 	ups, err := eksc.ListUpdates(ctx, &eks.ListUpdatesInput{Name: aws.String("sdk")})
 	if err != nil || len(ups.UpdateIds) != 1 {

@@ -1,6 +1,7 @@
 package eks
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 
@@ -15,6 +16,45 @@ func (h *Handler) nodegroupRoutes() {
 	h.handle("GET /clusters/{name}/node-groups/{ng}", h.describeNodegroup)
 	h.handle("DELETE /clusters/{name}/node-groups/{ng}", h.deleteNodegroup)
 	h.handle("POST /clusters/{name}/node-groups/{ng}/update-config", h.updateNodegroupConfig)
+	h.handle("POST /clusters/{name}/node-groups/{ng}/update-version", h.updateNodegroupVersion)
+}
+
+// updateConfig is EKS' NodegroupUpdateConfig; updateStrategy (MINIMAL
+// or DEFAULT) is refused by name: skiff has one strategy, surge first.
+type updateConfig struct {
+	MaxUnavailable           *int    `json:"maxUnavailable"`
+	MaxUnavailablePercentage *int    `json:"maxUnavailablePercentage"`
+	UpdateStrategy           *string `json:"updateStrategy"`
+}
+
+func (u *updateConfig) model() (*model.UpdateConfig, error) {
+	if u == nil {
+		return nil, nil
+	}
+	if u.UpdateStrategy != nil && *u.UpdateStrategy != "DEFAULT" {
+		return nil, fmt.Errorf("updateConfig.updateStrategy %s is not supported: skiff updates node groups one way, new nodes first (DEFAULT); leave it out", *u.UpdateStrategy)
+	}
+	out := &model.UpdateConfig{}
+	if u.MaxUnavailable != nil {
+		out.MaxUnavailable = *u.MaxUnavailable
+		if *u.MaxUnavailable < 1 {
+			out.MaxUnavailable = -1 // refused by the service's validation
+		}
+	}
+	if u.MaxUnavailablePercentage != nil {
+		out.MaxUnavailablePercentage = *u.MaxUnavailablePercentage
+		if *u.MaxUnavailablePercentage < 1 {
+			out.MaxUnavailablePercentage = -1
+		}
+	}
+	return out, nil
+}
+
+func updateConfigOut(u model.UpdateConfig) map[string]any {
+	if u.MaxUnavailablePercentage > 0 {
+		return map[string]any{"maxUnavailablePercentage": u.MaxUnavailablePercentage}
+	}
+	return map[string]any{"maxUnavailable": u.Batch(0)}
 }
 
 type scalingConfig struct {
@@ -44,7 +84,7 @@ func (h *Handler) nodegroupOut(c *model.Cluster, ng *model.Nodegroup) map[string
 		"nodegroupArn":   h.nodegroupArn(c, ng),
 		"clusterName":    c.Name,
 		"version":        ng.Version,
-		"releaseVersion": ng.Version + ".0-skiff",
+		"releaseVersion": clusters.ReleaseVersion(ng.Version),
 		"createdAt":      epoch(ng.CreatedAt),
 		"modifiedAt":     epoch(ng.ModifiedAt),
 		"status":         ng.Status,
@@ -59,7 +99,7 @@ func (h *Handler) nodegroupOut(c *model.Cluster, ng *model.Nodegroup) map[string
 		"resources":      map[string]any{"autoScalingGroups": []map[string]string{{"name": "eks-" + ng.Name + "-" + ng.ID}}},
 		"diskSize":       20,
 		"health":         map[string]any{"issues": issues},
-		"updateConfig":   map[string]int{"maxUnavailable": 1},
+		"updateConfig":   updateConfigOut(ng.UpdateConfig),
 		"tags":           tags,
 	}
 }
@@ -91,6 +131,8 @@ func (h *Handler) createNodegroup(w http.ResponseWriter, r *http.Request) {
 		Tags               map[string]string `json:"tags"`
 		ClientRequestToken string            `json:"clientRequestToken"`
 		Version            string            `json:"version"`
+		ReleaseVersion     string            `json:"releaseVersion"`
+		UpdateConfig       *updateConfig     `json:"updateConfig"`
 		LaunchTemplate     any               `json:"launchTemplate"`
 		RemoteAccess       any               `json:"remoteAccess"`
 	}
@@ -101,11 +143,14 @@ func (h *Handler) createNodegroup(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, invalid("skiff does not support launchTemplate or remoteAccess for node groups; leave them out"))
 		return
 	}
-	if req.Version != "" {
-		if c, err := h.Clusters.Get(h.Account(r), name); err == nil && c.Version != req.Version {
-			awserr.WriteJSON(w, invalid(fmt.Sprintf("a node group runs its cluster's Kubernetes version %s, not %s; leave version out", c.Version, req.Version)))
-			return
-		}
+	uc, err := req.UpdateConfig.model()
+	if err != nil {
+		awserr.WriteJSON(w, invalid(err.Error()))
+		return
+	}
+	if req.ReleaseVersion != "" && (req.Version == "" || req.ReleaseVersion != clusters.ReleaseVersion(req.Version)) {
+		awserr.WriteJSON(w, invalid(fmt.Sprintf("releaseVersion %s is not one of skiff's: pass version, and releaseVersion %s or none", req.ReleaseVersion, clusters.ReleaseVersion(cmp.Or(req.Version, "VERSION")))))
+		return
 	}
 	sc := req.ScalingConfig
 	if sc == nil {
@@ -113,7 +158,8 @@ func (h *Handler) createNodegroup(w http.ResponseWriter, r *http.Request) {
 	}
 	c, ng, err := h.Clusters.CreateNodegroup(h.Account(r), name, clusters.NodegroupRequest{Name: req.NodegroupName, NodeRole: req.NodeRole,
 		Subnets: req.Subnets, InstanceTypes: req.InstanceTypes, Min: sc.MinSize, Max: sc.MaxSize, Desired: sc.DesiredSize,
-		Labels: req.Labels, Taints: taintsIn(req.Taints), Tags: req.Tags, ClientRequestToken: req.ClientRequestToken})
+		Labels: req.Labels, Taints: taintsIn(req.Taints), Tags: req.Tags, ClientRequestToken: req.ClientRequestToken,
+		Version: req.Version, UpdateConfig: uc})
 	if err != nil {
 		h.fail(w, err, name)
 		return
@@ -167,12 +213,23 @@ func (h *Handler) updateNodegroupConfig(w http.ResponseWriter, r *http.Request) 
 			RemoveTaints      taintList `json:"removeTaints"`
 		} `json:"taints"`
 		ScalingConfig      *scalingConfig `json:"scalingConfig"`
+		UpdateConfig       *updateConfig  `json:"updateConfig"`
+		NodeRepairConfig   any            `json:"nodeRepairConfig"`
 		ClientRequestToken string         `json:"clientRequestToken"`
 	}
 	if !decode(w, r, &req) {
 		return
 	}
-	cfg := clusters.NodegroupConfig{ClientRequestToken: req.ClientRequestToken}
+	if req.NodeRepairConfig != nil {
+		awserr.WriteJSON(w, invalid("nodeRepairConfig is not supported: skiff always restarts what exits on its nodes; leave it out"))
+		return
+	}
+	uc, err := req.UpdateConfig.model()
+	if err != nil {
+		awserr.WriteJSON(w, invalid(err.Error()))
+		return
+	}
+	cfg := clusters.NodegroupConfig{ClientRequestToken: req.ClientRequestToken, UpdateConfig: uc}
 	if sc := req.ScalingConfig; sc != nil {
 		cfg.Min, cfg.Max, cfg.Desired = sc.MinSize, sc.MaxSize, sc.DesiredSize
 	}
@@ -183,6 +240,31 @@ func (h *Handler) updateNodegroupConfig(w http.ResponseWriter, r *http.Request) 
 		cfg.AddTaints, cfg.RemoveTaints = taintsIn(t.AddOrUpdateTaints), taintsIn(t.RemoveTaints)
 	}
 	u, err := h.Clusters.UpdateNodegroupConfig(h.Account(r), name, r.PathValue("ng"), cfg)
+	if err != nil {
+		h.fail(w, err, name)
+		return
+	}
+	awserr.WriteOK(w, map[string]any{"update": updateOut(u)})
+}
+
+func (h *Handler) updateNodegroupVersion(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req struct {
+		Version            string `json:"version"`
+		ReleaseVersion     string `json:"releaseVersion"`
+		LaunchTemplate     any    `json:"launchTemplate"`
+		Force              bool   `json:"force"`
+		ClientRequestToken string `json:"clientRequestToken"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.LaunchTemplate != nil {
+		awserr.WriteJSON(w, invalid("launchTemplate is not supported: skiff node groups have no launch templates; pass version (and releaseVersion) only"))
+		return
+	}
+	u, err := h.Clusters.UpdateNodegroupVersion(h.Account(r), name, r.PathValue("ng"), clusters.NodegroupVersion{Version: req.Version,
+		ReleaseVersion: req.ReleaseVersion, Force: req.Force, ClientRequestToken: req.ClientRequestToken})
 	if err != nil {
 		h.fail(w, err, name)
 		return
