@@ -281,8 +281,12 @@ func (s *Service) UpdateVersion(account, name, version, token string) (*model.Up
 		}
 		if minorDiff(to, c.Version) > 0 {
 			c.PreviousVersion = c.Version
+			if minorDiff(to, c.Etcd.Version) > 0 {
+				c.Etcd.Version = "" // the new version's etcd
+			}
 		} else {
 			c.PreviousVersion = "" // rolled back: nothing further to go back to
+			c.Etcd.Version = cmp.Or(c.Etcd.Version, c.Version)
 		}
 		c.Version = to
 		return model.Update{Type: model.UpdateVersion, Params: []model.UpdateParam{

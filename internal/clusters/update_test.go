@@ -2,10 +2,12 @@ package clusters
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/store"
 )
@@ -164,5 +166,125 @@ func TestUpdateConfig(t *testing.T) {
 	}
 	if _, err := s.UpdateConfig("1", "nope", logging); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown cluster = %v", err)
+	}
+}
+
+// testBundles is a catalog of bundles of Kubernetes versions (manifests
+// and empty binaries: the service only looks versions up).
+func testBundles(t *testing.T, versions ...string) *bundle.Catalog {
+	dir := t.TempDir()
+	for _, v := range versions {
+		d := filepath.Join(dir, v)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(d, "kube"), nil, 0o755)
+		os.WriteFile(filepath.Join(d, "manifest.json"), []byte(`{"kubernetesVersion":"`+v+`","binary":"kube"}`), 0o644)
+	}
+	cat, err := bundle.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+// finish marks a cluster's and its node groups' updates done, as the
+// reconciler would.
+func finish(t *testing.T, st *store.Store, key string) {
+	t.Helper()
+	if _, err := st.UpdateCluster(key, func(c *model.Cluster) error {
+		c.Status = model.StatusActive
+		for i := range c.Updates {
+			c.Updates[i].Status = model.UpdateSuccessful
+		}
+		for i := range c.Nodegroups {
+			g := &c.Nodegroups[i]
+			g.Status = model.NodegroupActive
+			for j := range g.Nodes {
+				g.Nodes[j].Version = g.Version
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUpgradeRollback: upgrade, node group upgrade, a rollback refused
+// under the newer nodes, the node group's rollback, the cluster's, and
+// the etcd version that never goes back.
+func TestUpgradeRollback(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := &Service{Store: st, Bundles: testBundles(t, "v1.36.3", "v1.37.2")}
+	c := &model.Cluster{Name: "web", Account: "1", Version: "1.36", Status: model.StatusActive,
+		Nodegroups: []model.Nodegroup{{Name: "ng", Version: "1.36", Desired: 1, Status: model.NodegroupActive, Nodes: []model.Node{{ID: "i-1", Version: "1.36"}}}}}
+	if err := st.CreateCluster(c, nil); err != nil {
+		t.Fatal(err)
+	}
+	get := func() *model.Cluster {
+		c, err := st.GetCluster(c.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if _, err := s.UpdateNodegroupVersion("1", "web", "ng", NodegroupVersion{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a node group update to the version it runs = %v, want invalid", err)
+	}
+	if _, err := s.UpdateVersion("1", "web", "1.37", ""); err != nil {
+		t.Fatal(err)
+	}
+	if c := get(); c.Version != "1.37" || c.PreviousVersion != "1.36" || c.Etcd.Version != "" || c.Nodegroups[0].Version != "1.36" {
+		t.Errorf("after the upgrade: version %s, previous %s, etcd %q, node group %s", c.Version, c.PreviousVersion, c.Etcd.Version, c.Nodegroups[0].Version)
+	}
+	if _, err := s.UpdateNodegroupVersion("1", "web", "ng", NodegroupVersion{}); !errors.Is(err, ErrInUse) {
+		t.Errorf("a node group update while the cluster updates = %v, want in use", err)
+	}
+	finish(t, st, c.Key())
+	for _, tt := range []struct {
+		req  NodegroupVersion
+		want error
+	}{
+		{NodegroupVersion{Version: "1.38"}, ErrInvalid},
+		{NodegroupVersion{ReleaseVersion: "1.37.0-eks"}, ErrInvalid},
+	} {
+		if _, err := s.UpdateNodegroupVersion("1", "web", "ng", tt.req); !errors.Is(err, tt.want) {
+			t.Errorf("UpdateNodegroupVersion(%+v) = %v, want %v", tt.req, err, tt.want)
+		}
+	}
+	u, err := s.UpdateNodegroupVersion("1", "web", "ng", NodegroupVersion{ReleaseVersion: "1.37.0-skiff", Force: true})
+	if err != nil || u.Nodegroup != "ng" || u.Type != model.UpdateVersion {
+		t.Fatalf("UpdateNodegroupVersion = %+v, %v", u, err)
+	}
+	if g := get().Nodegroups[0]; g.Version != "1.37" || g.Status != model.NodegroupUpdating || !g.Force {
+		t.Errorf("node group after UpdateNodegroupVersion: %+v", g)
+	}
+	if _, err := s.UpdateNodegroupVersion("1", "web", "ng", NodegroupVersion{}); !errors.Is(err, ErrInUse) {
+		t.Errorf("a second node group update = %v, want in use", err)
+	}
+	finish(t, st, c.Key())
+	if _, err := s.UpdateVersion("1", "web", "1.36", ""); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("rollback under 1.37 nodes = %v, want invalid request", err)
+	}
+	if _, err := s.UpdateNodegroupVersion("1", "web", "ng", NodegroupVersion{Version: "1.36"}); err != nil {
+		t.Fatal(err)
+	}
+	finish(t, st, c.Key())
+	if _, err := s.UpdateVersion("1", "web", "1.36", ""); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	if c := get(); c.Version != "1.36" || c.PreviousVersion != "" || c.Etcd.Version != "1.37" {
+		t.Errorf("after the rollback: version %s, previous %q, etcd %q", c.Version, c.PreviousVersion, c.Etcd.Version)
+	}
+	finish(t, st, c.Key())
+	if _, err := s.UpdateVersion("1", "web", "1.37", ""); err != nil {
+		t.Fatal(err)
+	}
+	if c := get(); c.Etcd.Version != "1.37" || c.PreviousVersion != "1.36" {
+		t.Errorf("upgraded again: etcd %q, previous %q", c.Etcd.Version, c.PreviousVersion)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"skiff.dev/skiff/internal/bundle"
 	"strconv"
 
 	"skiff.dev/skiff/internal/model"
@@ -51,6 +52,10 @@ type Layout struct {
 	Place   runtime.Placer
 	// Skiff is the skiff binary, the program of the endpoint's replicas.
 	Skiff string
+	// Etcd is the bundle whose etcd the members run when it is not the
+	// cluster version's: etcd never moves back a minor (a cluster rolled
+	// back keeps the etcd of the version it was upgraded to).
+	Etcd *bundle.Bundle
 }
 
 // NewLayout returns the layout of cluster c under dataDir, placed by p.

@@ -218,6 +218,9 @@ func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) 
 	}
 	ip := l.EtcdIP(i)
 	dataDir := l.EtcdDataDir(name)
+	if l.Etcd != nil {
+		b = *l.Etcd
+	}
 	return l.spec(c, b, runtime.Etcd, "etcd-"+zone, zone, []string{dataDir},
 		"--name="+name,
 		"--data-dir="+dataDir,

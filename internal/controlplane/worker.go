@@ -104,6 +104,13 @@ func (w *worker) trigger() {
 func (w *worker) layout(c *model.Cluster) Layout {
 	l := NewLayout(w.cfg.DataDir, c, w.cfg.Runtime)
 	l.Skiff = w.cfg.SkiffBin
+	if v := c.Etcd.Version; v != "" && v != c.Version {
+		if b, err := w.cfg.Bundles.Lookup(v); err == nil {
+			l.Etcd = &b
+		} else {
+			w.cfg.Log.Warn("the bundle of the cluster's etcd is gone; etcd runs the cluster version's", "cluster", c.Name, "version", v)
+		}
+	}
 	return l
 }
 

@@ -266,6 +266,11 @@ type EtcdState struct {
 	// Generations counts replacements per member name ("etcd-a": 2); the
 	// member's data dir and etcd name carry it.
 	Generations map[string]int `json:"generations,omitempty"`
+	// Version is the Kubernetes minor whose etcd the members run, when
+	// not the cluster's: a rollback keeps the newer etcd (an etcd minor
+	// downgrade needs etcd's own downgrade procedure; a Kubernetes
+	// release's apiserver works with the next one's etcd).
+	Version string `json:"version,omitempty"`
 }
 
 // Key is the store key of a cluster.
