@@ -69,9 +69,9 @@ func freePort(t testing.TB) string {
 // logs the tails of skiff's and the kubelets' logs if the test failed,
 // deletes every cluster, checks that nothing of them is left on the
 // machine (namespaces, sockets, …) and stops skiff.
-func serveTest(t testing.TB) (*server, string) {
+func serveTest(t testing.TB, flags ...string) (*server, string) {
 	dataDir := t.TempDir()
-	s := startServe(t, dataDir, freePort(t))
+	s := startServe(t, dataDir, freePort(t), flags...)
 	t.Cleanup(func() { s.stop(t) })
 	t.Cleanup(func() { noLeftovers(t, dataDir) })
 	t.Cleanup(func() { deleteAll(t, s) })

@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -219,4 +222,208 @@ func resourceVersionOf(o any) (string, error) {
 		return "", fmt.Errorf("%T has no metadata", o)
 	}
 	return m.GetResourceVersion(), nil
+}
+
+// upgradeApp is a Deployment of 3 that a PodDisruptionBudget keeps at 2
+// ready at least; its pods go at once when told to (SIGTERM).
+const upgradeApp = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata: {labels: {app: app}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: busybox
+        command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+        readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: app}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: app}}
+`
+
+// TestNodegroupUpgrade is issue 17's node group acceptance with the stock
+// aws CLI and kubectl: a 1.36 cluster with a 3-node group and a
+// Deployment of 3 under a PodDisruptionBudget (minAvailable 2). The
+// control plane moves to 1.37 and the nodes stay, as on EKS; a node group
+// update that the budget blocks fails with PodEvictionFailure and leaves
+// the group as it was; then update-nodegroup-version replaces every node
+// (surge first) with the Deployment never below 2 ready; a rollback is
+// refused while the nodes are newer, then the node group and the cluster
+// roll back to 1.36 with every object still there.
+func TestNodegroupUpgrade(t *testing.T) {
+	s, dataDir := serveTest(t, "--node-drain-timeout", "15s")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mustAWS(t, s, s.createArgs(t, "nu", "--kubernetes-version", "1.36")...)
+	waitAWSStatus(t, s, "nu", "ACTIVE")
+	kc := filepath.Join(dataDir, "nu.kubeconfig")
+	if out, err := awsCLI(t, s, "eks", "update-kubeconfig", "--name", "nu", "--kubeconfig", kc); err != nil {
+		t.Fatal(err, out)
+	}
+	role := nodeRole(t, s, "nu-nodes")
+	mustAWS(t, s, append([]string{"eks", "create-nodegroup", "--cluster-name", "nu", "--nodegroup-name", "ng", "--node-role", role,
+		"--scaling-config", "minSize=1,maxSize=6,desiredSize=3", "--update-config", "maxUnavailable=1", "--subnets"}, s.defaultSubnets(t)...)...)
+	waitNodegroup(t, s, "nu", "ng", "ACTIVE", 3*time.Minute)
+	readyNodes(t, s, kc, 3)
+	app := filepath.Join(dataDir, "app.yaml")
+	os.WriteFile(app, []byte(upgradeApp), 0o600)
+	if out, err := kubectlEnv(t, s.env, kc, "apply", "-f", app); err != nil {
+		t.Fatal(err, out)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "rollout", "status", "deployment/app", "--timeout=120s"); err != nil {
+		t.Fatal(err, out)
+	}
+	versions := func(want string) {
+		t.Helper()
+		for _, n := range readyNodes(t, s, kc, 3) {
+			if !strings.HasPrefix(n.Version, "v"+want+".") {
+				t.Errorf("node %s runs kubelet %s, want %s", n.Name, n.Version, want)
+			}
+		}
+		if ng := waitNodegroup(t, s, "nu", "ng", "ACTIVE", time.Minute); ng["version"] != want || ng["releaseVersion"] != want+".0-skiff" {
+			t.Errorf("describe-nodegroup: version %v, release %v; want %s", ng["version"], ng["releaseVersion"], want)
+		}
+	}
+	// update runs an update to its end and returns its final state.
+	update := func(args ...string) map[string]any {
+		t.Helper()
+		id := mustAWS(t, s, args...)["update"].(map[string]any)["id"].(string)
+		describe := []string{"eks", "describe-update", "--name", "nu", "--update-id", id}
+		if slices.Contains(args, "--nodegroup-name") {
+			describe = append(describe, "--nodegroup-name", "ng")
+		}
+		var u map[string]any
+		if err := eventually(5*time.Minute, func() error {
+			u = mustAWS(t, s, describe...)["update"].(map[string]any)
+			if u["status"] == "InProgress" {
+				return fmt.Errorf("update %s is InProgress", id)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+
+	// The client: the Deployment's ready replicas, read through the
+	// endpoint all along (a token of the Go SDK's, as aws eks get-token).
+	d := mustAWS(t, s, "eks", "describe-cluster", "--name", "nu")["cluster"].(map[string]any)
+	cs := sdkClient(t, s, &ekstypes.Cluster{Name: aws.String("nu"), Endpoint: aws.String(d["endpoint"].(string)),
+		CertificateAuthority: &ekstypes.Certificate{Data: aws.String(d["certificateAuthority"].(map[string]any)["data"].(string))}})
+	var mu sync.Mutex
+	var failures []string
+	minReady := 3
+	watching := false
+	go func() {
+		for ctx.Err() == nil {
+			dep, err := cs.AppsV1().Deployments("default").Get(ctx, "app", metav1.GetOptions{})
+			mu.Lock()
+			switch {
+			case err != nil && ctx.Err() == nil:
+				failures = append(failures, err.Error())
+			case err == nil && watching:
+				minReady = min(minReady, int(dep.Status.ReadyReplicas))
+			}
+			mu.Unlock()
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+
+	// The control plane moves; the nodes stay at 1.36, as on EKS.
+	if u := update("eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.37"); u["status"] != "Successful" {
+		t.Fatalf("update-cluster-version 1.37: %v", u)
+	}
+	versions("1.36")
+
+	// A budget that allows no eviction: the update fails after the drain
+	// timeout, and the group is what it was.
+	if out, err := kubectlEnv(t, s.env, kc, "patch", "pdb", "app", "--type=merge", "-p", `{"spec":{"minAvailable":3}}`); err != nil {
+		t.Fatal(err, out)
+	}
+	u := update("eks", "update-nodegroup-version", "--cluster-name", "nu", "--nodegroup-name", "ng")
+	errs, _ := u["errors"].([]any)
+	if u["status"] != "Failed" || len(errs) != 1 || errs[0].(map[string]any)["errorCode"] != "PodEvictionFailure" {
+		t.Errorf("an update the budget blocks: %v", u)
+	}
+	if err := eventually(2*time.Minute, func() error {
+		nodes := kubeNodes(t, s, kc)
+		out, _ := kubectlEnv(t, s.env, kc, "get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}")
+		if len(nodes) != 3 || strings.Contains(out, "true") {
+			return fmt.Errorf("%d nodes, unschedulable: %q", len(nodes), out)
+		}
+		return nil
+	}); err != nil {
+		t.Error("after the failed update:", err)
+	}
+	versions("1.36")
+	if out, err := kubectlEnv(t, s.env, kc, "patch", "pdb", "app", "--type=merge", "-p", `{"spec":{"minAvailable":2}}`); err != nil {
+		t.Fatal(err, out)
+	}
+
+	// The node group update, surge first: never below 2 ready.
+	mu.Lock()
+	watching, failures = true, nil
+	mu.Unlock()
+	t0 := time.Now()
+	if u := update("eks", "update-nodegroup-version", "--cluster-name", "nu", "--nodegroup-name", "ng"); u["status"] != "Successful" || u["type"] != "VersionUpdate" {
+		t.Fatalf("update-nodegroup-version: %v", u)
+	}
+	took := time.Since(t0)
+	versions("1.37")
+	mu.Lock()
+	t.Logf("node group 1.36 → 1.37 in %.1fs; the Deployment's ready replicas never below %d; %d failed reads", took.Seconds(), minReady, len(failures))
+	if minReady < 2 {
+		t.Errorf("the Deployment went down to %d ready replicas during the node group update", minReady)
+	}
+	for _, f := range failures {
+		t.Errorf("a read failed during the node group update: %s", f)
+	}
+	watching = false
+	mu.Unlock()
+	if ids := mustAWS(t, s, "eks", "list-updates", "--name", "nu", "--nodegroup-name", "ng")["updateIds"].([]any); len(ids) != 2 {
+		t.Errorf("list-updates of the node group = %v, want its 2 updates", ids)
+	}
+
+	// Rollback: refused while the nodes are newer than 1.36, then the
+	// node group and the control plane go back.
+	out, err := awsCLI(t, s, "eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.36")
+	wantAWSError(t, out, err, "InvalidRequestException")
+	if u := update("eks", "update-nodegroup-version", "--cluster-name", "nu", "--nodegroup-name", "ng", "--kubernetes-version", "1.36"); u["status"] != "Successful" {
+		t.Fatalf("node group rollback: %v", u)
+	}
+	versions("1.36")
+	mu.Lock()
+	failures = nil
+	mu.Unlock()
+	t0 = time.Now()
+	if u := update("eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.36"); u["status"] != "Successful" {
+		t.Fatalf("rollback: %v", u)
+	}
+	t.Logf("control plane rollback 1.37 → 1.36 in %.1fs", time.Since(t0).Seconds())
+	if v, err := cs.Discovery().ServerVersion(); err != nil || v.Minor != "36" {
+		t.Errorf("server version after the rollback: %v %v", v, err)
+	}
+	mu.Lock()
+	for _, f := range failures {
+		t.Errorf("a read failed during the rollback: %s", f)
+	}
+	mu.Unlock()
+	if out, err := kubectlEnv(t, s.env, kc, "get", "deployment/app", "pdb/app", "-o", "name"); err != nil || !strings.Contains(out, "deployment.apps/app") || !strings.Contains(out, "poddisruptionbudget.policy/app") {
+		t.Errorf("objects after the rollback: %v %s", err, out)
+	}
+	if out, err := kubectlEnv(t, s.env, kc, "rollout", "status", "deployment/app", "--timeout=60s"); err != nil {
+		t.Errorf("the Deployment after the rollback: %v %s", err, out)
+	}
+	// Rolled back once: no further back.
+	out, err = awsCLI(t, s, "eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.35")
+	wantAWSError(t, out, err, "InvalidParameterException")
 }
