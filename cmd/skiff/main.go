@@ -26,7 +26,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBundlesCmd(), newServeCmd(), newNodeCmd(), newCreateCmd(), newGetCmd(), newDeleteCmd(),
+	root.AddCommand(newBundlesCmd(), newServeCmd(), newNodeCmd(), newCreateCmd(), newUpgradeCmd(), newGetCmd(), newDeleteCmd(),
 		newDescribeCmd(), newWriteKubeconfigCmd(), newKubeconfigCmd(), newEventsCmd(), newEnvCmd(), newEndpointCmd(), newAuthenticatorCmd(), newTunnelCmd(), newDoorCmd())
 	return root
 }

@@ -55,6 +55,10 @@ var EKSRoutes = []eksRoute{
 	{"DELETE /clusters/{name}/node-groups/{ng}", "DeleteNodegroup", "", "nodegroup"},
 	{"POST /clusters/{name}/node-groups/{ng}/update-config", "UpdateNodegroupConfig", "", "nodegroup"},
 	{"POST /clusters/{name}/node-groups/{ng}/update-version", "UpdateNodegroupVersion", "", "nodegroup"},
+	{"POST /clusters/{name}/insights", "ListInsights", "", "cluster"},
+	{"GET /clusters/{name}/insights/{id}", "DescribeInsight", "", "cluster"},
+	{"POST /clusters/{name}/insights-refresh", "StartInsightsRefresh", "", "cluster"},
+	{"GET /clusters/{name}/insights-refresh", "DescribeInsightsRefresh", "", "cluster"},
 	// skiff's own API.
 	{"GET /skiff/v1/clusters/{name}/kubeconfig", "GetKubeconfig", "eks:DescribeCluster", "cluster"},
 	{"GET /skiff/v1/clusters/{name}/events", "DescribeClusterEvents", "eks:DescribeCluster", "cluster"},

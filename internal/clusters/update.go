@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"skiff.dev/skiff/internal/access"
+	"skiff.dev/skiff/internal/insights"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/store"
@@ -266,7 +267,10 @@ func (s *Service) UpdateConfig(account, name string, req ConfigUpdate) (*model.U
 // a node newer than the target (a kubelet may not be newer than its
 // apiserver): node groups are rolled back first, with
 // UpdateNodegroupVersion, as on EKS.
-func (s *Service) UpdateVersion(account, name, version, token string) (*model.Update, error) {
+//
+// An upgrade that an ERROR upgrade insight says would break (a removed API
+// still in use, a kubelet out of skew) is refused unless force, as on EKS.
+func (s *Service) UpdateVersion(account, name, version, token string, force bool) (*model.Update, error) {
 	b, err := s.Bundles.Lookup(version)
 	if version == "" || err != nil {
 		return nil, fmt.Errorf("%w: unsupported Kubernetes version %q; supported versions: %s", ErrInvalid, version, strings.Join(s.Bundles.Versions(), ", "))
@@ -278,6 +282,10 @@ func (s *Service) UpdateVersion(account, name, version, token string) (*model.Up
 		}
 		if err := versionChange(c, to); err != nil {
 			return model.Update{}, err
+		}
+		if b := insights.Blocking(c.Insights, to); len(b) > 0 && !force && minorDiff(to, c.Version) > 0 {
+			return model.Update{}, fmt.Errorf("%w: the upgrade to %s is blocked by upgrade insight %q (%s): %s See 'aws eks describe-insight --cluster-name %s --id %s', or pass --force to upgrade anyway",
+				ErrInvalidRequest, to, b[0].Name, b[0].Status, b[0].Reason, c.Name, b[0].ID)
 		}
 		if minorDiff(to, c.Version) > 0 {
 			c.PreviousVersion = c.Version

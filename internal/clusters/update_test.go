@@ -235,9 +235,19 @@ func TestUpgradeRollback(t *testing.T) {
 	if _, err := s.UpdateNodegroupVersion("1", "web", "ng", NodegroupVersion{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("a node group update to the version it runs = %v, want invalid", err)
 	}
-	if _, err := s.UpdateVersion("1", "web", "1.37", ""); err != nil {
-		t.Fatal(err)
+	// An ERROR insight of the target version blocks the upgrade, unless forced.
+	st.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		c.Insights = []model.Insight{{ID: "i-1", Name: "Deprecated APIs removed in Kubernetes v1.37", KubernetesVersion: "1.37", Status: model.InsightError, Reason: "in use"},
+			{ID: "i-2", Name: "Deprecated APIs removed in Kubernetes v1.39", KubernetesVersion: "1.39", Status: model.InsightError}}
+		return nil
+	})
+	if _, err := s.UpdateVersion("1", "web", "1.37", "", false); !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), "v1.37") {
+		t.Errorf("an upgrade an ERROR insight blocks = %v, want invalid request", err)
 	}
+	if _, err := s.UpdateVersion("1", "web", "1.37", "", true); err != nil {
+		t.Fatalf("a forced upgrade: %v", err)
+	}
+	st.UpdateCluster(c.Key(), func(c *model.Cluster) error { c.Insights = nil; return nil }) // refreshed
 	if c := get(); c.Version != "1.37" || c.PreviousVersion != "1.36" || c.Etcd.Version != "" || c.Nodegroups[0].Version != "1.36" {
 		t.Errorf("after the upgrade: version %s, previous %s, etcd %q, node group %s", c.Version, c.PreviousVersion, c.Etcd.Version, c.Nodegroups[0].Version)
 	}
@@ -267,21 +277,21 @@ func TestUpgradeRollback(t *testing.T) {
 		t.Errorf("a second node group update = %v, want in use", err)
 	}
 	finish(t, st, c.Key())
-	if _, err := s.UpdateVersion("1", "web", "1.36", ""); !errors.Is(err, ErrInvalidRequest) {
+	if _, err := s.UpdateVersion("1", "web", "1.36", "", false); !errors.Is(err, ErrInvalidRequest) {
 		t.Errorf("rollback under 1.37 nodes = %v, want invalid request", err)
 	}
 	if _, err := s.UpdateNodegroupVersion("1", "web", "ng", NodegroupVersion{Version: "1.36"}); err != nil {
 		t.Fatal(err)
 	}
 	finish(t, st, c.Key())
-	if _, err := s.UpdateVersion("1", "web", "1.36", ""); err != nil {
+	if _, err := s.UpdateVersion("1", "web", "1.36", "", false); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
 	if c := get(); c.Version != "1.36" || c.PreviousVersion != "" || c.Etcd.Version != "1.37" {
 		t.Errorf("after the rollback: version %s, previous %q, etcd %q", c.Version, c.PreviousVersion, c.Etcd.Version)
 	}
 	finish(t, st, c.Key())
-	if _, err := s.UpdateVersion("1", "web", "1.37", ""); err != nil {
+	if _, err := s.UpdateVersion("1", "web", "1.37", "", false); err != nil {
 		t.Fatal(err)
 	}
 	if c := get(); c.Etcd.Version != "1.37" || c.PreviousVersion != "1.36" {

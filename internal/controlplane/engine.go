@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"skiff.dev/skiff/internal/addons/catalog"
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/door"
 	"skiff.dev/skiff/internal/model"
@@ -42,6 +43,9 @@ type Config struct {
 	Nodes Nodes
 	// Addons installs and manages the clusters' add-ons; nil installs none.
 	Addons Addons
+	// AddonCatalog is the add-on versions skiff ships (for the upgrade
+	// insights).
+	AddonCatalog catalog.Catalog
 	// SkiffBin is the skiff binary: the endpoints' replicas run it.
 	SkiffBin string
 }

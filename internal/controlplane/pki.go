@@ -114,6 +114,12 @@ func (l Layout) EnsurePKI(c *model.Cluster) error {
 	if err := writeIfChanged(l.AuthnConfigPath(), []byte(authnConfig)); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(l.AuditDir(), 0o700); err != nil {
+		return err
+	}
+	if err := writeIfChanged(l.AuditPolicyPath(), []byte(auditPolicy)); err != nil {
+		return err
+	}
 	return writeIfChanged(l.EgressConfigPath(), []byte(l.egressConfig()))
 }
 
@@ -133,6 +139,39 @@ anonymous:
   - path: /readyz
   - path: /healthz
   - path: /version
+`
+
+// AuditPolicyPath is the apiservers' audit policy; AuditDir holds their
+// audit logs, AuditLogPath(i) apiserver i's.
+func (l Layout) AuditPolicyPath() string { return filepath.Join(l.Dir, "audit-policy.yaml") }
+func (l Layout) AuditDir() string        { return filepath.Join(l.Dir, "audit") }
+func (l Layout) AuditLogPath(i int) string {
+	return filepath.Join(l.AuditDir(), fmt.Sprintf("apiserver-%d.log", i))
+}
+
+// auditPolicy records the metadata of users' requests (who, what, which
+// API version, the deprecation annotations), not the control plane's
+// own, the nodes', or the chatter of leases and events: the upgrade
+// insights read it for the clients of deprecated APIs.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: None
+  users: ["system:apiserver", "system:kube-controller-manager", "system:kube-scheduler", "system:kube-proxy", "kubernetes-admin"]
+- level: None
+  userGroups: ["system:nodes", "system:serviceaccounts:kube-system"]
+- level: None
+  resources:
+  - group: coordination.k8s.io
+    resources: ["leases"]
+  - group: ""
+    resources: ["events"]
+  - group: events.k8s.io
+    resources: ["events"]
+- level: None
+  nonResourceURLs: ["/livez*", "/readyz*", "/healthz*", "/version", "/metrics", "/openapi/*", "/api", "/api/*", "/apis", "/apis/*"]
+- level: Metadata
 `
 
 // writeIfChanged replaces path's content atomically unless it is data.

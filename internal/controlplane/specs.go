@@ -256,7 +256,7 @@ func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) 
 func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.Spec {
 	ip := l.APIServerIP(i).String()
 	webhook := l.KubeconfigPath(webhookClient)
-	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), []string{webhook, l.EgressConfigPath(), l.AuthnConfigPath()},
+	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), []string{webhook, l.EgressConfigPath(), l.AuthnConfigPath(), l.AuditPolicyPath(), l.AuditDir()},
 		"--advertise-address="+ip,
 		"--bind-address="+ip,
 		"--secure-port="+strconv.Itoa(APIServerPort),
@@ -319,6 +319,14 @@ func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.
 		// --shutdown-send-retry-after: its 429s carry "Retry-After: 5",
 		// and clients then stalled for 5 s with other apiservers serving.
 		"--shutdown-delay-duration="+apiserverShutdownDelay.String(),
+		// Who calls what: the upgrade insights name the clients of
+		// deprecated APIs from this log (auditPolicy keeps it to users'
+		// requests; two files of 20 MB at most).
+		"--audit-policy-file="+l.AuditPolicyPath(),
+		"--audit-log-path="+l.AuditLogPath(i),
+		"--audit-log-maxsize=20",
+		"--audit-log-maxbackup=1",
+		"--audit-log-format=json",
 	)
 }
 

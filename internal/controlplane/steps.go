@@ -36,6 +36,7 @@ const (
 	StepAccess        = "Access"        // access entries → RBAC
 	StepNodes         = "Nodes"         // managed node groups
 	StepAddons        = "Addons"        // EKS add-ons
+	StepInsights      = "Insights"      // upgrade insights
 	StepStatus        = "Status"        // CREATING → ACTIVE, UPDATING → ACTIVE
 )
 
@@ -99,6 +100,7 @@ var steps = []step{
 	{StepNodes, false, (*worker).stepNodes},
 	{StepAddons, false, (*worker).stepAddons},
 	{StepStatus, false, (*worker).stepStatus},
+	{StepInsights, false, (*worker).stepInsights}, // last: it never holds the status up
 }
 
 // runSteps runs a pass's steps and records what it saw.

@@ -33,10 +33,11 @@ func TestCondition(t *testing.T) {
 
 // TestStepOrder: the steps run in the order the control plane needs
 // (issue 16): network, PKI, endpoint, etcd, apiservers, controllers,
-// authenticator, …, access, nodes, add-ons, status; none twice.
+// authenticator, …, access, nodes, add-ons, status, insights (last: they
+// never hold ACTIVE up); none twice.
 func TestStepOrder(t *testing.T) {
 	want := []string{StepNetwork, StepPKI, StepEndpoint, StepEtcd, StepAPIServers, StepControllers, StepAuthenticator,
-		StepAccess, StepNodes, StepAddons, StepStatus}
+		StepAccess, StepNodes, StepAddons, StepStatus, StepInsights}
 	pos := map[string]int{}
 	for i, s := range steps {
 		if _, dup := pos[s.name]; dup && s.name != "" {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	corev1 "k8s.io/api/core/v1"
@@ -63,12 +64,16 @@ type worker struct {
 	wake    chan struct{}
 	done    chan struct{}
 
-	netOK   bool // the cluster's VPC was realized by this worker
-	prober  *prober
-	admin   kubernetes.Interface
-	pkiOK   string // hash of the PKI spec last ensured
-	inst    map[string]*instState
-	started time.Time
+	netOK  bool // the cluster's VPC was realized by this worker
+	prober *prober
+	admin  kubernetes.Interface
+	// adminCfg is admin's configuration: the insights reach each
+	// apiserver with it.
+	adminCfg   *rest.Config
+	insightsAt time.Time // the last insights refresh
+	pkiOK      string    // hash of the PKI spec last ensured
+	inst       map[string]*instState
+	started    time.Time
 	// accessSynced is the access configuration last synced to RBAC, at accessAt.
 	accessSynced string
 	accessAt     time.Time
@@ -370,6 +375,7 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		if w.admin, err = kubernetes.NewForConfig(cfg); err != nil {
 			return err
 		}
+		w.adminCfg = cfg
 		w.pkiOK = spec
 	}
 	return nil

@@ -78,6 +78,11 @@ type Cluster struct {
 	AccessEntries []AccessEntry `json:"accessEntries,omitempty"`
 	// Nodegroups are the cluster's managed node groups.
 	Nodegroups []Nodegroup `json:"nodegroups,omitempty"`
+	// Insights are the results of the cluster's upgrade-readiness checks
+	// (EKS upgrade insights), refreshed by the reconciler; Refresh is the
+	// state of the last refresh (StartInsightsRefresh asks for one).
+	Insights []Insight       `json:"insights,omitempty"`
+	Refresh  InsightsRefresh `json:"insightsRefresh,omitzero"`
 	// Addons are the cluster's managed add-ons, by name.
 	Addons []Addon `json:"addons,omitempty"`
 	// SkipSelfManagedAddons is bootstrapSelfManagedAddons=false: no

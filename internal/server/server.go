@@ -207,7 +207,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		p, _ := netip.ParsePrefix(c.EndpointAddr)
 		return addons.Params{Endpoint: "https://" + net.JoinHostPort(p.Addr().String(), "443"), DNSIP: nodes.ClusterDNS, PodRange: nodes.PodRange.String()}
 	}}
-	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log, Addons: addonMgr,
+	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log, Addons: addonMgr, AddonCatalog: addonCat,
 		Credentials: credentials(ids), TokenHosts: tokenHosts(ln.Addr()), TokenVPCPort: nodes.APIPort, Nodes: nodeRec, SkiffBin: self})
 	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: rt.SlotFree, Network: nets, Addons: addonCat,
 		Quotas: quotas}

@@ -57,6 +57,7 @@ func New(h Handler) *Handler {
 	h.handle("GET /tags/{arn...}", h.listTags)
 	h.accessRoutes()
 	h.nodegroupRoutes()
+	h.insightRoutes()
 	h.addonRoutes()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "UnknownOperationException",

@@ -90,6 +90,7 @@ func (h *Handler) updateClusterVersion(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Version            string `json:"version"`
 		ClientRequestToken string `json:"clientRequestToken"`
+		Force              bool   `json:"force"`
 	}
 	if !decode(w, r, &req) {
 		return
@@ -99,7 +100,7 @@ func (h *Handler) updateClusterVersion(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err, name)
 		return
 	}
-	u, err := h.Clusters.UpdateVersion(h.Account(r), name, req.Version, req.ClientRequestToken)
+	u, err := h.Clusters.UpdateVersion(h.Account(r), name, req.Version, req.ClientRequestToken, req.Force)
 	if err != nil {
 		h.fail(w, err, name)
 		return
