@@ -327,9 +327,29 @@ func (c *client) listInsights(cluster string) ([]insight, error) {
 	}
 }
 
+// refreshInsights asks for fresh insights (StartInsightsRefresh) and
+// waits up to timeout for the refresh to end; the insights listed after
+// are the stored ones either way (the server refreshes them on its own
+// every few minutes).
+func (c *client) refreshInsights(cluster string, timeout time.Duration) {
+	path := "/clusters/" + url.PathEscape(cluster) + "/insights-refresh"
+	if err := c.do("POST", path, map[string]any{}, nil); err != nil {
+		return
+	}
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := c.do("GET", path, nil, &st); err != nil || st.Status != "IN_PROGRESS" {
+			return
+		}
+	}
+}
+
 // printInsights prints the upgrade insights for version; an error of
 // ListInsights is a note, never the command's failure.
 func (c *client) printInsights(cluster, version string, out io.Writer) {
+	c.refreshInsights(cluster, 15*time.Second)
 	all, err := c.listInsights(cluster)
 	if err != nil {
 		fmt.Fprintln(out, insightsUnavailable(err))
