@@ -344,6 +344,39 @@ func TestNodegroupUpgrade(t *testing.T) {
 	}
 	versions("1.36")
 
+	// The upgrade insights say so, and name the client of a deprecated
+	// API (v1 Endpoints) from the apiservers' audit logs.
+	if out, err := kubectlEnv(t, s.env, kc, "get", "endpoints", "-n", "default"); err != nil {
+		t.Fatal(err, out)
+	}
+	insight := func(name string) map[string]any {
+		t.Helper()
+		mustAWS(t, s, "eks", "start-insights-refresh", "--cluster-name", "nu")
+		if err := eventually(30*time.Second, func() error {
+			if st := mustAWS(t, s, "eks", "describe-insights-refresh", "--cluster-name", "nu")["status"]; st != "COMPLETED" {
+				return fmt.Errorf("insights refresh %v", st)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range mustAWS(t, s, "eks", "list-insights", "--cluster-name", "nu")["insights"].([]any) {
+			if in := in.(map[string]any); in["name"] == name {
+				return mustAWS(t, s, "eks", "describe-insight", "--cluster-name", "nu", "--id", in["id"].(string))["insight"].(map[string]any)
+			}
+		}
+		t.Fatalf("no insight %q", name)
+		return nil
+	}
+	status := func(in map[string]any) any { return in["insightStatus"].(map[string]any)["status"] }
+	if in := insight("Kubelet version skew"); status(in) != "WARNING" || len(in["resources"].([]any)) != 3 {
+		t.Errorf("kubelet skew with 1.36 nodes under a 1.37 control plane: %v", in)
+	}
+	dep := insight("Deprecated APIs in use")
+	if status(dep) != "WARNING" || !strings.Contains(fmt.Sprint(dep["categorySpecificSummary"]), "kubectl/") || !strings.Contains(fmt.Sprint(dep["categorySpecificSummary"]), "/api/v1/endpoints") {
+		t.Errorf("deprecated APIs in use: %v", dep)
+	}
+
 	// A budget that allows no eviction: the update fails after the drain
 	// timeout, and the group is what it was.
 	if out, err := kubectlEnv(t, s.env, kc, "patch", "pdb", "app", "--type=merge", "-p", `{"spec":{"minAvailable":3}}`); err != nil {
@@ -389,6 +422,9 @@ func TestNodegroupUpgrade(t *testing.T) {
 	}
 	watching = false
 	mu.Unlock()
+	if in := insight("Kubelet version skew"); status(in) != "PASSING" {
+		t.Errorf("kubelet skew once the nodes run 1.37: %v", in)
+	}
 	if ids := mustAWS(t, s, "eks", "list-updates", "--name", "nu", "--nodegroup-name", "ng")["updateIds"].([]any); len(ids) != 2 {
 		t.Errorf("list-updates of the node group = %v, want its 2 updates", ids)
 	}
