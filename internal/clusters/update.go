@@ -287,6 +287,7 @@ func (s *Service) UpdateVersion(account, name, version, token string, force bool
 			return model.Update{}, fmt.Errorf("%w: the upgrade to %s is blocked by upgrade insight %q (%s): %s See 'aws eks describe-insight --cluster-name %s --id %s', or pass --force to upgrade anyway",
 				ErrInvalidRequest, to, b[0].Name, b[0].Status, b[0].Reason, c.Name, b[0].ID)
 		}
+		from, previous := c.Version, c.PreviousVersion
 		if minorDiff(to, c.Version) > 0 {
 			c.PreviousVersion = c.Version
 			if minorDiff(to, c.Etcd.Version) > 0 {
@@ -297,7 +298,7 @@ func (s *Service) UpdateVersion(account, name, version, token string, force bool
 			c.Etcd.Version = cmp.Or(c.Etcd.Version, c.Version)
 		}
 		c.Version = to
-		return model.Update{Type: model.UpdateVersion, Params: []model.UpdateParam{
+		return model.Update{Type: model.UpdateVersion, From: from, PreviousVersion: previous, Params: []model.UpdateParam{
 			{Type: "Version", Value: to}, {Type: "PlatformVersion", Value: PlatformVersion},
 		}}, nil
 	})

@@ -97,6 +97,10 @@ type instState struct {
 	fails       int       // consecutive failed probes
 	exitSeen    bool      // its exit was reported
 	seenRunning bool
+	// crashes counts the exits of runs on spec hash crashHash that never
+	// became healthy (a version update gives up on it: failUpdate).
+	crashes   int
+	crashHash string
 }
 
 func (w *worker) trigger() {
@@ -262,7 +266,16 @@ func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Sp
 		if (is.seenRunning || c.Status == model.StatusActive) && !is.exitSeen {
 			w.event(c, name, model.EventDetected, fmt.Sprintf("process exited (code %d)", st.ExitCode))
 		}
+		if !is.exitSeen && !is.healthy {
+			if is.crashHash != s.Hash() {
+				is.crashes, is.crashHash = 0, s.Hash()
+			}
+			is.crashes++
+		}
 		is.exitSeen = true
+		if is.crashes >= updateCrashLimit && updating(c) {
+			return w.failUpdate(ctx, c, s, fmt.Sprintf("%s exited %d times without becoming healthy (code %d; see its log)", name, is.crashes, st.ExitCode))
+		}
 		if !w.restarts.Ready(s.ID, time.Now()) {
 			return c, nil
 		}
@@ -296,7 +309,7 @@ func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Sp
 		if !is.healthy {
 			w.cfg.Log.Debug("instance healthy", "instance", s.ID, "sinceCreate", time.Since(c.CreatedAt).Round(time.Millisecond))
 		}
-		is.healthy, is.fails = true, 0
+		is.healthy, is.fails, is.crashes = true, 0, 0
 		w.restarts.Reset(s.ID)
 		w.starts.done(s.ID)
 		return c, nil
@@ -316,6 +329,9 @@ func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Sp
 	young := !is.healthy && since < grace
 	if young || is.fails < failThreshold {
 		return c, nil
+	}
+	if !is.healthy && updating(c) {
+		return w.failUpdate(ctx, c, s, fmt.Sprintf("%s did not become healthy in %s: %v", name, since.Round(time.Second), probe))
 	}
 	w.event(c, name, model.EventDetected, fmt.Sprintf("unhealthy for %d probes: %v", is.fails, probe))
 	if err := w.cfg.Runtime.Stop(ctx, s.ID, 0); err != nil {
@@ -343,7 +359,7 @@ func (w *worker) start(ctx context.Context, c *model.Cluster, s runtime.Spec, is
 		return c, wrap(c, "start "+s.Name(), err)
 	}
 	replaced := is.seenRunning || c.Status == model.StatusActive
-	*is = instState{startedAt: time.Now(), seenRunning: is.seenRunning}
+	*is = instState{startedAt: time.Now(), seenRunning: is.seenRunning, crashes: is.crashes, crashHash: is.crashHash}
 	if replaced {
 		w.event(c, s.Name(), model.EventReplaced, why)
 	}

@@ -223,6 +223,11 @@ type Update struct {
 	Nodegroup string `json:"nodegroup,omitempty"`
 	// Addon names the add-on of an add-on update.
 	Addon string `json:"addon,omitempty"`
+	// From is the version a version update started from (and the
+	// control plane goes back to if it fails); PreviousVersion is the
+	// cluster's PreviousVersion before it.
+	From            string `json:"from,omitempty"`
+	PreviousVersion string `json:"previousVersion,omitempty"`
 }
 
 // UpdateParam is one changed setting.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -462,4 +463,191 @@ func TestNodegroupUpgrade(t *testing.T) {
 	// Rolled back once: no further back.
 	out, err = awsCLI(t, s, "eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.35")
 	wantAWSError(t, out, err, "InvalidParameterException")
+}
+
+// brokenBundles is a bundles directory with 1.36 as built and a 1.37
+// whose apiserver cannot start (its binary exits at once; etcd, the
+// controller-manager and the scheduler are the real 1.37's).
+func brokenBundles(t *testing.T) string {
+	t.Helper()
+	real := bundlesDir(t)
+	dir := t.TempDir()
+	for _, e := range []string{"v1.36.3", "v1.37.2"} {
+		if _, err := os.Stat(filepath.Join(real, e, "manifest.json")); err != nil {
+			t.Fatalf("bundle %s: %v", e, err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(real, "v1.36.3"), filepath.Join(dir, "v1.36.3")); err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(dir, "v1.37.2")
+	os.MkdirAll(broken, 0o755)
+	manifest, err := os.ReadFile(filepath.Join(real, "v1.37.2", "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(broken, "manifest.json"), manifest, 0o644)
+	os.Symlink(filepath.Join(real, "v1.37.2", "kube-proxy"), filepath.Join(broken, "kube-proxy"))
+	script := fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = apiserver ]; then echo 'injected by TestUpgradeFails: this apiserver cannot start' >&2; exit 1; fi\nexec %s \"$@\"\n",
+		filepath.Join(real, "v1.37.2", "kube"))
+	if err := os.WriteFile(filepath.Join(broken, "kube"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestUpgradeFails: an upgrade whose new apiserver cannot start (injected:
+// its binary exits) fails with the reason, and the control plane goes back
+// to 1.36 and stays ACTIVE, while a client reads and writes through the
+// endpoint throughout with no failure but the few an etcd member's
+// replacement may cut (as TestUpgradeNoErrors allows). etcd stays on 3.7:
+// every member had moved before the apiservers' turn.
+func TestUpgradeFails(t *testing.T) {
+	s, dataDir := serveTest(t, "--bundles", brokenBundles(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mustAWS(t, s, s.createArgs(t, "uf", "--kubernetes-version", "1.36")...)
+	waitAWSStatus(t, s, "uf", "ACTIVE")
+	d := mustAWS(t, s, "eks", "describe-cluster", "--name", "uf")["cluster"].(map[string]any)
+	cs := sdkClient(t, s, &ekstypes.Cluster{Name: aws.String("uf"), Endpoint: aws.String(d["endpoint"].(string)),
+		CertificateAuthority: &ekstypes.Certificate{Data: aws.String(d["certificateAuthority"].(map[string]any)["data"].(string))}})
+	if err := eventually(10*time.Second, func() error { // access entries reach RBAC a moment after ACTIVE
+		_, err := cs.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var failures []string
+	writes := 0
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			name := fmt.Sprintf("uf-%d", i)
+			_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+			if err == nil {
+				_, err = cs.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{})
+			}
+			mu.Lock()
+			if err != nil && ctx.Err() == nil {
+				failures = append(failures, err.Error())
+			} else if err == nil {
+				writes++
+			}
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+
+	// Every instance up first: the upgrade then replaces the etcd members
+	// before it reaches an apiserver (a standby still starting would be
+	// replaced at once, before them).
+	if err := eventually(time.Minute, func() error {
+		out, err := runSkiff(t, s, "describe", "cluster", "uf")
+		if n := healthyInstances(out); err != nil || n != 15 {
+			return fmt.Errorf("%d of 15 instances healthy: %v", n, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	id := mustAWS(t, s, "eks", "update-cluster-version", "--name", "uf", "--kubernetes-version", "1.37")["update"].(map[string]any)["id"].(string)
+	var u map[string]any
+	if err := eventually(5*time.Minute, func() error {
+		u = mustAWS(t, s, "eks", "describe-update", "--name", "uf", "--update-id", id)["update"].(map[string]any)
+		if u["status"] == "InProgress" {
+			return fmt.Errorf("update %s is InProgress", id)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if errs, _ := u["errors"].([]any); u["status"] != "Failed" || len(errs) != 1 || !strings.Contains(fmt.Sprint(errs[0]), "apiserver") {
+		t.Fatalf("the upgrade with a broken apiserver: %v", u)
+	}
+	t.Logf("failed after %.1fs: %v", time.Since(t0).Seconds(), u["errors"])
+	// Back on 1.36, every instance healthy, the cluster ACTIVE throughout.
+	if err := eventually(3*time.Minute, func() error {
+		c := mustAWS(t, s, "eks", "describe-cluster", "--name", "uf")["cluster"].(map[string]any)
+		if c["status"] != "ACTIVE" || c["version"] != "1.36" {
+			return fmt.Errorf("cluster %v at %v", c["status"], c["version"])
+		}
+		v, err := cs.Discovery().ServerVersion()
+		if err != nil || v.Minor != "36" {
+			return fmt.Errorf("server version %v %v", v, err)
+		}
+		out, err := runSkiff(t, s, "describe", "cluster", "uf")
+		if err != nil {
+			return err
+		}
+		if n := healthyInstances(out); n != 15 {
+			return fmt.Errorf("%d of 15 instances healthy:\n%s", n, out)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if out, err := runSkiff(t, s, "events", "uf"); err == nil {
+		t.Logf("events:\n%s", out)
+	}
+	data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
+	if !strings.Contains(string(data), "going back to 1.36") {
+		t.Errorf("no event of the way back in the serve log")
+	}
+	// etcd moved to 3.7 before the apiservers' turn, and stays there.
+	replaced := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, "replacing instance with a changed spec") && strings.Contains(line, "/etcd-") {
+			replaced++
+		}
+	}
+	if replaced != 3 {
+		t.Errorf("%d etcd members replaced, want the 3 of them once (to 3.7, not back)", replaced)
+	}
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d writes read back during the failed upgrade and the way back, %d failures", writes, len(failures))
+	etcdSide := 0
+	for _, f := range failures {
+		if strings.Contains(f, "graceful_stop") || strings.Contains(f, "raft proposal dropped") || strings.Contains(f, "leader changed") {
+			etcdSide++
+			continue
+		}
+		t.Errorf("failed: %s", f)
+	}
+	if etcdSide > 3 {
+		t.Errorf("%d requests failed on etcd members' replacements: want at most one per member", etcdSide)
+	}
+}
+
+// runSkiff runs the skiff CLI against s, as its admin.
+func runSkiff(t testing.TB, s *server, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(skiffBin, append(args, "--endpoint", s.endpoint)...)
+	cmd.Env = append(os.Environ(), s.env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// healthyInstances counts the rows of `skiff describe cluster`'s instance
+// table whose HEALTHY column is true.
+func healthyInstances(describe string) int {
+	n, in := 0, false
+	for _, line := range strings.Split(describe, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && f[0] == "ZONE":
+			in = true
+		case in && len(f) == 0:
+			in = false
+		case in && len(f) >= 5 && f[4] == "true":
+			n++
+		}
+	}
+	return n
 }
