@@ -339,9 +339,11 @@ func TestNodegroupUpgrade(t *testing.T) {
 		}
 	}()
 
-	// The control plane moves; the nodes stay at 1.36, as on EKS.
-	if u := update("eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.37"); u["status"] != "Successful" {
-		t.Fatalf("update-cluster-version 1.37: %v", u)
+	// The control plane moves (with skiff's CLI: the insights first, then
+	// the instances as they are replaced); the nodes stay at 1.36, as on EKS.
+	if out, err := runSkiff(t, s, "upgrade", "cluster", "nu"); err != nil || !strings.Contains(out, "upgrade insights for Kubernetes 1.37:") ||
+		!strings.Contains(out, "Kubelet version skew") || !strings.Contains(out, "cluster nu is at Kubernetes 1.37") {
+		t.Fatalf("skiff upgrade cluster nu: %v\n%s", err, out)
 	}
 	versions("1.36")
 
@@ -434,8 +436,8 @@ func TestNodegroupUpgrade(t *testing.T) {
 	// node group and the control plane go back.
 	out, err := awsCLI(t, s, "eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.36")
 	wantAWSError(t, out, err, "InvalidRequestException")
-	if u := update("eks", "update-nodegroup-version", "--cluster-name", "nu", "--nodegroup-name", "ng", "--kubernetes-version", "1.36"); u["status"] != "Successful" {
-		t.Fatalf("node group rollback: %v", u)
+	if out, err := runSkiff(t, s, "upgrade", "nodegroup", "ng", "--cluster", "nu", "--version", "1.36"); err != nil || !strings.Contains(out, "node group ng is at Kubernetes 1.36") {
+		t.Fatalf("node group rollback with skiff upgrade nodegroup: %v\n%s", err, out)
 	}
 	versions("1.36")
 	mu.Lock()
