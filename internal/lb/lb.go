@@ -6,11 +6,15 @@
 //   - at once when it answers that it is not ready (ErrNotReady): it is
 //     alive and serves or drains the connections it holds itself, so they
 //     stay open;
-//   - after Fall checks in a row without an answer (a hung or dead
-//     backend), or at once when a dial to it fails: then its connections
-//     are closed too, so that their clients reconnect at once. One slow
-//     check alone (a busy machine) does not count: leaving would cut every
-//     watch and request the backend was serving well.
+//   - at once when it refuses connections (its listener is closed): an
+//     apiserver past its shutdown delay still finishes the requests on
+//     the connections it holds, and a dead process's connections end by
+//     themselves (the kernel closes them), so they stay open too;
+//   - after Fall checks in a row without an answer (a hung backend), or at
+//     once when a dial to it fails otherwise: then its connections are
+//     closed too, so that their clients reconnect at once. One slow check
+//     alone (a busy machine) does not count: leaving would cut every watch
+//     and request the backend was serving well.
 //
 // When no backend is healthy the balancer panics, as Envoy does: it tries
 // every backend that accepts a connection. All apiservers of a cluster
@@ -325,7 +329,7 @@ func (b *Balancer) setHealth(be *backend, err error) {
 			be.healthy = true
 			b.cfg.Log.Info("backend joined the pool", "lb", b.cfg.Name, "backend", be.addr)
 		}
-	case errors.Is(err, ErrNotReady):
+	case errors.Is(err, ErrNotReady), errors.Is(err, syscall.ECONNREFUSED):
 		be.misses = 0
 		b.leaveLocked(be, err, false)
 	default:
@@ -452,7 +456,7 @@ func (b *Balancer) connect(r *relay) bool {
 		fd, err := dial(be.addr)
 		if err != nil {
 			b.mu.Lock()
-			b.leaveLocked(be, fmt.Errorf("dial: %w", err), true)
+			b.leaveLocked(be, fmt.Errorf("dial: %w", err), !errors.Is(err, syscall.ECONNREFUSED))
 			b.mu.Unlock()
 			continue
 		}

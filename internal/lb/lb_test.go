@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -164,11 +166,12 @@ func TestBalancer(t *testing.T) {
 
 // TestBalancerKeepsBusyBackends: a backend whose checks time out now and
 // then (a busy machine) stays in the pool with its connections; one that
-// answers "not ready" leaves at once but its connections stay open (it
+// answers "not ready", or refuses connections (a draining apiserver past
+// its shutdown delay), leaves at once but its connections stay open (it
 // drains them itself); only Fall misses in a row cut them.
 func TestBalancerKeepsBusyBackends(t *testing.T) {
 	a := echoServer(t, "a")
-	var mode atomic.Value // "ok", "slow" (every other check misses), "notready", "hung"
+	var mode atomic.Value // "ok", "slow" (every other check misses), "notready", "refused", "hung"
 	mode.Store("ok")
 	var n atomic.Int64
 	check := func(ctx context.Context, addr string) error {
@@ -179,6 +182,8 @@ func TestBalancerKeepsBusyBackends(t *testing.T) {
 			}
 		case "notready":
 			return fmt.Errorf("%w: 500", ErrNotReady)
+		case "refused":
+			return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 		case "hung":
 			return context.DeadlineExceeded
 		}
@@ -219,6 +224,15 @@ func TestBalancerKeepsBusyBackends(t *testing.T) {
 	waitFor(t, "a to leave", func() bool { return len(lb.Healthy()) == 0 })
 	if !open() {
 		t.Fatal("a backend that answered not ready had its connection cut")
+	}
+
+	mode.Store("ok")
+	waitFor(t, "a back", func() bool { return len(lb.Healthy()) == 1 })
+	mode.Store("refused")
+	waitFor(t, "a to leave", func() bool { return len(lb.Healthy()) == 0 })
+	time.Sleep(100 * time.Millisecond) // ~10 refused checks
+	if !open() {
+		t.Fatal("a backend that refuses new connections had its held connection cut")
 	}
 
 	mode.Store("ok")

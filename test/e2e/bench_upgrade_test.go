@@ -97,14 +97,10 @@ func BenchmarkUpgrade(b *testing.B) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ctx.Err() == nil; i++ {
-				name := fmt.Sprintf("bu-%d", i)
-				_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-				if err == nil {
-					_, err = cs.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{})
-				}
+			writeLoop(ctx, cs, "bu", func(err error) {
 				d, derr := cs.AppsV1().Deployments("default").Get(ctx, "app", metav1.GetOptions{})
 				mu.Lock()
+				defer mu.Unlock()
 				for _, e := range []error{err, derr} {
 					if e != nil && ctx.Err() == nil {
 						failures = append(failures, e.Error())
@@ -113,9 +109,7 @@ func BenchmarkUpgrade(b *testing.B) {
 				if derr == nil {
 					minReady = min(minReady, int(d.Status.ReadyReplicas))
 				}
-				mu.Unlock()
-				time.Sleep(20 * time.Millisecond)
-			}
+			})
 		}()
 		// phase runs an update to Successful and reports its time, the
 		// client's failures and the fewest ready replicas meanwhile.

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 )
 
 // TestUpgradeNoErrors upgrades a 1.36 control plane to 1.37 through the
@@ -526,21 +527,15 @@ func TestUpgradeFails(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := 0; ctx.Err() == nil; i++ {
-			name := fmt.Sprintf("uf-%d", i)
-			_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-			if err == nil {
-				_, err = cs.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{})
-			}
+		writeLoop(ctx, cs, "uf", func(err error) {
 			mu.Lock()
-			if err != nil && ctx.Err() == nil {
+			defer mu.Unlock()
+			if err != nil {
 				failures = append(failures, err.Error())
-			} else if err == nil {
+			} else {
 				writes++
 			}
-			mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
-		}
+		})
 	}()
 
 	// Every instance up first: the upgrade then replaces the etcd members
@@ -652,4 +647,21 @@ func healthyInstances(describe string) int {
 		}
 	}
 	return n
+}
+
+// writeLoop creates a ConfigMap through cs and reads it back, over and
+// over until ctx ends, and tells each round's outcome to done.
+func writeLoop(ctx context.Context, cs kubernetes.Interface, prefix string, done func(err error)) {
+	for i := 0; ctx.Err() == nil; i++ {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		if err == nil {
+			_, err = cs.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{})
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		done(err)
+		time.Sleep(20 * time.Millisecond)
+	}
 }
