@@ -12,6 +12,7 @@
 package kms
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -915,4 +916,21 @@ func (s *Service) GenerateDataKey(account, keyID string, n int, ec map[string]st
 		return nil, nil, nil, err
 	}
 	return plaintext, blob, k, nil
+}
+
+// Run calls Tick at once and then every interval until ctx ends; failures
+// are logged.
+func (s *Service) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.Tick(); err != nil {
+			s.log().Error("kms: deletions and rotations due", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
