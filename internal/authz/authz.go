@@ -23,7 +23,8 @@ import (
 
 // Resolver finds an existing resource of an account: its ARN and tags. kind
 // is "cluster" (name), "nodegroup" (cluster, name), "addon" (cluster,
-// name), "access-entry" (cluster, principal ARN) or "repository" (name).
+// name), "access-entry" (cluster, principal ARN), "repository" (name) or
+// "key" (a KMS key ID, key ARN, alias name or alias ARN).
 type Resolver func(account, kind string, names ...string) (arn string, tags map[string]string, ok bool)
 
 // Authorizer evaluates requests.
@@ -47,7 +48,7 @@ type Check struct {
 
 // Operation is a request as IAM sees it.
 type Operation struct {
-	Service string // eks, iam, sts, ec2, ecr, skiff
+	Service string // eks, iam, sts, ec2, ecr, kms, skiff
 	Name    string // the API operation, e.g. DescribeCluster
 	Checks  []Check
 }

@@ -1,10 +1,12 @@
 package authz
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +20,7 @@ import (
 	"skiff.dev/skiff/internal/api/skiffapi"
 	"skiff.dev/skiff/internal/botocore"
 	"skiff.dev/skiff/internal/iam"
+	"skiff.dev/skiff/internal/kms"
 	"skiff.dev/skiff/internal/store"
 )
 
@@ -320,5 +323,114 @@ func TestContextKeys(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDescribeKMS: the action, resource and condition keys of KMS
+// requests: the key's ARN however the request names the key (by alias
+// through the resolver, by the ciphertext blob for a Decrypt without
+// KeyId), "*" for CreateKey, ListKeys and ListAliases, the alias and its
+// key for alias operations.
+func TestDescribeKMS(t *testing.T) {
+	ids, acct := newIAM(t)
+	st, err := store.Open(filepath.Join(t.TempDir(), "kms.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	root, err := kms.NewRootKey(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &kms.Service{Store: st, Root: root, Region: "us-east-1", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	k, err := keys.CreateKey(acct, "", map[string]string{"team": "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.CreateAlias(acct, "alias/app", k.ID); err != nil {
+		t.Fatal(err)
+	}
+	blob, _, err := keys.Encrypt(acct, k.ID, []byte("x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Authorizer{IAM: ids, Region: "us-east-1", Resolve: func(account, kind string, names ...string) (string, map[string]string, bool) {
+		if kind != "key" {
+			return "", nil, false
+		}
+		return keys.Resolve(account, names[0])
+	}}
+	caller := &iam.Principal{Account: acct, User: "bob", Arn: "arn:aws:iam::" + acct + ":user/bob"}
+	arn := k.Arn("us-east-1")
+	base := "arn:aws:kms:us-east-1:" + acct + ":"
+	b64 := base64.StdEncoding.EncodeToString
+	tests := []struct {
+		op, body string
+		want     []string // action resource [key=value]
+	}{
+		{"CreateKey", `{"Tags":[{"TagKey":"env","TagValue":"prod"}]}`, []string{"kms:CreateKey * aws:RequestTag/env=prod aws:TagKeys=env"}},
+		{"ListKeys", `{}`, []string{"kms:ListKeys *"}},
+		{"ListAliases", `{"KeyId":"alias/app"}`, []string{"kms:ListAliases * kms:RequestAlias=alias/app"}},
+		{"DescribeKey", `{"KeyId":"` + k.ID + `"}`, []string{"kms:DescribeKey " + arn + " aws:ResourceTag/team=a"}},
+		{"DescribeKey", `{"KeyId":"` + arn + `"}`, []string{"kms:DescribeKey " + arn + " aws:ResourceTag/team=a"}},
+		{"Encrypt", `{"KeyId":"alias/app","EncryptionContext":{"ns":"prod","app":"web"}}`,
+			[]string{"kms:Encrypt " + arn + " aws:ResourceTag/team=a kms:EncryptionContext:app=web kms:EncryptionContext:ns=prod kms:EncryptionContextKeys=app,ns kms:RequestAlias=alias/app"}},
+		{"Encrypt", `{"KeyId":"` + base + `alias/app"}`, []string{"kms:Encrypt " + arn + " aws:ResourceTag/team=a"}},
+		{"Encrypt", `{"KeyId":"alias/none"}`, []string{"kms:Encrypt " + base + "alias/none kms:RequestAlias=alias/none"}},
+		{"Encrypt", `{"KeyId":"00000000-0000-4000-8000-000000000000"}`, []string{"kms:Encrypt " + base + "key/00000000-0000-4000-8000-000000000000"}},
+		{"Decrypt", `{"CiphertextBlob":"` + b64(blob) + `"}`, []string{"kms:Decrypt " + arn + " aws:ResourceTag/team=a"}},
+		{"Decrypt", `{"CiphertextBlob":"` + b64([]byte("garbage")) + `"}`, []string{"kms:Decrypt *"}},
+		{"GenerateDataKey", `{"KeyId":"alias/app","KeySpec":"AES_256"}`, []string{"kms:GenerateDataKey " + arn + " aws:ResourceTag/team=a kms:RequestAlias=alias/app"}},
+		{"CreateAlias", `{"AliasName":"alias/new","TargetKeyId":"` + k.ID + `"}`,
+			[]string{"kms:CreateAlias " + base + "alias/new", "kms:CreateAlias " + arn + " aws:ResourceTag/team=a"}},
+		{"DeleteAlias", `{"AliasName":"alias/app"}`, []string{"kms:DeleteAlias " + base + "alias/app", "kms:DeleteAlias " + arn + " aws:ResourceTag/team=a"}},
+		{"DeleteAlias", `{"AliasName":"alias/none"}`, []string{"kms:DeleteAlias " + base + "alias/none"}},
+		{"TagResource", `{"KeyId":"` + k.ID + `","Tags":[{"TagKey":"env","TagValue":"prod"}]}`,
+			[]string{"kms:TagResource " + arn + " aws:RequestTag/env=prod aws:ResourceTag/team=a aws:TagKeys=env"}},
+		{"UntagResource", `{"KeyId":"` + k.ID + `","TagKeys":["team"]}`, []string{"kms:UntagResource " + arn + " aws:ResourceTag/team=a aws:TagKeys=team"}},
+		{"ScheduleKeyDeletion", `{"KeyId":"` + k.ID + `"}`, []string{"kms:ScheduleKeyDeletion " + arn + " aws:ResourceTag/team=a"}},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.Header.Set("X-Amz-Target", KMSTargetPrefix+tt.op)
+		op := a.Describe("kms", r, []byte(tt.body), caller, "us-east-1")
+		var got []string
+		for _, c := range op.Checks {
+			s := c.Action + " " + c.Resource
+			var keys []string
+			for k, v := range c.Context {
+				keys = append(keys, k+"="+strings.Join(v, ","))
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				s += " " + k
+			}
+			got = append(got, s)
+		}
+		if op.Service != "kms" || op.Name != tt.op || !slices.Equal(got, tt.want) {
+			t.Errorf("%s %s: %s %s, got\n%q\nwant\n%q", tt.op, tt.body, op.Service, op.Name, got, tt.want)
+		}
+	}
+
+	// A policy on the key's ARN allows the key by alias and by blob, and
+	// nothing else.
+	ids.CreateUser(acct, "bob", "")
+	ids.PutInlinePolicy(iam.KindUser, acct, "bob", "one-key", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt"],"Resource":"`+arn+`"}]}`)
+	for _, tt := range []struct {
+		op, body string
+		allow    bool
+	}{
+		{"Encrypt", `{"KeyId":"alias/app"}`, true},
+		{"Decrypt", `{"CiphertextBlob":"` + b64(blob) + `"}`, true},
+		{"Encrypt", `{"KeyId":"alias/none"}`, false},
+		{"GenerateDataKey", `{"KeyId":"alias/app"}`, false},
+		{"CreateKey", `{}`, false},
+	} {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.Header.Set("X-Amz-Target", KMSTargetPrefix+tt.op)
+		_, err := a.Authorize(r, caller, a.Describe("kms", r, []byte(tt.body), caller, "us-east-1"), "us-east-1")
+		if (err == nil) != tt.allow {
+			t.Errorf("%s %s: %v, want allowed %v", tt.op, tt.body, err, tt.allow)
+		}
 	}
 }

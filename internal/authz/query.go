@@ -201,6 +201,8 @@ func (a *Authorizer) Describe(service string, r *http.Request, body []byte, call
 		return a.describeEC2(form(r, body), account, region)
 	case "ecr":
 		return a.describeECR(r, body, account, region)
+	case "kms":
+		return a.describeKMS(r, body, account, region)
 	}
 	return Operation{Service: service}
 }

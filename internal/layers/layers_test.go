@@ -13,7 +13,8 @@ import (
 func TestHandlersImportNoReconciler(t *testing.T) {
 	forbidden := []string{"internal/controlplane", "internal/addons", "internal/nodes", "internal/runtime",
 		"internal/vpcnet", "internal/endpoint", "internal/authenticator", "internal/tunnel"}
-	for _, pkg := range []string{"skiff.dev/skiff/internal/api/...", "skiff.dev/skiff/internal/clusters", "skiff.dev/skiff/internal/network"} {
+	for _, pkg := range []string{"skiff.dev/skiff/internal/api/...", "skiff.dev/skiff/internal/clusters", "skiff.dev/skiff/internal/network",
+		"skiff.dev/skiff/internal/kms"} {
 		out, err := exec.Command("go", "list", "-deps", pkg).Output()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v", pkg, err)

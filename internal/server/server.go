@@ -1,5 +1,5 @@
 // Package server assembles skiff's server (`skiff serve`): the store, IAM,
-// the registry, the EKS, IAM, STS, EC2 and ECR APIs on one listener, and
+// the registry, the EKS, IAM, STS, EC2, ECR and KMS APIs on one listener, and
 // the reconcilers of control planes, node groups and add-ons. Config (with
 // defaults and Validate) → Start → Stop, like etcd's embed: no globals.
 package server
@@ -29,6 +29,7 @@ import (
 	"skiff.dev/skiff/internal/api/ec2"
 	"skiff.dev/skiff/internal/api/ecr"
 	"skiff.dev/skiff/internal/api/eks"
+	kmsapi "skiff.dev/skiff/internal/api/kms"
 	"skiff.dev/skiff/internal/api/query"
 	"skiff.dev/skiff/internal/api/router"
 	"skiff.dev/skiff/internal/api/skiffapi"
@@ -40,6 +41,7 @@ import (
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/images"
+	"skiff.dev/skiff/internal/kms"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/nodes"
@@ -232,11 +234,25 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ecrAPI := &ecr.Handler{Store: st, Registry: reg, Tokens: regTokens, Region: region, Host: regHost, Account: router.Account, Log: log,
 		Scheme:    scheme,
 		AccessKey: func(r *http.Request) string { return router.Caller(r).AccessKeyID }}
+	// KMS keys' material is sealed by a root key of the data dir; Check
+	// finds a lost or replaced one before any key is used.
+	kmsRoot, err := kms.OpenRootKey(filepath.Join(dataDir, "kms-root.key"))
+	if err != nil {
+		return nil, err
+	}
+	keys := &kms.Service{Store: st, Root: kmsRoot, Region: region, Log: log}
+	if err := keys.Check(); err != nil {
+		return nil, err
+	}
+	kmsAPI := &kmsapi.Handler{KMS: keys, Account: router.Account, Log: log}
 	eksAPI := eks.New(eks.Handler{Clusters: svc, IAM: ids, Region: region, Account: router.Account, Log: log,
 		CallerArn: func(r *http.Request) string { return router.Caller(r).Arn }})
 	az := &authz.Authorizer{IAM: ids, Region: region, Resolve: func(account, kind string, names ...string) (string, map[string]string, bool) {
-		if kind == "repository" {
+		switch kind {
+		case "repository":
 			return ecrAPI.Resolve(account, kind, names...)
+		case "key":
+			return kmsAPI.Resolve(account, kind, names...)
 		}
 		return eksAPI.Resolve(account, kind, names...)
 	}}
@@ -249,6 +265,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		EKS:      eksAPI,
 		EC2:      &ec2.Handler{Network: nets, Account: router.Account, Region: region},
 		ECR:      ecrAPI,
+		KMS:      kmsAPI,
 		Registry: reg.Authenticated(registry.Auth{Tokens: regTokens, Host: regHost, Lookup: ecrAPI.Lookup, Log: log, Authorize: az.Registry}),
 		Skiff: skiffapi.New(skiffapi.Handler{Clusters: svc, Account: router.Account, Region: region,
 			Caller: func(r *http.Request) access.Caller { return CallerOf(router.Caller(r)) }}),
@@ -266,10 +283,22 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		defer close(s.engine)
 		eng.Run(s.ctx)
 	}()
+	// Deletions and rotations of KMS keys that come due.
+	kmsDone := make(chan struct{})
+	go func() {
+		defer close(kmsDone)
+		keys.Run(s.ctx, kmsTick)
+	}()
+	s.closers = append(s.closers, func() { <-kmsDone })
 	go func() { s.served <- srv.Serve(ln) }()
 	log.Info("skiff serving", "endpoint", endpoint, "dataDir", dataDir, "versions", cat.Versions())
 	return s, nil
 }
+
+// kmsTick is how often the KMS keys whose deletion or automatic rotation
+// is due are deleted or rotated (a key is gone for the API at its deletion
+// date already).
+const kmsTick = 10 * time.Minute
 
 // The API's timeouts: headers in 10 s, idle connections close after 2
 // minutes. Bodies have no server-wide deadline (registry uploads may take

@@ -22,6 +22,7 @@ var (
 	bucketEvents   = []byte("events")
 	bucketIAM      = []byte("iam")
 	bucketNetwork  = []byte("network")
+	bucketKMS      = []byte("kms")
 )
 
 // ErrNotFound is returned for a missing record.
@@ -42,7 +43,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s (is another skiff using this data dir?): %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketClusters, bucketEvents, bucketIAM, bucketNetwork, bucketECR} {
+		for _, b := range [][]byte{bucketClusters, bucketEvents, bucketIAM, bucketNetwork, bucketECR, bucketKMS} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -321,4 +322,15 @@ func (s *Store) Network(fn func(tx *Tx) error) error {
 // NetworkView runs fn in a read-only transaction over the network records.
 func (s *Store) NetworkView(fn func(tx *Tx) error) error {
 	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{b: btx.Bucket(bucketNetwork)}) })
+}
+
+// KMS runs fn in a read-write transaction over the KMS records (keys with
+// their sealed material, aliases); an error from fn changes nothing.
+func (s *Store) KMS(fn func(tx *Tx) error) error {
+	return s.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{b: btx.Bucket(bucketKMS)}) })
+}
+
+// KMSView runs fn in a read-only transaction over the KMS records.
+func (s *Store) KMSView(fn func(tx *Tx) error) error {
+	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{b: btx.Bucket(bucketKMS)}) })
 }

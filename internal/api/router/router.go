@@ -1,8 +1,8 @@
 // Package router is skiff's one endpoint. It verifies every request's SigV4
 // signature against the identity store, resolves the caller, and routes by
 // the service in the signature's credential scope: eks (restJson1, and
-// skiff's own /skiff/v1 API), iam and sts (query protocol), ec2, ecr (JSON
-// 1.1). Failures get the error each service's real endpoint returns. The
+// skiff's own /skiff/v1 API), iam and sts (query protocol), ec2, ecr and
+// kms (JSON 1.1). Failures get the error each service's real endpoint returns. The
 // registry's /v2/ API (its own authentication, unbounded uploads) is
 // routed before any of that.
 package router
@@ -53,6 +53,7 @@ type Router struct {
 	STSQuery http.Handler
 	EC2      http.Handler
 	ECR      http.Handler // JSON 1.1
+	KMS      http.Handler // JSON 1.1
 	// Registry serves the OCI distribution API at /v2/ with its own
 	// authentication (ECR's Basic tokens), before SigV4 and the body limit.
 	Registry   http.Handler
@@ -141,15 +142,17 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.EC2.ServeHTTP(w, r)
 	case service == "ecr" && rt.ECR != nil:
 		rt.ECR.ServeHTTP(w, r)
+	case service == "kms" && rt.KMS != nil:
+		rt.KMS.ServeHTTP(w, r)
 	default:
 		awserr.WriteJSON(w, awserr.New(http.StatusBadRequest, "UnknownServiceException",
-			"skiff serves the eks, iam, sts, ec2 and ecr services (and the registry at /v2/); this request was signed for "+service))
+			"skiff serves the eks, iam, sts, ec2, ecr and kms services (and the registry at /v2/); this request was signed for "+service))
 	}
 }
 
 func styleOf(service string, r *http.Request) int {
 	switch {
-	case service == "ecr":
+	case service == "ecr" || service == "kms":
 		return styleJSON11
 	case service == "ec2":
 		return styleEC2
@@ -165,7 +168,7 @@ const (
 	styleJSON  = iota // EKS
 	styleQuery        // IAM, STS
 	styleEC2
-	styleJSON11 // ECR
+	styleJSON11 // ECR, KMS
 )
 
 // deny answers a request whose signature did not verify, with the codes

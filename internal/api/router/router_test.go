@@ -77,7 +77,8 @@ func TestSlowBody(t *testing.T) {
 // Action say another service's; a scope rewritten to name another service
 // breaks the signature (issue 15). The authorization is the signed
 // service's too: bob, who has no policy, may call sts:GetCallerIdentity
-// with an ECR target on it, and is refused an IAM action signed for STS.
+// with an ECR target on it, and is refused an IAM action signed for STS
+// and a KMS one (JSON 1.1's AccessDeniedException).
 func TestRoutedBySignedService(t *testing.T) {
 	st, err := store.Open(filepath.Join(t.TempDir(), "skiff.db"))
 	if err != nil {
@@ -104,8 +105,9 @@ func TestRoutedBySignedService(t *testing.T) {
 		})
 	}
 	rt := &Router{IAM: ids, Authz: &authz.Authorizer{IAM: ids, Region: "us-east-1"}, EKS: handler("eks"), Skiff: handler("skiff"),
-		IAMQuery: handler("iam"), STSQuery: handler("sts"), EC2: handler("ec2"), ECR: handler("ecr"), Region: "us-east-1"}
+		IAMQuery: handler("iam"), STSQuery: handler("sts"), EC2: handler("ec2"), ECR: handler("ecr"), KMS: handler("kms"), Region: "us-east-1"}
 	ecrTarget := map[string]string{"X-Amz-Target": authz.ECRTargetPrefix + "CreateRepository", "Content-Type": "application/x-amz-json-1.1"}
+	kmsTarget := map[string]string{"X-Amz-Target": authz.KMSTargetPrefix + "CreateKey", "Content-Type": "application/x-amz-json-1.1"}
 	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
 	tests := []struct {
 		name    string
@@ -123,12 +125,17 @@ func TestRoutedBySignedService(t *testing.T) {
 		{"iam on an EKS path with an ECR target", admin, "iam", "/clusters", ecrTarget, "Action=ListUsers", "", "iam", ""},
 		{"ecr with an IAM action", admin, "ecr", "/", form, "Action=CreateUser&UserName=eve", "", "ecr", ""},
 		{"eks with an ECR target", admin, "eks", "/", ecrTarget, `{"repositoryName":"web"}`, "", "eks", ""},
+		{"kms", admin, "kms", "/", kmsTarget, `{}`, "", "kms", ""},
+		{"kms with an ECR target", admin, "kms", "/", ecrTarget, `{"repositoryName":"web"}`, "", "kms", ""},
+		{"ecr with a KMS target", admin, "ecr", "/", kmsTarget, `{}`, "", "ecr", ""},
+		{"ecr scope rewritten to kms", admin, "ecr", "/", kmsTarget, `{}`, "kms", "", "InvalidSignatureException"},
 		{"ec2 on the skiff path", admin, "ec2", "/skiff/v1/clusters/x/kubeconfig", form, "Action=DescribeVpcs", "", "ec2", ""},
 		{"an unknown service with an ECR target", admin, "s3", "/", ecrTarget, `{"repositoryName":"web"}`, "", "", "UnknownServiceException"},
 		{"sts scope rewritten to ecr", admin, "sts", "/", ecrTarget, "Action=GetCallerIdentity", "ecr", "", "InvalidSignatureException"},
 		{"sts scope rewritten to iam", admin, "sts", "/", form, "Action=CreateUser&UserName=eve", "iam", "", "SignatureDoesNotMatch"},
 		{"bob: sts with an ECR target", bob, "sts", "/", ecrTarget, "Action=GetCallerIdentity", "", "sts", ""},
 		{"bob: sts with an IAM action", bob, "sts", "/", form, "Action=CreateUser&UserName=eve", "", "", "AccessDenied"},
+		{"bob: kms", bob, "kms", "/", kmsTarget, `{}`, "", "", "AccessDeniedException"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
