@@ -40,23 +40,7 @@ func BenchmarkUpgrade(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cli := eks.NewFromConfig(sdkConfig(s))
 		role := nodeRole(b, s, "bu-nodes")
-		if _, err := cli.CreateCluster(ctx, &eks.CreateClusterInput{Name: aws.String("bu"), Version: aws.String("1.36"), RoleArn: aws.String(s.clusterRole(b)),
-			ResourcesVpcConfig: &ekstypes.VpcConfigRequest{SubnetIds: s.defaultSubnets(b)}}); err != nil {
-			b.Fatal(err)
-		}
-		var c *ekstypes.Cluster
-		if err := eventually(3*time.Minute, func() error {
-			out, err := cli.DescribeCluster(ctx, &eks.DescribeClusterInput{Name: aws.String("bu")})
-			if err == nil && out.Cluster.Status != ekstypes.ClusterStatusActive {
-				err = fmt.Errorf("status %s", out.Cluster.Status)
-			}
-			if err == nil {
-				c = out.Cluster
-			}
-			return err
-		}); err != nil {
-			b.Fatal(err)
-		}
+		c := createActive(b, s, cli, "bu", "1.36")
 		if _, err := cli.CreateNodegroup(ctx, &eks.CreateNodegroupInput{ClusterName: aws.String("bu"), NodegroupName: aws.String("ng"),
 			NodeRole: aws.String(role), Subnets: s.defaultSubnets(b), UpdateConfig: &ekstypes.NodegroupUpdateConfig{MaxUnavailable: aws.Int32(1)},
 			ScalingConfig: &ekstypes.NodegroupScalingConfig{MinSize: aws.Int32(1), MaxSize: aws.Int32(6), DesiredSize: aws.Int32(3)}}); err != nil {

@@ -34,24 +34,7 @@ func TestUpgradeNoErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cli := eks.NewFromConfig(sdkConfig(s))
-	if _, err := cli.CreateCluster(ctx, &eks.CreateClusterInput{Name: aws.String("up"), Version: aws.String("1.36"), RoleArn: aws.String(s.clusterRole(t)),
-		ResourcesVpcConfig: &ekstypes.VpcConfigRequest{SubnetIds: s.defaultSubnets(t)}}); err != nil {
-		t.Fatal(err)
-	}
-	var c *ekstypes.Cluster
-	if err := eventually(3*time.Minute, func() error {
-		out, err := cli.DescribeCluster(ctx, &eks.DescribeClusterInput{Name: aws.String("up")})
-		if err == nil && out.Cluster.Status != ekstypes.ClusterStatusActive {
-			err = fmt.Errorf("status %s", out.Cluster.Status)
-		}
-		if err == nil {
-			c = out.Cluster
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	cs := sdkClient(t, s, c)
+	cs := sdkClient(t, s, createActive(t, s, cli, "up", "1.36"))
 
 	var mu sync.Mutex
 	var failures []string
@@ -664,4 +647,29 @@ func writeLoop(ctx context.Context, cs kubernetes.Interface, prefix string, done
 		done(err)
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// createActive creates cluster name at version through the EKS API and
+// returns it once ACTIVE.
+func createActive(tb testing.TB, s *server, cli *eks.Client, name, version string) *ekstypes.Cluster {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := cli.CreateCluster(ctx, &eks.CreateClusterInput{Name: aws.String(name), Version: aws.String(version), RoleArn: aws.String(s.clusterRole(tb)),
+		ResourcesVpcConfig: &ekstypes.VpcConfigRequest{SubnetIds: s.defaultSubnets(tb)}}); err != nil {
+		tb.Fatal(err)
+	}
+	var c *ekstypes.Cluster
+	if err := eventually(3*time.Minute, func() error {
+		out, err := cli.DescribeCluster(ctx, &eks.DescribeClusterInput{Name: aws.String(name)})
+		if err == nil && out.Cluster.Status != ekstypes.ClusterStatusActive {
+			err = fmt.Errorf("status %s", out.Cluster.Status)
+		}
+		if err == nil {
+			c = out.Cluster
+		}
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }
