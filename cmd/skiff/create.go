@@ -113,6 +113,9 @@ over the cluster's zones and waits until they are Ready.
 				}
 				req["accessConfig"] = ac
 			}
+			if e := cfg.SecretsEncryption; e != nil && e.KeyARN != "" {
+				req["encryptionConfig"] = []any{map[string]any{"resources": []string{"secrets"}, "provider": map[string]string{"keyArn": e.KeyARN}}}
+			}
 		}
 		switch {
 		case len(args) == 1 && name != "" && name != args[0]:

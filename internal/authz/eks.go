@@ -26,6 +26,7 @@ var EKSRoutes = []eksRoute{
 	{"GET /clusters/{name}", "DescribeCluster", "", "cluster"},
 	{"DELETE /clusters/{name}", "DeleteCluster", "", "cluster"},
 	{"POST /clusters/{name}/update-config", "UpdateClusterConfig", "", "cluster"},
+	{"POST /clusters/{name}/encryption-config/associate", "AssociateEncryptionConfig", "", "cluster"},
 	{"POST /clusters/{name}/updates", "UpdateClusterVersion", "", "cluster"},
 	{"GET /clusters/{name}/updates", "ListUpdates", "", "update-target"},
 	{"GET /clusters/{name}/updates/{id}", "DescribeUpdate", "", "update-target"},

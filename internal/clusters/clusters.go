@@ -46,6 +46,8 @@ type Service struct {
 	Addons catalog.Catalog
 	// Quotas bound what one account may hold (zero fields: defaults).
 	Quotas Quotas
+	// Keys resolves the KMS keys of encryptionConfig; nil refuses it.
+	Keys Keys
 }
 
 // Quotas bound what one account may hold on this skiff, so that no tenant
@@ -121,6 +123,7 @@ type CreateRequest struct {
 	SkipSelfManagedAddons                       bool     // bootstrapSelfManagedAddons=false
 	CreatorArn                                  string
 	ClientRequestToken                          string
+	Encryption                                  []Encryption // encryptionConfig
 }
 
 // EKS' rule for cluster names.
@@ -158,8 +161,16 @@ func (s *Service) Create(req CreateRequest) (*model.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	enc, err := s.encryption(req.Account, req.Encryption)
+	if err != nil {
+		return nil, err
+	}
+	if enc != nil {
+		enc.Rewritten = true // nothing was stored before
+	}
 	c := &model.Cluster{
 		Network:               net,
+		Encryption:            enc,
 		Logging:               logging,
 		AuthenticationMode:    req.AuthenticationMode,
 		BootstrapAdmin:        req.BootstrapAdmin == nil || *req.BootstrapAdmin,

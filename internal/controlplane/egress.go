@@ -52,7 +52,7 @@ func (l Layout) Sockets() []string {
 	for i := range EndpointReplicas {
 		out = append(out, l.EndpointLinkSocket(i))
 	}
-	return out
+	return append(out, l.KMSSocket())
 }
 
 // DoorMaterialPath is the door's material (door.Material).

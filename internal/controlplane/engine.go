@@ -48,6 +48,9 @@ type Config struct {
 	AddonCatalog catalog.Catalog
 	// SkiffBin is the skiff binary: the endpoints' replicas run it.
 	SkiffBin string
+	// Keys gives the KMS plugins of clusters with encryptionConfig their
+	// keys; nil: such clusters fail their KMS step.
+	Keys Keys
 }
 
 // Addons is the add-on reconciler, run by each cluster's worker after its

@@ -14,6 +14,7 @@ import (
 	"skiff.dev/skiff/internal/bundle"
 	"strconv"
 
+	"skiff.dev/skiff/internal/kms"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/runtime"
 )
@@ -56,11 +57,15 @@ type Layout struct {
 	// cluster version's: etcd never moves back a minor (a cluster rolled
 	// back keeps the etcd of the version it was upgraded to).
 	Etcd *bundle.Bundle
+	// RootKey is skiff's KMS root key file (the KMS plugin unseals the
+	// cluster's key with it).
+	RootKey string
 }
 
 // NewLayout returns the layout of cluster c under dataDir, placed by p.
 func NewLayout(dataDir string, c *model.Cluster, p runtime.Placer) Layout {
-	return Layout{Slot: c.Slot, Cluster: c.ID, Dir: filepath.Join(dataDir, "clusters", c.ID), Place: p}
+	return Layout{Slot: c.Slot, Cluster: c.ID, Dir: filepath.Join(dataDir, "clusters", c.ID), Place: p,
+		RootKey: kms.RootKeyPath(dataDir)}
 }
 
 func (l Layout) addr(role runtime.Role, i int) net.IP {

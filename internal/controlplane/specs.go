@@ -36,7 +36,11 @@ func (l Layout) Specs(c *model.Cluster, b bundle.Bundle) []runtime.Spec {
 	for i := range AuthenticatorReplicas {
 		out = append(out, l.authenticatorSpec(c, i))
 	}
-	return append(out, l.tunnelSpec(c))
+	out = append(out, l.tunnelSpec(c))
+	if c.Encryption != nil {
+		out = append(out, l.kmsPluginSpec(c))
+	}
+	return out
 }
 
 // tunnelSpec is the cluster's tunnel (`skiff tunnel`): the apiservers'
@@ -254,6 +258,18 @@ func (l Layout) etcdSpec(c *model.Cluster, b bundle.Bundle, i int, zone string) 
 }
 
 func (l Layout) apiserverSpec(c *model.Cluster, b bundle.Bundle, i int) runtime.Spec {
+	s := l.apiserverBase(c, b, i)
+	if e := c.Encryption; e != nil {
+		s.Command = append(s.Command, "--encryption-provider-config="+l.EncryptionConfigPath())
+		s.Files = append(s.Files, l.EncryptionConfigPath(), EgressDir)
+		if e.Revocations > 0 { // each revocation is a new apiserver
+			s.Env = append(s.Env, "SKIFF_KMS_REVOCATIONS="+strconv.Itoa(e.Revocations))
+		}
+	}
+	return s
+}
+
+func (l Layout) apiserverBase(c *model.Cluster, b bundle.Bundle, i int) runtime.Spec {
 	ip := l.APIServerIP(i).String()
 	webhook := l.KubeconfigPath(webhookClient)
 	return l.spec(c, b, runtime.APIServer, "apiserver-"+strconv.Itoa(i), zoneOf(c, i), []string{webhook, l.EgressConfigPath(), l.AuthnConfigPath(), l.AuditPolicyPath(), l.AuditDir()},

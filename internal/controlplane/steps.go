@@ -28,12 +28,14 @@ const (
 	StepPKI           = "PKI"           // certificates, kubeconfigs, the prober and skiff's client
 	StepEndpoint      = "Endpoint"      // the load balancer's replicas
 	StepEtcd          = "Etcd"          // the members, one per zone
+	StepKMS           = "KMS"           // the KMS plugin that wraps Secrets' data keys, and the key's health
 	StepAPIServers    = "APIServers"    // kube-apiserver
 	StepControllers   = "Controllers"   // controller-managers and schedulers
 	StepAuthenticator = "Authenticator" // the IAM token webhook's replicas and their material
 	StepTunnel        = "Tunnel"        // the apiservers' egress into the VPC
 	StepDoor          = "Door"          // the registry and skiff's API in the VPC
 	StepAccess        = "Access"        // access entries → RBAC
+	StepEncryption    = "Encryption"    // Secrets stored before encryption rewritten
 	StepNodes         = "Nodes"         // managed node groups
 	StepAddons        = "Addons"        // EKS add-ons
 	StepInsights      = "Insights"      // upgrade insights
@@ -91,12 +93,14 @@ var steps = []step{
 	{"", true, (*worker).observe}, // no condition: what the instance steps act on
 	{StepEndpoint, false, instanceStep(runtime.Endpoint)},
 	{StepEtcd, false, instanceStep(runtime.Etcd)},
+	{StepKMS, false, (*worker).stepKMS},
 	{StepAPIServers, false, instanceStep(runtime.APIServer)},
 	{StepControllers, false, instanceStep(runtime.ControllerManager, runtime.Scheduler)},
 	{StepAuthenticator, false, (*worker).stepAuthenticator},
 	{StepTunnel, false, (*worker).stepTunnel},
 	{StepDoor, false, (*worker).stepDoor},
 	{StepAccess, false, (*worker).stepAccess},
+	{StepEncryption, false, (*worker).stepEncryption},
 	{StepNodes, false, (*worker).stepNodes},
 	{StepAddons, false, (*worker).stepAddons},
 	{StepStatus, false, (*worker).stepStatus},
@@ -337,6 +341,8 @@ func (w *worker) probe(ctx context.Context, l Layout, s runtime.Spec) (pool []st
 		return nil, status.Get(ctx, l.TunnelStatusAddr(), nil)
 	case runtime.Door:
 		return nil, status.Get(ctx, l.DoorStatusAddr(), nil)
+	case runtime.KMSPlugin:
+		return nil, status.Get(ctx, l.KMSStatusAddr(), nil)
 	case runtime.Authenticator:
 		return nil, status.Get(ctx, l.AuthenticatorStatusAddr(indexOf(s)), nil)
 	case runtime.Endpoint:

@@ -511,6 +511,9 @@ func (w *worker) finishUpdate(c *model.Cluster, allHealthy bool) error {
 	if p := c.PendingUpdate(); p != nil && p.Type == model.UpdateVersion && !allHealthy {
 		return nil
 	}
+	if p := c.PendingUpdate(); p != nil && p.Type == model.UpdateEncryption && (!allHealthy || c.Encryption == nil || !c.Encryption.Rewritten) {
+		return nil
+	}
 	var done *model.Update
 	_, err := w.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
 		if c.Status != model.StatusUpdating {

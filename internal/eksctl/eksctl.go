@@ -29,6 +29,10 @@ type ClusterConfig struct {
 	VPC               *VPC          `json:"vpc,omitempty"`
 	CloudWatch        *CloudWatch   `json:"cloudWatch,omitempty"`
 	AccessConfig      *AccessConfig `json:"accessConfig,omitempty"`
+	// SecretsEncryption is the KMS key that envelope-encrypts Secrets.
+	SecretsEncryption *struct {
+		KeyARN string `json:"keyARN,omitempty"`
+	} `json:"secretsEncryption,omitempty"`
 }
 
 // Metadata names the cluster.
@@ -81,6 +85,7 @@ var supported = []string{
 	"vpc.clusterEndpoints", "vpc.clusterEndpoints.publicAccess", "vpc.clusterEndpoints.privateAccess", "vpc.publicAccessCIDRs",
 	"cloudWatch", "cloudWatch.clusterLogging", "cloudWatch.clusterLogging.enableTypes",
 	"accessConfig", "accessConfig.authenticationMode", "accessConfig.bootstrapClusterCreatorAdminPermissions",
+	"secretsEncryption", "secretsEncryption.keyARN",
 }
 
 // Parse reads a ClusterConfig. Fields skiff does not implement are an
@@ -97,7 +102,7 @@ func Parse(data []byte) (*ClusterConfig, error) {
 	walk("", "", raw, &unknown)
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return nil, fmt.Errorf("skiff does not support these ClusterConfig fields: %s; remove them (supported: metadata, availabilityZones, vpc.subnets, vpc.clusterEndpoints, vpc.publicAccessCIDRs, cloudWatch.clusterLogging, accessConfig)",
+		return nil, fmt.Errorf("skiff does not support these ClusterConfig fields: %s; remove them (supported: metadata, availabilityZones, vpc.subnets, vpc.clusterEndpoints, vpc.publicAccessCIDRs, cloudWatch.clusterLogging, accessConfig, secretsEncryption.keyARN)",
 			strings.Join(unknown, ", "))
 	}
 	var cfg ClusterConfig

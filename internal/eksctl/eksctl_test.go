@@ -27,6 +27,7 @@ vpc:
   publicAccessCIDRs: [10.0.0.0/8]
 cloudWatch: {clusterLogging: {enableTypes: [api, audit]}}
 accessConfig: {authenticationMode: API, bootstrapClusterCreatorAdminPermissions: false}
+secretsEncryption: {keyARN: "arn:aws:kms:us-east-1:111111111111:key/0d6a3c8e-2b1f-4c7a-9e5d-1a2b3c4d5e6f"}
 `, subnets: []string{"subnet-1", "subnet-2"}},
 		{name: "unsupported fields named", yaml: `
 apiVersion: eksctl.io/v1alpha5
@@ -54,6 +55,9 @@ vpc: {nat: {gateway: Single}, subnets: {private: {us-east-1a: {id: s, cidr: 10.0
 			}
 			if got := cfg.SubnetIDs(); !slices.Equal(got, tt.subnets) {
 				t.Errorf("SubnetIDs = %v, want %v", got, tt.subnets)
+			}
+			if tt.name == "full" && (cfg.SecretsEncryption == nil || !strings.HasSuffix(cfg.SecretsEncryption.KeyARN, ":key/0d6a3c8e-2b1f-4c7a-9e5d-1a2b3c4d5e6f")) {
+				t.Errorf("secretsEncryption = %+v", cfg.SecretsEncryption)
 			}
 		})
 	}

@@ -39,6 +39,12 @@ import (
 	"skiff.dev/skiff/internal/vpcnet"
 )
 
+// ReadyPath is how the endpoint asks an apiserver whether it may take
+// requests: /readyz, short of the KMS plugin's health. A cluster whose KMS
+// key is disabled keeps its API (only Secrets fail, with the reason), as
+// the health issue tells.
+const ReadyPath = "/readyz?exclude=kms-provider-0&exclude=kms-providers"
+
 // Config of one endpoint replica.
 type Config struct {
 	Name string // for logs: the cluster's
@@ -147,7 +153,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if !pool.AppendCertsFromPEM(ca) {
 		return fmt.Errorf("endpoint: no certificate in %s", cfg.CAFile)
 	}
-	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(&tls.Config{RootCAs: pool}, "/readyz"), Log: cfg.Log})
+	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(&tls.Config{RootCAs: pool}, ReadyPath), Log: cfg.Log})
 	bal.SetAccess(lb.PublicAccess(cfg.PublicAccess, cfg.PublicCIDRs, cfg.Own))
 	bal.SetBackends(cfg.Backends)
 	if cfg.Link != "" {

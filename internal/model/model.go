@@ -94,6 +94,8 @@ type Cluster struct {
 	// EndpointAddr is the endpoint's address inside the VPC (with the
 	// subnet's prefix length), where the cluster's nodes reach it.
 	EndpointAddr string `json:"endpointAddr,omitempty"`
+	// Encryption is the envelope encryption of Secrets; nil if none.
+	Encryption *Encryption `json:"encryption,omitempty"`
 	// Observed is what the reconciler saw of the control plane in its
 	// last pass that changed it (the API reads it here, not from the
 	// reconciler).
@@ -205,6 +207,7 @@ const (
 	UpdateEndpointAccess = "EndpointAccessUpdate"
 	UpdateLogging        = "LoggingUpdate"
 	UpdateAccessConfig   = "AccessConfigUpdate"
+	UpdateEncryption     = "AssociateEncryptionConfig"
 )
 
 // MaxUpdates bounds the updates kept per cluster; the oldest finished go first.
@@ -314,6 +317,35 @@ const (
 func (e Event) String() string {
 	return fmt.Sprintf("%s %s %s %s: %s", e.Time.Format(time.RFC3339), e.Cluster, e.Instance, e.Type, e.Reason)
 }
+
+// Encryption is a cluster's envelope encryption of Kubernetes resources
+// with a KMS key of its account (EKS' encryptionConfig): its apiservers
+// wrap the data keys of Secrets with the key, through the cluster's KMS
+// plugin.
+type Encryption struct {
+	Resources []string `json:"resources"` // "secrets"
+	KeyArn    string   `json:"keyArn"`    // the key's ARN (an alias is resolved when associated)
+	// Rewritten says every Secret stored before the encryption was
+	// associated was written again, encrypted; false while an
+	// AssociateEncryptionConfig update runs.
+	Rewritten bool `json:"rewritten,omitempty"`
+	// KeyIssue is the cluster health issue the key's state makes
+	// (KmsKeyDisabled, KmsKeyMarkedForDeletion, KmsKeyNotFound), "" while
+	// the key is usable; KeyIssueMessage says why.
+	KeyIssue        string `json:"keyIssue,omitempty"`
+	KeyIssueMessage string `json:"keyIssueMessage,omitempty"`
+	// Revocations counts the times the key became unusable. Each one
+	// rolls the apiservers, so that none keeps an unwrapped data key in
+	// memory: disabling the key makes the Secrets unreadable.
+	Revocations int `json:"revocations,omitempty"`
+}
+
+// Cluster health issue codes of a cluster's encryption key.
+const (
+	IssueKmsKeyDisabled          = "KmsKeyDisabled"
+	IssueKmsKeyMarkedForDeletion = "KmsKeyMarkedForDeletion"
+	IssueKmsKeyNotFound          = "KmsKeyNotFound"
+)
 
 // ServiceCIDR is every cluster's Service IP range (EKS' default).
 const ServiceCIDR = "10.100.0.0/16"

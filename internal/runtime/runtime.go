@@ -33,6 +33,8 @@ const (
 	Tunnel Role = "tunnel"
 	// Door serves the registry and skiff's API to a cluster's VPC.
 	Door Role = "door"
+	// KMSPlugin wraps the data keys of a cluster's Secrets with its KMS key.
+	KMSPlugin Role = "kms-plugin"
 )
 
 // Spec is one instance of a component.

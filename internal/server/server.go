@@ -209,10 +209,20 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		p, _ := netip.ParsePrefix(c.EndpointAddr)
 		return addons.Params{Endpoint: "https://" + net.JoinHostPort(p.Addr().String(), "443"), DNSIP: nodes.ClusterDNS, PodRange: nodes.PodRange.String()}
 	}}
+	// KMS keys' material is sealed by a root key of the data dir; Check
+	// finds a lost or replaced one before any key is used.
+	kmsRoot, err := kms.OpenRootKey(kms.RootKeyPath(dataDir))
+	if err != nil {
+		return nil, err
+	}
+	keys := &kms.Service{Store: st, Root: kmsRoot, Region: region, Log: log}
+	if err := keys.Check(); err != nil {
+		return nil, err
+	}
 	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log, Addons: addonMgr, AddonCatalog: addonCat,
-		Credentials: credentials(ids), TokenHosts: tokenHosts(ln.Addr()), TokenVPCPort: nodes.APIPort, Nodes: nodeRec, SkiffBin: self})
+		Credentials: credentials(ids), TokenHosts: tokenHosts(ln.Addr()), TokenVPCPort: nodes.APIPort, Nodes: nodeRec, SkiffBin: self, Keys: keys})
 	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: rt.SlotFree, Network: nets, Addons: addonCat,
-		Quotas: quotas}
+		Quotas: quotas, Keys: keys}
 	nets.InUse = svc.UserOf
 	svc.PrincipalExists = func(p access.Principal) bool {
 		if p.Kind == "role" {
@@ -234,16 +244,6 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ecrAPI := &ecr.Handler{Store: st, Registry: reg, Tokens: regTokens, Region: region, Host: regHost, Account: router.Account, Log: log,
 		Scheme:    scheme,
 		AccessKey: func(r *http.Request) string { return router.Caller(r).AccessKeyID }}
-	// KMS keys' material is sealed by a root key of the data dir; Check
-	// finds a lost or replaced one before any key is used.
-	kmsRoot, err := kms.OpenRootKey(filepath.Join(dataDir, "kms-root.key"))
-	if err != nil {
-		return nil, err
-	}
-	keys := &kms.Service{Store: st, Root: kmsRoot, Region: region, Log: log}
-	if err := keys.Check(); err != nil {
-		return nil, err
-	}
 	kmsAPI := &kmsapi.Handler{KMS: keys, Account: router.Account, Log: log}
 	eksAPI := eks.New(eks.Handler{Clusters: svc, IAM: ids, Region: region, Account: router.Account, Log: log,
 		CallerArn: func(r *http.Request) string { return router.Caller(r).Arn }})

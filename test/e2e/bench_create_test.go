@@ -61,17 +61,22 @@ func bareOnce(b *testing.B) time.Duration {
 }
 
 // createActiveSDK creates cluster name through the EKS API with the SDK (the
-// account's default subnets, as the stock CLI would pass them) and polls
+// account's default subnets, as the stock CLI would pass them; opts change
+// the request) and polls
 // DescribeCluster every 50 ms until ACTIVE; it returns the time from the
 // CreateCluster call to the first ACTIVE answer, and the cluster.
-func createActiveSDK(b *testing.B, s *server, name string) (time.Duration, *ekstypes.Cluster) {
+func createActiveSDK(b *testing.B, s *server, name string, opts ...func(*eks.CreateClusterInput)) (time.Duration, *ekstypes.Cluster) {
 	b.Helper()
 	ctx := context.Background()
 	role, subnets := s.clusterRole(b), s.defaultSubnets(b)
 	cli := eks.NewFromConfig(sdkConfig(s))
+	in := &eks.CreateClusterInput{Name: aws.String(name), RoleArn: aws.String(role),
+		ResourcesVpcConfig: &ekstypes.VpcConfigRequest{SubnetIds: subnets}}
+	for _, o := range opts {
+		o(in)
+	}
 	start := time.Now()
-	if _, err := cli.CreateCluster(ctx, &eks.CreateClusterInput{Name: aws.String(name), RoleArn: aws.String(role),
-		ResourcesVpcConfig: &ekstypes.VpcConfigRequest{SubnetIds: subnets}}); err != nil {
+	if _, err := cli.CreateCluster(ctx, in); err != nil {
 		b.Fatal(err)
 	}
 	for time.Since(start) < 3*time.Minute {

@@ -48,6 +48,7 @@ func New(h Handler) *Handler {
 	h.handle("GET /clusters/{name}", h.describeCluster)
 	h.handle("DELETE /clusters/{name}", h.deleteCluster)
 	h.handle("POST /clusters/{name}/update-config", h.updateClusterConfig)
+	h.handle("POST /clusters/{name}/encryption-config/associate", h.associateEncryptionConfig)
 	h.handle("POST /clusters/{name}/updates", h.updateClusterVersion)
 	h.handle("GET /clusters/{name}/updates", h.listUpdates)
 	h.handle("GET /clusters/{name}/updates/{id}", h.describeUpdate)
@@ -122,8 +123,8 @@ type createClusterRequest struct {
 		ServiceIpv4Cidr string `json:"serviceIpv4Cidr"`
 		IPFamily        string `json:"ipFamily"`
 	} `json:"kubernetesNetworkConfig"`
-	EncryptionConfig           []json.RawMessage `json:"encryptionConfig"`
-	BootstrapSelfManagedAddons *bool             `json:"bootstrapSelfManagedAddons"`
+	EncryptionConfig           []encryptionConfig `json:"encryptionConfig"`
+	BootstrapSelfManagedAddons *bool              `json:"bootstrapSelfManagedAddons"`
 }
 
 // decode reads a JSON request body into v, answering a bad one itself.
@@ -150,9 +151,6 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 	case req.ResourcesVpcConfig == nil:
 		awserr.WriteJSON(w, invalid("resourcesVpcConfig is required: pass subnetIds of at least two zones (see 'aws ec2 describe-subnets')"))
 		return
-	case len(req.EncryptionConfig) > 0:
-		awserr.WriteJSON(w, invalid("encryptionConfig is not supported by skiff yet; create the cluster without it"))
-		return
 	}
 	if k := req.KubernetesNetworkConfig; k != nil && (k.ServiceIpv4Cidr != "" && k.ServiceIpv4Cidr != model.ServiceCIDR || k.IPFamily != "" && k.IPFamily != "ipv4") {
 		awserr.WriteJSON(w, invalid(fmt.Sprintf("skiff clusters use serviceIpv4Cidr %s and ipFamily ipv4; omit kubernetesNetworkConfig or pass those", model.ServiceCIDR)))
@@ -177,6 +175,7 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 		SubnetIDs: vpc.SubnetIDs, SecurityGroupIDs: vpc.SecurityGroupIDs, EndpointPublicAccess: vpc.EndpointPublicAccess,
 		EndpointPrivateAccess: vpc.EndpointPrivateAccess, PublicAccessCidrs: vpc.PublicAccessCidrs}
 	creq.SkipSelfManagedAddons = req.BootstrapSelfManagedAddons != nil && !*req.BootstrapSelfManagedAddons
+	creq.Encryption = encryptionIn(req.EncryptionConfig)
 	if h.CallerArn != nil {
 		creq.CreatorArn = h.CallerArn(r)
 	}
@@ -333,6 +332,9 @@ func (h *Handler) Cluster(c *model.Cluster) map[string]any {
 	}
 	if c.ClientRequestToken != "" {
 		out["clientRequestToken"] = c.ClientRequestToken
+	}
+	if e := clusters.EncryptionOut(c.Encryption); e != nil {
+		out["encryptionConfig"] = e
 	}
 	if c.RoleArn != "" {
 		out["roleArn"] = c.RoleArn

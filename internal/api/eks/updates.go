@@ -48,7 +48,47 @@ func health(c *model.Cluster) []map[string]any {
 	if c.Status == model.StatusFailed {
 		out = append(out, map[string]any{"code": "Other", "message": c.Message, "resourceIds": []string{c.Name}})
 	}
+	if e := c.Encryption; e != nil && e.KeyIssue != "" {
+		out = append(out, map[string]any{"code": e.KeyIssue, "message": e.KeyIssueMessage, "resourceIds": []string{e.KeyArn}})
+	}
 	return out
+}
+
+// encryptionConfig is one entry of EKS' encryptionConfig.
+type encryptionConfig struct {
+	Resources []string `json:"resources"`
+	Provider  *struct {
+		KeyArn string `json:"keyArn"`
+	} `json:"provider"`
+}
+
+func encryptionIn(in []encryptionConfig) []clusters.Encryption {
+	var out []clusters.Encryption
+	for _, e := range in {
+		ce := clusters.Encryption{Resources: e.Resources}
+		if e.Provider != nil {
+			ce.KeyArn = e.Provider.KeyArn
+		}
+		out = append(out, ce)
+	}
+	return out
+}
+
+func (h *Handler) associateEncryptionConfig(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		EncryptionConfig   []encryptionConfig `json:"encryptionConfig"`
+		ClientRequestToken string             `json:"clientRequestToken"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	name := r.PathValue("name")
+	u, err := h.Clusters.AssociateEncryption(h.Account(r), name, req.ClientRequestToken, encryptionIn(req.EncryptionConfig))
+	if err != nil {
+		h.fail(w, err, name)
+		return
+	}
+	awserr.WriteOK(w, map[string]any{"update": updateOut(u)})
 }
 
 func (h *Handler) updateClusterConfig(w http.ResponseWriter, r *http.Request) {

@@ -25,6 +25,7 @@ var hosts = map[runtime.Role]struct{ shared, first, max int }{
 	runtime.Authenticator:     {shared: 2, first: 5, max: 2},
 	runtime.Tunnel:            {first: 7, max: 1},
 	runtime.Door:              {first: 8, max: 1},
+	runtime.KMSPlugin:         {first: 9, max: 1},
 	runtime.Etcd:              {first: 11, max: 10},
 	runtime.APIServer:         {first: 21, max: 20},
 	runtime.ControllerManager: {first: 41, max: 10},
