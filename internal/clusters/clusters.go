@@ -185,6 +185,7 @@ func (s *Service) Create(req CreateRequest) (*model.Cluster, error) {
 		RoleArn:               req.RoleArn,
 		Tags:                  req.Tags,
 		Zones:                 append([]string(nil), model.DefaultZones...),
+		Etcd:                  model.EtcdState{EncryptedVolumes: true},
 		Status:                model.StatusCreating,
 		CreatedAt:             time.Now().UTC(),
 	}

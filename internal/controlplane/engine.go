@@ -51,6 +51,9 @@ type Config struct {
 	// Keys gives the KMS plugins of clusters with encryptionConfig their
 	// keys; nil: such clusters fail their KMS step.
 	Keys Keys
+	// Sealer seals the clusters' etcd volume keys (skiff's KMS root key);
+	// nil: clusters with encrypted volumes cannot start etcd.
+	Sealer Sealer
 }
 
 // Addons is the add-on reconciler, run by each cluster's worker after its
@@ -254,6 +257,10 @@ func (e *Engine) sweep(ctx context.Context, ids, busy map[string]bool) error {
 			l := Layout{Dir: dir}
 			for _, sock := range l.Sockets() {
 				os.Remove(sock)
+			}
+			if err := e.cfg.Runtime.RemoveVolumes(d.Name()); err != nil {
+				e.cfg.Log.Error("remove an orphan's volumes", "cluster", d.Name(), "err", err)
+				continue // never remove files under a mount
 			}
 			os.RemoveAll(dir)
 		}

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -206,3 +207,49 @@ func (w *worker) etcdSettled(ctx context.Context, c *model.Cluster) error {
 // settledLag is how far behind the others a member may be and count as
 // caught up (the writes of a busy moment).
 const settledLag = 1000
+
+// Sealer seals skiff's own secrets in the store (kms.RootKey).
+type Sealer interface {
+	Seal(purpose string, data []byte) []byte
+	Unseal(purpose string, sealed []byte) ([]byte, error)
+}
+
+// openEtcdVolume opens the volume of c's current member i (nothing for a
+// cluster whose members use plain directories). The volume key is one per
+// cluster, made on first use and kept in the store sealed by skiff's root
+// key, as EKS' volume keys are data keys of a master key. It returns the
+// cluster as stored afterwards.
+func (w *worker) openEtcdVolume(ctx context.Context, c *model.Cluster, i int) (*model.Cluster, error) {
+	if !c.Etcd.EncryptedVolumes {
+		return c, nil
+	}
+	if w.cfg.Sealer == nil {
+		return c, errors.New("this skiff has no KMS root key to seal volume keys")
+	}
+	purpose := "etcd volume key of cluster " + c.ID
+	if c.Etcd.VolumeKey == nil {
+		key := make([]byte, 64)
+		if _, err := rand.Read(key); err != nil {
+			return c, err
+		}
+		sealed := w.cfg.Sealer.Seal(purpose, key)
+		clear(key)
+		nc, err := w.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+			if c.Etcd.VolumeKey == nil { // made once: never replace a key in use
+				c.Etcd.VolumeKey = sealed
+			}
+			return nil
+		})
+		if err != nil {
+			return c, err
+		}
+		c = nc
+	}
+	key, err := w.cfg.Sealer.Unseal(purpose, c.Etcd.VolumeKey)
+	if err != nil {
+		return c, err
+	}
+	defer clear(key)
+	l := w.layout(c)
+	return c, l.Place.OpenVolume(ctx, l.EtcdVolume(l.etcdMemberName(c, i)), key)
+}

@@ -60,12 +60,14 @@ type Layout struct {
 	// RootKey is skiff's KMS root key file (the KMS plugin unseals the
 	// cluster's key with it).
 	RootKey string
+	// EncryptedEtcd: the etcd members' volumes are encrypted.
+	EncryptedEtcd bool
 }
 
 // NewLayout returns the layout of cluster c under dataDir, placed by p.
 func NewLayout(dataDir string, c *model.Cluster, p runtime.Placer) Layout {
 	return Layout{Slot: c.Slot, Cluster: c.ID, Dir: filepath.Join(dataDir, "clusters", c.ID), Place: p,
-		RootKey: kms.RootKeyPath(dataDir)}
+		RootKey: kms.RootKeyPath(dataDir), EncryptedEtcd: c.Etcd.EncryptedVolumes}
 }
 
 func (l Layout) addr(role runtime.Role, i int) net.IP {
@@ -136,7 +138,7 @@ func (l Layout) KubeconfigPath(name string) string {
 
 // EtcdVolume is the volume of an etcd member of a generation.
 func (l Layout) EtcdVolume(member string) runtime.Volume {
-	return runtime.Volume{Cluster: l.Cluster, Kind: "etcd", Name: member}
+	return runtime.Volume{Cluster: l.Cluster, Kind: "etcd", Name: member, Encrypted: l.EncryptedEtcd}
 }
 
 // EtcdDataDir is the data dir of an etcd member of a generation.

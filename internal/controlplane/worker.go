@@ -342,6 +342,10 @@ func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Sp
 
 func (w *worker) start(ctx context.Context, c *model.Cluster, s runtime.Spec, is *instState, why string) (*model.Cluster, error) {
 	if s.Role == runtime.Etcd {
+		c, err := w.openEtcdVolume(ctx, c, indexOf(s))
+		if err != nil {
+			return c, wrap(c, "open the volume of "+s.Name(), err)
+		}
 		nc, err := w.ensureEtcdMember(ctx, c, indexOf(s))
 		if err != nil {
 			return c, wrap(c, "prepare "+s.Name(), err)
@@ -353,6 +357,9 @@ func (w *worker) start(ctx context.Context, c *model.Cluster, s runtime.Spec, is
 				return c, err
 			}
 			s = w.layout(c).Specs(c, b)[indexOf(s)]
+			if c, err = w.openEtcdVolume(ctx, c, indexOf(s)); err != nil { // the new member's
+				return c, wrap(c, "open the volume of "+s.Name(), err)
+			}
 		}
 	}
 	if err := w.cfg.Runtime.Start(ctx, s); err != nil {
@@ -577,6 +584,9 @@ func (w *worker) teardown(ctx context.Context, c *model.Cluster) error {
 		return err
 	}
 	l := w.layout(c)
+	if err := w.cfg.Runtime.RemoveVolumes(c.ID); err != nil {
+		return wrap(c, "remove volumes", err)
+	}
 	for _, sock := range l.Sockets() { // of instances killed after their grace
 		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return wrap(c, "remove a socket", err)

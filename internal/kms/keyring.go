@@ -116,6 +116,21 @@ func (k *Keyring) Decrypt(rk *RootKey, blob []byte, ec map[string]string) ([]byt
 	return out, nil
 }
 
+// Seal seals data under the root key for purpose (the additional data):
+// skiff's own secrets, such as a cluster's volume key, kept in the store.
+func (rk *RootKey) Seal(purpose string, data []byte) []byte {
+	return rk.seal(data, []byte("skiff seal: "+purpose))
+}
+
+// Unseal opens what Seal sealed for the same purpose.
+func (rk *RootKey) Unseal(purpose string, sealed []byte) ([]byte, error) {
+	out, err := rk.unseal(sealed, []byte("skiff seal: "+purpose))
+	if err != nil {
+		return nil, fmt.Errorf("unseal %s (is the KMS root key the one that sealed it?): %w", purpose, err)
+	}
+	return out, nil
+}
+
 // RootKeyPath is where a data dir keeps the root key.
 func RootKeyPath(dataDir string) string { return filepath.Join(dataDir, "kms-root.key") }
 

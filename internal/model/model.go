@@ -273,6 +273,12 @@ func (c *Cluster) AddUpdate(u Update) {
 
 // EtcdState records what must survive a skiff restart about etcd.
 type EtcdState struct {
+	// EncryptedVolumes: the members' data is on encrypted volumes (every
+	// cluster created since issue 18; older ones keep plain directories).
+	EncryptedVolumes bool `json:"encryptedVolumes,omitempty"`
+	// VolumeKey is the members' volume key, sealed by skiff's KMS root key
+	// (made on first use).
+	VolumeKey []byte `json:"volumeKey,omitempty"`
 	// Bootstrapped is set once the initial members formed a cluster; from
 	// then on a member without data joins as a new member.
 	Bootstrapped bool `json:"bootstrapped"`

@@ -1,6 +1,9 @@
 package runtime
 
-import "net"
+import (
+	"context"
+	"net"
+)
 
 // Placer decides where a cluster's instances live: the addresses they
 // listen on and the volumes that keep their data. The reconciler names
@@ -25,9 +28,17 @@ type Placer interface {
 	// HasData reports whether volume v holds anything: a member whose
 	// data survived restarts in place, one whose data is gone must rejoin.
 	HasData(v Volume) (bool, error)
-	// RemoveVolume deletes volume v and its data. Removing a missing
-	// volume is not an error.
+	// OpenVolume makes encrypted volume v usable with key (64 bytes):
+	// made if missing (empty), attached and unlocked if not. A volume
+	// that is not Encrypted needs nothing. Idempotent, also after a crash
+	// or a host reboot.
+	OpenVolume(ctx context.Context, v Volume, key []byte) error
+	// RemoveVolume deletes volume v and its data (locked first, if
+	// encrypted). Removing a missing volume is not an error.
 	RemoveVolume(v Volume) error
+	// RemoveVolumes removes every volume of cluster, open or not: before
+	// its files go.
+	RemoveVolumes(cluster string) error
 }
 
 // Addr names an address of a cluster: the one its replicas of Role share
@@ -53,4 +64,8 @@ type Volume struct {
 	Cluster string
 	Kind    string
 	Name    string
+	// Encrypted volumes keep their data encrypted at rest (EKS' encrypted
+	// EBS volumes): readable only between OpenVolume with their key and
+	// their removal.
+	Encrypted bool
 }

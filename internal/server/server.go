@@ -220,7 +220,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	eng := controlplane.New(controlplane.Config{DataDir: dataDir, Store: st, Runtime: rt, Bundles: cat, Log: log, Addons: addonMgr, AddonCatalog: addonCat,
-		Credentials: credentials(ids), TokenHosts: tokenHosts(ln.Addr()), TokenVPCPort: nodes.APIPort, Nodes: nodeRec, SkiffBin: self, Keys: keys})
+		Credentials: credentials(ids), TokenHosts: tokenHosts(ln.Addr()), TokenVPCPort: nodes.APIPort, Nodes: nodeRec, SkiffBin: self, Keys: keys, Sealer: kmsRoot})
 	svc := &clusters.Service{Store: st, Bundles: cat, Changed: eng.Trigger, SlotUsable: rt.SlotFree, Network: nets, Addons: addonCat,
 		Quotas: quotas, Keys: keys}
 	nets.InUse = svc.UserOf

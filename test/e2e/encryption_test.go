@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,7 +65,8 @@ func TestSecretsEncryption(t *testing.T) {
 	}
 	const mark = "e2e-secret-plaintext-7f3a"
 	mustK("create", "secret", "generic", "s1", "--from-literal=v="+mark)
-	mustK("create", "configmap", "cm1", "--from-literal=v=e2e-configmap")
+	const cmMark = "e2e-configmap-plaintext-91c2"
+	mustK("create", "configmap", "cm1", "--from-literal=v="+cmMark)
 	readSecret := func(name string) (string, error) {
 		return k("get", "secret", name, "-o", "jsonpath={.data.v}")
 	}
@@ -76,10 +78,18 @@ func TestSecretsEncryption(t *testing.T) {
 	if v := enc.get(t, "/registry/secrets/default/s1"); !strings.HasPrefix(v, "k8s:enc:kms:v2:skiff-kms:") || !strings.Contains(v, keyArn+"#1") || strings.Contains(v, mark) {
 		t.Errorf("s1 in etcd = %.80q…, want a KMS v2 envelope under %s#1", v, keyArn)
 	}
-	if v := enc.get(t, "/registry/configmaps/default/cm1"); !strings.Contains(v, "e2e-configmap") {
-		t.Errorf("a ConfigMap is not envelope-encrypted; in etcd = %.80q", v)
+	// A ConfigMap is not envelope-encrypted: etcd holds its value, yet no
+	// file on the host's disk does (the members' volume images hold
+	// ciphertext; what their mounts show is not on disk).
+	if v := enc.get(t, "/registry/configmaps/default/cm1"); !strings.Contains(v, cmMark) {
+		t.Errorf("a ConfigMap in etcd = %.80q, want its value", v)
+	}
+	images, _ := filepath.Glob(filepath.Join(dataDir, "clusters", created["id"].(string), "etcd", "*.img"))
+	if len(images) != 3 {
+		t.Errorf("etcd volume images: %v, want 3", images)
 	}
 	noPlaintext(t, dataDir, mark)
+	noPlaintext(t, dataDir, cmMark)
 
 	// Rotated on demand: the apiservers wrap new data keys under version
 	// 2 (they ask the plugin's key ID every minute); both Secrets read.
@@ -130,7 +140,7 @@ func TestSecretsEncryption(t *testing.T) {
 	}); err != nil {
 		t.Error(err)
 	}
-	if out, err := k("get", "configmap", "cm1", "-o", "jsonpath={.data.v}"); err != nil || out != "e2e-configmap" {
+	if out, err := k("get", "configmap", "cm1", "-o", "jsonpath={.data.v}"); err != nil || out != cmMark {
 		t.Errorf("with the key disabled, a ConfigMap = %q, %v", out, err)
 	}
 	// Enabled again: the cluster recovers by itself.
@@ -187,20 +197,94 @@ func TestSecretsEncryption(t *testing.T) {
 	// (plain's etcd files may still hold the old revision's plaintext
 	// until compaction and reuse of its pages: enc's only.)
 	noPlaintext(t, filepath.Join(dataDir, "clusters", created["id"].(string)), mark)
+
+	// Deleted: no mount, loop device or volume of the cluster is left.
+	mustAWS(t, s, "eks", "delete-cluster", "--name", "enc")
+	waitAWSStatus(t, s, "enc", "")
+	encDir := filepath.Join(dataDir, "clusters", created["id"].(string))
+	if data, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(data), encDir) {
+		t.Errorf("mounts of the deleted cluster are left")
+	}
+	backing, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, b := range backing {
+		if data, _ := os.ReadFile(b); strings.Contains(string(data), encDir) {
+			t.Errorf("loop device %s still backs %s", b, data)
+		}
+	}
+	if _, err := os.Stat(encDir); !os.IsNotExist(err) {
+		t.Errorf("the deleted cluster's directory: %v", err)
+	}
 }
 
-// noPlaintext fails if a file under dir holds s (etcd's data included).
+// noPlaintext fails if a file under dir holds s on the disk: it reads
+// every file, etcd's volume images whole, and skips what is mounted below
+// dir (an open volume shows its files decrypted; the disk has its image).
 func noPlaintext(t *testing.T, dir, s string) {
 	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
 	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
+		if err != nil {
 			return nil
 		}
-		if data, _ := os.ReadFile(path); strings.Contains(string(data), s) {
+		if d.IsDir() {
+			var sub syscall.Stat_t
+			if syscall.Stat(path, &sub) == nil && sub.Dev != st.Dev {
+				return filepath.SkipDir // a mount: its image is read instead
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if fileHolds(path, s) {
 			t.Errorf("%s holds the plaintext %q", path, s)
 		}
 		return nil
 	})
+}
+
+// fileHolds says whether the file at path holds s, reading only its data
+// (a sparse volume image is mostly holes) in chunks.
+func fileHolds(path, s string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	const seekData, seekHole = 3, 4 // SEEK_DATA, SEEK_HOLE
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < fi.Size(); {
+		start, err := f.Seek(off, seekData)
+		if err != nil {
+			return false // no data after off
+		}
+		end, err := f.Seek(start, seekHole)
+		if err != nil {
+			end = fi.Size()
+		}
+		for pos := start; pos < end; {
+			n, _ := f.ReadAt(buf[:min(int64(len(buf)), end-pos)], pos)
+			if n <= 0 {
+				break
+			}
+			if strings.Contains(string(buf[:n]), s) {
+				return true
+			}
+			if int64(n) <= int64(len(s)) {
+				break
+			}
+			pos += int64(n) - int64(len(s)) // overlap: s may straddle chunks
+		}
+		off = end
+	}
+	return false
 }
 
 // etcdOf reads a cluster's etcd directly, as skiff does (its client

@@ -18,6 +18,7 @@ import (
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/clusters"
 	"skiff.dev/skiff/internal/controlplane"
+	"skiff.dev/skiff/internal/kms"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
 	"skiff.dev/skiff/internal/runtime/process"
@@ -134,8 +135,12 @@ func newEngineEnv(t testing.TB) *engineEnv {
 	e := &engineEnv{dir: dir, store: st, runtime: rt,
 		svc: &clusters.Service{Store: st, Bundles: cat, SlotUsable: rt.SlotFree,
 			Network: &network.Service{Store: st, Region: "us-east-1"}}}
+	root, err := kms.OpenRootKey(kms.RootKeyPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.newEngine = func() *controlplane.Engine {
-		return controlplane.New(controlplane.Config{DataDir: dir, Store: st, Runtime: rt, Bundles: cat, Log: log, SkiffBin: skiffBin})
+		return controlplane.New(controlplane.Config{DataDir: dir, Store: st, Runtime: rt, Bundles: cat, Log: log, SkiffBin: skiffBin, Sealer: root})
 	}
 	e.startEngine()
 	t.Cleanup(func() {

@@ -2,6 +2,7 @@ package process
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"skiff.dev/skiff/internal/cryptvol"
 	"skiff.dev/skiff/internal/runtime"
 )
 
@@ -101,8 +103,18 @@ func procIP(s string) net.IP {
 	return net.IP(b)
 }
 
-// Volume implements runtime.Placer: DATA/clusters/CLUSTER/KIND/NAME.
+// Volume implements runtime.Placer: DATA/clusters/CLUSTER/KIND/NAME, or
+// its subdirectory "data" for an encrypted volume (package cryptvol: the
+// image NAME.img mounted on NAME, its data directory under an fscrypt
+// policy).
 func (r *Runtime) Volume(v runtime.Volume) string {
+	if v.Encrypted {
+		return filepath.Join(r.volumeBase(v), cryptvol.DataDir)
+	}
+	return r.volumeBase(v)
+}
+
+func (r *Runtime) volumeBase(v runtime.Volume) string {
 	for _, part := range []string{v.Cluster, v.Kind, v.Name} {
 		if part == "" || part == "." || part == ".." || strings.ContainsRune(part, '/') {
 			panic(fmt.Sprintf("process runtime: bad volume %+v", v))
@@ -111,8 +123,34 @@ func (r *Runtime) Volume(v runtime.Volume) string {
 	return filepath.Join(r.root, "clusters", v.Cluster, v.Kind, v.Name)
 }
 
-// HasData implements runtime.Placer: the directory exists and is not empty.
+// VolumeSize is the size of an encrypted volume's (sparse) image.
+const VolumeSize = 8 << 30
+
+func (r *Runtime) cryptvol(v runtime.Volume) cryptvol.Volume {
+	base := r.volumeBase(v)
+	return cryptvol.Volume{Image: base + ".img", Mount: base, Size: VolumeSize}
+}
+
+// OpenVolume implements runtime.Placer.
+func (r *Runtime) OpenVolume(ctx context.Context, v runtime.Volume, key []byte) error {
+	if !v.Encrypted {
+		return nil
+	}
+	if _, err := cryptvol.Open(ctx, r.cryptvol(v), key); err != nil {
+		return fmt.Errorf("open volume %s/%s: %w", v.Cluster, v.Name, err)
+	}
+	return nil
+}
+
+// HasData implements runtime.Placer: the directory exists and is not
+// empty. An encrypted volume must be open: its data cannot be seen
+// otherwise, and "no data" would make its member be replaced.
 func (r *Runtime) HasData(v runtime.Volume) (bool, error) {
+	if v.Encrypted {
+		if open, err := cryptvol.Mounted(r.cryptvol(v)); err != nil || !open {
+			return false, fmt.Errorf("volume %s/%s is not open (%v)", v.Cluster, v.Name, err)
+		}
+	}
 	entries, err := os.ReadDir(r.Volume(v))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -125,8 +163,31 @@ func (r *Runtime) HasData(v runtime.Volume) (bool, error) {
 
 // RemoveVolume implements runtime.Placer.
 func (r *Runtime) RemoveVolume(v runtime.Volume) error {
+	if v.Encrypted {
+		if err := cryptvol.Remove(r.cryptvol(v)); err != nil {
+			return fmt.Errorf("remove volume %s/%s: %w", v.Cluster, v.Name, err)
+		}
+		return nil
+	}
 	if err := os.RemoveAll(r.Volume(v)); err != nil {
 		return fmt.Errorf("remove volume %s/%s: %w", v.Cluster, v.Name, err)
 	}
 	return nil
+}
+
+// RemoveVolumes implements runtime.Placer: every image
+// DATA/clusters/CLUSTER/KIND/NAME.img is locked, detached and deleted.
+func (r *Runtime) RemoveVolumes(cluster string) error {
+	images, err := filepath.Glob(filepath.Join(r.root, "clusters", cluster, "*", "*.img"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, img := range images {
+		v := cryptvol.Volume{Image: img, Mount: strings.TrimSuffix(img, ".img")}
+		if err := cryptvol.Remove(v); err != nil {
+			errs = append(errs, fmt.Errorf("remove volume %s: %w", img, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@
 package runtimetest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -36,6 +37,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Isolated", func(t *testing.T) { isolated(t, h) })
 	t.Run("Addresses", func(t *testing.T) { addresses(t, h) })
 	t.Run("Volumes", func(t *testing.T) { volumes(t, h) })
+	t.Run("EncryptedVolumes", func(t *testing.T) { encryptedVolumes(t, h) })
 }
 
 // Find returns id's status in r's list.
@@ -260,5 +262,68 @@ func volumes(t *testing.T, h Harness) {
 	}
 	if err := r.RemoveVolume(a); err != nil {
 		t.Fatalf("removing a missing volume: %v", err)
+	}
+}
+
+// encryptedVolumes: an encrypted volume must be open to tell whether it
+// holds data; another key does not open it; RemoveVolumes removes every
+// volume of its cluster and none of another's; a removed volume is made
+// again empty.
+func encryptedVolumes(t *testing.T, h Harness) {
+	r := h.New(t)
+	ctx := context.Background()
+	v := runtime.Volume{Cluster: "c1", Kind: "etcd", Name: "etcd-a", Encrypted: true}
+	w := runtime.Volume{Cluster: "c1", Kind: "etcd", Name: "etcd-b", Encrypted: true}
+	t.Cleanup(func() { r.RemoveVolumes("c1") })
+	key, other := bytes.Repeat([]byte{1}, 64), bytes.Repeat([]byte{2}, 64)
+	if _, err := r.HasData(v); err == nil {
+		t.Error("HasData of a volume never opened: no error (its member would be taken for one without data)")
+	}
+	for _, x := range []runtime.Volume{v, w} {
+		if err := r.OpenVolume(ctx, x, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := r.HasData(v); err != nil || ok {
+		t.Fatalf("a new encrypted volume: data %v, %v", ok, err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Volume(v), "member"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.OpenVolume(ctx, v, key); err != nil { // again: a no-op
+		t.Fatal(err)
+	}
+	if err := r.OpenVolume(ctx, v, other); err == nil {
+		t.Error("another key opened the volume")
+	}
+	if ok, err := r.HasData(v); err != nil || !ok {
+		t.Fatalf("a written encrypted volume: data %v, %v", ok, err)
+	}
+	if err := r.RemoveVolumes("c2"); err != nil { // another cluster's: nothing of c1
+		t.Fatal(err)
+	}
+	if ok, err := r.HasData(v); err != nil || !ok {
+		t.Fatalf("after removing another cluster's volumes: data %v, %v", ok, err)
+	}
+	if err := r.RemoveVolumes("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.HasData(v); err == nil {
+		t.Error("a removed encrypted volume still open")
+	}
+	if err := r.OpenVolume(ctx, v, other); err != nil {
+		t.Fatal(err) // removed: a fresh one under the other key
+	}
+	if ok, err := r.HasData(v); err != nil || ok {
+		t.Fatalf("a volume made again after removal: data %v, %v", ok, err)
+	}
+	if err := r.RemoveVolume(v); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.OpenVolume(ctx, v, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveVolume(v); err != nil {
+		t.Fatal(err)
 	}
 }
