@@ -26,6 +26,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,6 +37,7 @@ import (
 	"skiff.dev/skiff/internal/material"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/status"
 )
 
 // Keys gives the clusters' KMS plugins their keys (package kms).
@@ -165,8 +167,26 @@ func (w *worker) stepKMS(ctx context.Context, p *pass) (outcome, error) {
 		p.c = c // the apiservers' specs carry the revocations: the next pass rolls them
 	}
 	o, err := w.converge(ctx, p, runtime.KMSPlugin)
-	if err != nil || o.status != model.ConditionTrue {
+	if err != nil {
 		return o, err
+	}
+	// Just started: it serves within a fraction of a second.
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	for {
+		if err := status.Get(sctx, p.l.KMSStatusAddr(), nil); err == nil {
+			p.kmsUp = true
+			break
+		}
+		select {
+		case <-sctx.Done():
+		case <-time.After(20 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if !p.kmsUp {
+		return o, nil
 	}
 	if issue != "" {
 		return working(issue, "%s", msg), nil

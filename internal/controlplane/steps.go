@@ -57,6 +57,7 @@ type pass struct {
 	apiUp    bool                      // an apiserver is healthy
 	ctrlUp   bool                      // a controller-manager and a scheduler are healthy
 	rolled   bool                      // an instance was replaced for a new spec this pass
+	kmsUp    bool                      // the KMS plugin serves (clusters with encryption)
 	conds    []model.Condition
 	errs     []error
 	creating bool // the cluster was CREATING when the pass began
@@ -94,7 +95,7 @@ var steps = []step{
 	{StepEndpoint, false, instanceStep(runtime.Endpoint)},
 	{StepEtcd, false, instanceStep(runtime.Etcd)},
 	{StepKMS, false, (*worker).stepKMS},
-	{StepAPIServers, false, instanceStep(runtime.APIServer)},
+	{StepAPIServers, false, (*worker).stepAPIServers},
 	{StepControllers, false, instanceStep(runtime.ControllerManager, runtime.Scheduler)},
 	{StepAuthenticator, false, (*worker).stepAuthenticator},
 	{StepTunnel, false, (*worker).stepTunnel},
@@ -435,6 +436,16 @@ func (w *worker) mayAct(p *pass, i int) bool {
 		p.rolled = p.rolled || up(i)
 	}
 	return true
+}
+
+// stepAPIServers converges the apiservers; with envelope encryption, once
+// the KMS plugin serves: an apiserver that finds no plugin when it starts
+// retries only every 10 s, and its Secrets wait for it.
+func (w *worker) stepAPIServers(ctx context.Context, p *pass) (outcome, error) {
+	if p.c.Encryption != nil && !p.kmsUp {
+		return waiting("the KMS plugin does not serve yet"), nil
+	}
+	return w.converge(ctx, p, runtime.APIServer)
 }
 
 func (w *worker) stepAuthenticator(ctx context.Context, p *pass) (outcome, error) {

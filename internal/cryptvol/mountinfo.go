@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"skiff.dev/skiff/internal/mountinfo"
 )
 
 // mountEntry is one line of /proc/self/mountinfo.
@@ -70,29 +72,10 @@ func parseMountinfo(line string) (mountEntry, error) {
 		id:     id,
 		parent: parent,
 		majMin: f[2],
-		point:  unescapeMountinfo(f[4]),
+		point:  mountinfo.Unescape(f[4]),
 		fsType: f[sep+1],
-		source: unescapeMountinfo(f[sep+2]),
+		source: mountinfo.Unescape(f[sep+2]),
 	}, nil
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // mountInfo is what is mounted at a volume's mount point.

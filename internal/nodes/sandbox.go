@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"skiff.dev/skiff/internal/mountinfo"
 )
 
 // CgroupRoot is the cgroup (in every v1 hierarchy) that holds all nodes.
@@ -126,7 +128,7 @@ func unmountUnder(dirs ...string) error {
 		if len(fields) < 5 {
 			continue
 		}
-		p := unescape(fields[4])
+		p := mountinfo.Unescape(fields[4])
 		for _, d := range dirs {
 			if p == d || strings.HasPrefix(p, d+"/") {
 				points = append(points, p)
@@ -141,25 +143,6 @@ func unmountUnder(dirs ...string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// unescape decodes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // removeCgroupRoot removes the nodes' parent cgroup once no node is left.

@@ -99,13 +99,19 @@ func createActiveSDK(b *testing.B, s *server, name string, opts ...func(*eks.Cre
 // sdkClient is a client-go client of an EKS cluster, authenticated as
 // `aws eks get-token` would (a presigned STS token of the server's user).
 func sdkClient(b testing.TB, s *server, c *ekstypes.Cluster) *kubernetes.Clientset {
+	return sdkClientQPS(b, s, c, 100)
+}
+
+// sdkClientQPS is sdkClient with its own rate limit (QPS; burst twice
+// that; a negative QPS: none).
+func sdkClientQPS(b testing.TB, s *server, c *ekstypes.Cluster, qps float32) *kubernetes.Clientset {
 	b.Helper()
 	ca, err := base64.StdEncoding.DecodeString(aws.ToString(c.CertificateAuthority.Data))
 	if err != nil {
 		b.Fatal(err)
 	}
 	cs, err := kubernetes.NewForConfig(&rest.Config{Host: aws.ToString(c.Endpoint), BearerToken: presignToken(b, s, aws.ToString(c.Name), time.Now()),
-		TLSClientConfig: rest.TLSClientConfig{CAData: ca}, QPS: 100, Burst: 200})
+		TLSClientConfig: rest.TLSClientConfig{CAData: ca}, QPS: qps, Burst: int(2 * qps)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,7 +25,8 @@ import (
 // after read back), Secrets readable while skiff is down and after it
 // restarts, a disabled key (health issue KmsKeyDisabled, the apiservers
 // rolled so that Secrets are unreadable, other objects still served) and
-// its recovery, and AssociateEncryptionConfig on a cluster with Secrets
+// its recovery, an etcd member replaced with its volume, and
+// AssociateEncryptionConfig on a cluster with Secrets
 // already stored (rewritten encrypted).
 func TestSecretsEncryption(t *testing.T) {
 	s, dataDir := serveTest(t)
@@ -120,6 +121,35 @@ func TestSecretsEncryption(t *testing.T) {
 		t.Errorf("after a skiff restart, read s2 = %q, %v", got, err)
 	}
 
+	// An etcd member loses its volume's data: it is replaced by a member
+	// of the next generation on a fresh volume, and Secrets still read.
+	encDir := filepath.Join(dataDir, "clusters", created["id"].(string))
+	victim := instancePIDs(dataDir)[created["id"].(string)+"/etcd-b"]
+	if victim == 0 {
+		t.Fatalf("no etcd-b among %v", instancePIDs(dataDir))
+	}
+	if err := os.RemoveAll(filepath.Join(encDir, "etcd", "etcd-b", "data")); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(victim, syscall.SIGKILL)
+	if err := eventually(90*time.Second, func() error {
+		if _, err := os.Stat(filepath.Join(encDir, "etcd", "etcd-b-1.img")); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(encDir, "etcd", "etcd-b.img")); err == nil {
+			return fmt.Errorf("the old member's volume is still there")
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	waitAWSStatus(t, s, "enc", "ACTIVE")
+	for _, name := range []string{"s1", "s2"} {
+		if got, err := readSecret(name); err != nil || got != markB64 {
+			t.Errorf("after an etcd member replacement, read %s = %q, %v", name, got, err)
+		}
+	}
+
 	// Disabled: the health issue at once; the apiservers are replaced,
 	// and then no Secret reads while ConfigMaps still do.
 	mustAWS(t, s, "kms", "disable-key", "--key-id", keyArn)
@@ -201,7 +231,6 @@ func TestSecretsEncryption(t *testing.T) {
 	// Deleted: no mount, loop device or volume of the cluster is left.
 	mustAWS(t, s, "eks", "delete-cluster", "--name", "enc")
 	waitAWSStatus(t, s, "enc", "")
-	encDir := filepath.Join(dataDir, "clusters", created["id"].(string))
 	if data, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(data), encDir) {
 		t.Errorf("mounts of the deleted cluster are left")
 	}

@@ -15,11 +15,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"skiff.dev/skiff/internal/apitls"
+	"skiff.dev/skiff/internal/cryptvol"
 )
 
 var skiffBin string // built once by TestMain
@@ -120,6 +122,12 @@ func startServeBin(t testing.TB, bin, dataDir, listen string, flags ...string) *
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, seen := sweptDirs.LoadOrStore(dataDir, true); !seen {
+		// Before the data dir goes (t.TempDir's cleanup runs after this
+		// one): control planes outlive skiff, and their etcd volumes are
+		// mounts under it.
+		t.Cleanup(func() { sweepDataDir(t, dataDir) })
+	}
 	cmd := exec.Command(bin, append([]string{"serve", "--data-dir", dataDir, "--listen", listen, "--bundles", bundlesDir(t),
 		"--images", filepath.Join(filepath.Dir(bundlesDir(t)), "images")}, flags...)...)
 	cmd.Env = append(os.Environ(), hostEnvMarker+"=in-skiff-serve-only")
@@ -156,6 +164,30 @@ func startServeBin(t testing.TB, bin, dataDir, listen string, flags ...string) *
 		t.Fatalf("skiff env: AWS_ENDPOINT_URL=%s, want %s", got, s.endpoint)
 	}
 	return s
+}
+
+// sweptDirs are the data dirs whose sweep is registered.
+var sweptDirs sync.Map
+
+// sweepDataDir kills what a test left running of a data dir (the
+// instances of clusters it did not delete) and removes their volumes.
+func sweepDataDir(t testing.TB, dataDir string) {
+	pids := instancePIDs(dataDir)
+	for _, pid := range pids {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range pids {
+		for i := 0; i < 500 && syscall.Kill(pid, 0) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	images, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "*", "*.img"))
+	for _, img := range images {
+		if err := cryptvol.Remove(cryptvol.Volume{Image: img, Mount: strings.TrimSuffix(img, ".img")}); err != nil {
+			t.Errorf("remove a volume left by the test: %v", err)
+		}
+	}
 }
 
 // host is the server's host:port.
