@@ -3,6 +3,8 @@
 # Debian 12 as root. Idempotent: it runs apt only when something is missing.
 set -euo pipefail
 packages=(ca-certificates curl iproute2 procps make util-linux hostname containerd runc containernetworking-plugins iptables busybox-static)
+# mkfs.ext4 makes the etcd members' encrypted volumes (internal/cryptvol).
+packages+=(e2fsprogs)
 # The conformance test images (test/conformance) copy programs from these:
 # dig/nslookup, nc, socat, iperf, bash and nginx, as upstream's images carry
 # them; gcc, libc6-dev and bzip2 build their busybox (hack/busybox.sh).
