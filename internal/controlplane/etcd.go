@@ -126,9 +126,11 @@ type memberInfo struct {
 // before it is stopped for a replacement: a leader that just stops leaves
 // the requests forwarded to it waiting for etcd's request timeout (7 s)
 // while the others elect a new one; a handed-off one is a follower and
-// its clients move on at its graceful stop. Best effort: an error only
-// costs that wait.
-func (w *worker) handOffLeadership(ctx context.Context, c *model.Cluster, i int) error {
+// its clients move on at its graceful stop. The new leader is one of
+// prefer if one is healthy (members already on the new spec: the roll
+// then moves the leadership once), and the move happens in a quiet
+// moment (etcdroll.go). Best effort: an error only costs that wait.
+func (w *worker) handOffLeadership(ctx context.Context, c *model.Cluster, i int, prefer []int) error {
 	l := w.layout(c)
 	cli, err := l.etcdClient(c, -1)
 	if err != nil {
@@ -145,26 +147,47 @@ func (w *worker) handOffLeadership(ctx context.Context, c *model.Cluster, i int)
 	if st.Leader != st.Header.MemberId {
 		return nil
 	}
-	for j, ep := range eps {
+	order := slices.Clone(prefer)
+	for j := range eps {
+		if !slices.Contains(order, j) {
+			order = append(order, j)
+		}
+	}
+	var target uint64
+	for _, j := range order {
 		if j == i {
 			continue
 		}
-		other, err := cli.Status(ctx, ep)
-		if err != nil || len(other.Errors) > 0 {
-			continue
+		other, err := cli.Status(ctx, eps[j])
+		if err == nil && len(other.Errors) == 0 {
+			target = other.Header.MemberId
+			break
 		}
-		// MoveLeader is served by the leader: ask member i itself.
-		one, err := l.etcdClientOf([]string{eps[i]})
-		if err != nil {
-			return err
-		}
-		defer one.Close()
-		if _, err := one.MoveLeader(ctx, other.Header.MemberId); err != nil {
-			return fmt.Errorf("move the leadership to %s: %w", ep, err)
-		}
-		return nil
 	}
-	return errors.New("no other healthy member to take the leadership")
+	if target == 0 {
+		return errors.New("no other healthy member to take the leadership")
+	}
+	// MoveLeader is served by the leader: ask member i itself.
+	one, err := l.etcdClientOf([]string{eps[i]})
+	if err != nil {
+		return err
+	}
+	defer one.Close()
+	release := w.holdEndpoint(ctx, l)
+	defer release()
+	if !w.waitQuiet(ctx, l, len(eps)) {
+		w.cfg.Log.Warn("etcd did not run dry before its leadership moved", "cluster", c.Name)
+	}
+	start := time.Now()
+	if _, err := one.MoveLeader(ctx, target); err != nil {
+		return fmt.Errorf("move the leadership to %x: %w", target, err)
+	}
+	if err := confirmLeader(ctx, cli, eps, target); err != nil {
+		return err
+	}
+	w.cfg.Log.Info("etcd leadership moved", "cluster", c.Name, "from", eps[i], "to", fmt.Sprintf("%x", target),
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // etcdSettled says whether every member of c's etcd answers, knows the

@@ -366,6 +366,19 @@ func (w *worker) converge(ctx context.Context, p *pass, roles ...runtime.Role) (
 	var errs []error
 	var bad []string
 	n := 0
+	// etcd members already on their spec, and whether some are not.
+	var etcdNew []int
+	etcdOld := false
+	for _, s := range p.specs {
+		if st := p.observed[s.ID]; s.Role == runtime.Etcd && st.Running {
+			if st.Hash == s.Hash() {
+				etcdNew = append(etcdNew, indexOf(s))
+			} else {
+				etcdOld = true
+			}
+		}
+	}
+	leader, leaderKnown := -1, false
 	for i, s := range p.specs {
 		if !slices.Contains(roles, s.Role) {
 			continue
@@ -374,10 +387,22 @@ func (w *worker) converge(ctx context.Context, p *pass, roles ...runtime.Role) (
 		if !p.snap[i].Healthy {
 			bad = append(bad, s.Name())
 		}
+		// An etcd roll replaces the leader last, so that the leadership
+		// moves once, to a member on the new spec (etcdroll.go).
+		if st := p.observed[s.ID]; s.Role == runtime.Etcd && etcdOld && st.Running && st.Hash != s.Hash() {
+			if !leaderKnown {
+				leader, _ = w.etcdLeader(ctx, p.c)
+				leaderKnown = true
+			}
+			if leader == indexOf(s) && w.etcdOthersOld(p, s) {
+				w.cfg.Log.Debug("etcd leader replaced last", "instance", s.ID)
+				continue
+			}
+		}
 		if !w.mayAct(p, i) {
 			continue
 		}
-		c, err := w.convergeOne(ctx, p.c, s, p.observed[s.ID], p.probes[i])
+		c, err := w.convergeOne(ctx, p.c, s, p.observed[s.ID], p.probes[i], etcdNew)
 		p.c = c
 		if err != nil {
 			errs = append(errs, err)
@@ -393,6 +418,17 @@ func (w *worker) converge(ctx context.Context, p *pass, roles ...runtime.Role) (
 		return done("Healthy", "%d of %d healthy", n, n), nil
 	}
 	return working("NotHealthy", "%d of %d healthy; not yet: %s", n-len(bad), n, strings.Join(bad, ", ")), nil
+}
+
+// etcdOthersOld says whether an etcd member other than s runs on an old
+// spec.
+func (w *worker) etcdOthersOld(p *pass, s runtime.Spec) bool {
+	for _, o := range p.specs {
+		if st := p.observed[o.ID]; o.Role == runtime.Etcd && o.ID != s.ID && st.Running && st.Hash != o.Hash() {
+			return true
+		}
+	}
+	return false
 }
 
 // mayAct says whether the pass may act on instance i now.

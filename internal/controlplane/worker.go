@@ -247,8 +247,9 @@ func indexOf(s runtime.Spec) int {
 }
 
 // convergeOne brings one instance to its spec. It returns the cluster,
-// which an etcd replacement may have changed.
-func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Spec, st runtime.Status, probe error) (*model.Cluster, error) {
+// which an etcd replacement may have changed. etcdNew are the etcd
+// members on their spec (where a replaced leader hands over).
+func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Spec, st runtime.Status, probe error, etcdNew []int) (*model.Cluster, error) {
 	is := w.inst[s.ID]
 	if is == nil {
 		is = &instState{}
@@ -293,7 +294,7 @@ func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Sp
 		}
 		w.cfg.Log.Info("replacing instance with a changed spec", "instance", s.ID)
 		if s.Role == runtime.Etcd {
-			if err := w.handOffLeadership(ctx, c, indexOf(s)); err != nil {
+			if err := w.handOffLeadership(ctx, c, indexOf(s), etcdNew); err != nil {
 				w.cfg.Log.Warn("etcd leadership not handed off before the member stops", "instance", s.ID, "err", err)
 			}
 		}

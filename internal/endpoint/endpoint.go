@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"sync"
@@ -138,6 +139,38 @@ type Status struct {
 	// Connections forwarded here, and the sibling's held here.
 	Connections int `json:"connections"`
 	Held        int `json:"held"`
+	// Holding: what clients send waits (HoldPath).
+	Holding bool `json:"holding,omitempty"`
+}
+
+// Control paths of an endpoint replica's status server (POST).
+const (
+	// HoldPath holds what clients send to the apiservers for the
+	// duration in the query's "for" (Go syntax, lb.MaxHold at most):
+	// the control plane's etcd is about to move its leadership, and a
+	// write reaching etcd then would be dropped.
+	HoldPath = "/hold"
+	// ReleasePath ends a hold.
+	ReleasePath = "/release"
+)
+
+// controls are the replica's control paths.
+func controls(bal *lb.Balancer) map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{
+		HoldPath: func(w http.ResponseWriter, r *http.Request) {
+			d, err := time.ParseDuration(r.URL.Query().Get("for"))
+			if err != nil || d <= 0 {
+				http.Error(w, "hold: the query's \"for\" must be a positive duration", http.StatusBadRequest)
+				return
+			}
+			bal.Hold(d)
+			w.WriteHeader(http.StatusNoContent)
+		},
+		ReleasePath: func(w http.ResponseWriter, r *http.Request) {
+			bal.Release()
+			w.WriteHeader(http.StatusNoContent)
+		},
+	}
 }
 
 // Run serves until ctx is done, then drains.
@@ -168,9 +201,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	st := &state{listening: []string{cfg.Listen}}
 
-	srv, err := status.Serve(cfg.Status, func() (any, error) {
+	srv, err := status.Start(status.Config{Addr: cfg.Status, Controls: controls(bal)}, func() (any, error) {
 		return Status{Healthy: bal.Healthy(), Listening: st.list(), Linked: bal.Linked(),
-			Connections: bal.Active(), Held: bal.Held()}, nil
+			Connections: bal.Active(), Held: bal.Held(), Holding: bal.Holding()}, nil
 	})
 	if err != nil {
 		bal.Close()

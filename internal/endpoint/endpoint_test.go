@@ -10,11 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"skiff.dev/skiff/internal/status"
 )
 
 func freeAddr(t *testing.T) string {
@@ -85,6 +88,29 @@ func TestReplicas(t *testing.T) {
 		if err := ask(); err != nil {
 			t.Fatalf("request %d through both replicas: %v", i, err)
 		}
+	}
+	// The hold control: POST only, a positive duration; the report says
+	// it holds until released.
+	bg := context.Background()
+	for _, q := range []url.Values{nil, {"for": {"-1s"}}, {"for": {"soon"}}} {
+		if err := status.Post(bg, statusA, HoldPath, q); err == nil || !strings.Contains(err.Error(), "400") {
+			t.Errorf("hold %v: %v, want 400", q, err)
+		}
+	}
+	if resp, err := http.Get("http://" + statusA + HoldPath + "?for=1s"); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET %s: %v %v, want 405", HoldPath, resp, err)
+	}
+	if err := status.Post(bg, statusA, HoldPath, url.Values{"for": {"10s"}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Get(bg, statusA); err != nil || !st.Holding {
+		t.Errorf("after a hold: %+v %v", st, err)
+	}
+	if err := status.Post(bg, statusA, ReleasePath, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Get(bg, statusA); err != nil || st.Holding {
+		t.Errorf("after the release: %+v %v", st, err)
 	}
 	stopA()
 	if err := <-doneA; err != nil {

@@ -94,6 +94,7 @@ type Balancer struct {
 	carriers sync.WaitGroup                        // relays being carried
 	wg       sync.WaitGroup                        // checks, the pairing
 	access   atomic.Pointer[func(netip.Addr) bool] // of public listeners; nil: everyone
+	gate     gate                                  // Hold
 }
 
 type backend struct {
@@ -439,7 +440,7 @@ func (b *Balancer) carry(r *relay) {
 	}
 	be := b.track(r)
 	var err error
-	ended, err = r.run(b.cfg.Grace)
+	ended, err = r.run(b.cfg.Grace, &b.gate)
 	if r.adopted {
 		b.cfg.Log.Debug("adopted connection ended", "lb", b.cfg.Name, "id", r.id, "err", err)
 	}

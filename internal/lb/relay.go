@@ -35,8 +35,9 @@ type relay struct {
 	up, down        [2]int // pipes client→backend and backend→client: read and write ends
 
 	mu      sync.Mutex
-	stopped bool // handed over: pumps stop without touching the sockets
-	adopted bool // from the sibling
+	quit    chan struct{} // closed by stop and kill: a pump waiting at the gate returns
+	stopped bool          // handed over: pumps stop without touching the sockets
+	adopted bool          // from the sibling
 	ended   bool
 }
 
@@ -46,7 +47,7 @@ const chunk = 64 << 10
 // newRelay wraps an accepted client socket (a non-blocking descriptor,
 // which the relay owns).
 func newRelay(id uint64, clientFD int) *relay {
-	return &relay{id: id, clientFD: clientFD, backendFD: -1, up: [2]int{-1, -1}, down: [2]int{-1, -1}}
+	return &relay{id: id, clientFD: clientFD, backendFD: -1, up: [2]int{-1, -1}, down: [2]int{-1, -1}, quit: make(chan struct{})}
 }
 
 // attach gives the relay its backend socket (owned) and makes its pipes.
@@ -105,13 +106,14 @@ func (r *relay) fds() []int {
 
 // run pumps both ways until both directions end (or one fails, or the
 // other lingers for grace after the first ended), then ends the relay.
+// Bytes to the backend wait while g is held.
 // It returns false, leaving the relay as it is, when it was stopped to be
 // handed over, and why the relay ended (nil: both ways ended cleanly).
-func (r *relay) run(grace time.Duration) (bool, error) {
+func (r *relay) run(grace time.Duration, g *gate) (bool, error) {
 	r.open()
 	done := make(chan error, 2)
-	go func() { done <- pump(r.client, r.backend, r.up) }()
-	go func() { done <- pump(r.backend, r.client, r.down) }()
+	go func() { done <- pump(r.client, r.backend, r.up, g, r.quit) }()
+	go func() { done <- pump(r.backend, r.client, r.down, nil, r.quit) }()
 	err := <-done
 	if err != nil && !r.isStopped() {
 		r.kill() // one way failed: end the other at once
@@ -132,8 +134,9 @@ func (r *relay) run(grace time.Duration) (bool, error) {
 // pump moves bytes from src to dst through the pipe p until src ends (then
 // it shuts dst's sending side) or fails, or a deadline stops it. It empties
 // the pipe first: a previous owner may have left bytes there. How much the
-// pipe holds is asked of the kernel once; then this process knows.
-func pump(src, dst *os.File, p [2]int) error {
+// pipe holds is asked of the kernel once; then this process knows. Bytes
+// read wait in the pipe while g is held (quit ends the wait).
+func pump(src, dst *os.File, p [2]int, g *gate, quit <-chan struct{}) error {
 	srcRC, err := src.SyscallConn()
 	if err != nil {
 		return err
@@ -147,6 +150,11 @@ func pump(src, dst *os.File, p [2]int) error {
 		return fmt.Errorf("pipe: %w", err)
 	}
 	for {
+		if inPipe > 0 {
+			if err := g.wait(quit); err != nil {
+				return err
+			}
+		}
 		if err := flush(dstRC, p[0], inPipe); err != nil {
 			return err
 		}
@@ -219,6 +227,7 @@ func (r *relay) stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stopped = true
+	r.closeQuitLocked()
 	now := time.Now()
 	for _, f := range []*os.File{r.client, r.backend} {
 		if f != nil {
@@ -232,6 +241,7 @@ func (r *relay) stop() {
 func (r *relay) kill() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closeQuitLocked()
 	for _, fd := range []int{r.clientFD, r.backendFD} {
 		if fd >= 0 {
 			unix.Shutdown(fd, unix.SHUT_RDWR)
@@ -276,4 +286,12 @@ func (r *relay) release() {
 		}
 	}
 	r.up, r.down = [2]int{-1, -1}, [2]int{-1, -1}
+}
+
+func (r *relay) closeQuitLocked() {
+	select {
+	case <-r.quit:
+	default:
+		close(r.quit)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -51,6 +52,9 @@ func (t Timeouts) Apply(srv *http.Server, def Timeouts) *http.Server {
 type Config struct {
 	Addr     string // host:port
 	Timeouts Timeouts
+	// Controls are further POST paths the instance acts on (the
+	// endpoint's /hold): what its reconciler may ask of it.
+	Controls map[string]http.HandlerFunc
 }
 
 // Serve answers GET /healthz on addr with report's value (JSON), or 503
@@ -66,14 +70,23 @@ func Start(cfg Config, report func() (any, error)) (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("status server: %w", err)
 	}
-	srv := cfg.Timeouts.Apply(&http.Server{Addr: ln.Addr().String(), Handler: handler(report)}, DefaultTimeouts)
+	srv := cfg.Timeouts.Apply(&http.Server{Addr: ln.Addr().String(), Handler: handler(report, cfg.Controls)}, DefaultTimeouts)
 	go srv.Serve(ln)
 	return srv, nil
 }
 
-// handler answers GET /healthz with report.
-func handler(report func() (any, error)) http.Handler {
+// handler answers GET /healthz with report, and POSTs to controls.
+func handler(report func() (any, error), controls map[string]http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := controls[r.URL.Path]; ok {
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", http.MethodPost)
+				http.Error(w, "POST only", http.StatusMethodNotAllowed)
+				return
+			}
+			h(w, r)
+			return
+		}
 		if r.URL.Path != "/healthz" {
 			http.NotFound(w, r)
 			return
@@ -109,6 +122,29 @@ func Get(ctx context.Context, addr string, v any) error {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("status %s: %w", addr, err)
+	}
+	return nil
+}
+
+// Post asks the instance whose status server is at addr to act: path is
+// one of its Controls, query its parameters.
+func Post(ctx context.Context, addr, path string, query url.Values) error {
+	u := "http://" + addr + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("status %s%s: %s: %s", addr, path, resp.Status, body)
 	}
 	return nil
 }

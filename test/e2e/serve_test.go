@@ -78,7 +78,7 @@ func serveTest(t testing.TB, flags ...string) (*server, string) {
 	t.Cleanup(func() { noLeftovers(t, dataDir) })
 	t.Cleanup(func() { deleteAll(t, s) })
 	t.Cleanup(func() {
-		if !t.Failed() {
+		if !t.Failed() && os.Getenv("SKIFF_E2E_KEEP_LOGS") == "" { // kept on request too
 			return
 		}
 		data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))

@@ -30,7 +30,7 @@ import (
 // write, in order, with no gap (issue 17). Every instance is replaced on
 // the way: etcd members, apiservers, controller-managers, schedulers.
 func TestUpgradeNoErrors(t *testing.T) {
-	s, _ := serveTest(t)
+	s, dataDir := serveTest(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cli := eks.NewFromConfig(sdkConfig(s))
@@ -163,29 +163,22 @@ func TestUpgradeNoErrors(t *testing.T) {
 	t.Logf("upgrade 1.36 → 1.37 in %.1fs; %d ConfigMaps written and read back, %d failures, longest stretch without a write %v (until %s)",
 		took.Seconds(), written, len(failures), longest.Round(time.Millisecond), longestEnd.UTC().Format("15:04:05.000"))
 	// Apiservers drain before they stop (no request of theirs fails, and
-	// no client waits on a Retry-After), etcd members hand their
-	// leadership off and stop gracefully. What still fails, sometimes, is
-	// a write in flight on an etcd member as it stops (its gRPC graceful
-	// stop cut by the stop grace, or raft dropping a proposal while the
-	// leadership moves; the apiserver does not retry either), at most one
-	// per member replaced. Issue 17 wants zero: docs/architecture.md
-	// ("Updates") says what is left. Anything else fails the test.
-	etcdSide := 0
+	// no client waits on a Retry-After); etcd members are replaced leader
+	// last, and the leadership moves once, to a member on the new
+	// version, while the endpoint holds what clients send and etcd has
+	// nothing in flight (controlplane/etcdroll.go). Nothing may fail.
 	for _, f := range failures {
-		if strings.Contains(f, "graceful_stop") || strings.Contains(f, "raft proposal dropped") || strings.Contains(f, "leader changed") {
-			etcdSide++
-			t.Logf("failed on an etcd member's replacement: %s", f)
-			continue
-		}
 		t.Errorf("failed: %s", f)
 	}
-	if etcdSide > 3 {
-		t.Errorf("%d writes failed on etcd members' replacements: want at most one per member", etcdSide)
-	}
-	// A leader that stopped without handing off would stall writes for
-	// etcd's request timeout (7 s).
-	if longest > 6*time.Second {
+	// A stuck write (one forwarded to a leader that dropped it) would
+	// stall writes for etcd's request timeout (7 s); the hold itself is
+	// ~0.3 s.
+	if longest > 3*time.Second {
 		t.Errorf("no write succeeded for %v", longest)
+	}
+	data, _ := os.ReadFile(filepath.Join(dataDir, "serve.log"))
+	if n := strings.Count(string(data), "etcd leadership moved"); n != 1 {
+		t.Errorf("the etcd leadership moved %d times during the roll, want once (the leader replaced last)", n)
 	}
 	// Every write, in order, once, on the watch.
 	for i, name := range created {
@@ -592,16 +585,8 @@ func TestUpgradeFails(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("%d writes read back during the failed upgrade and the way back, %d failures", writes, len(failures))
-	etcdSide := 0
 	for _, f := range failures {
-		if strings.Contains(f, "graceful_stop") || strings.Contains(f, "raft proposal dropped") || strings.Contains(f, "leader changed") {
-			etcdSide++
-			continue
-		}
 		t.Errorf("failed: %s", f)
-	}
-	if etcdSide > 3 {
-		t.Errorf("%d requests failed on etcd members' replacements: want at most one per member", etcdSide)
 	}
 }
 
