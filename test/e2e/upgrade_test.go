@@ -384,6 +384,9 @@ func TestNodegroupUpgrade(t *testing.T) {
 
 	// The node group update, surge first: never below 2 ready.
 	mu.Lock()
+	for _, f := range failures {
+		t.Errorf("a read failed during the control-plane upgrade or the blocked node group update: %s", f)
+	}
 	watching, failures = true, nil
 	mu.Unlock()
 	t0 := time.Now()
@@ -478,9 +481,8 @@ func brokenBundles(t *testing.T) string {
 // TestUpgradeFails: an upgrade whose new apiserver cannot start (injected:
 // its binary exits) fails with the reason, and the control plane goes back
 // to 1.36 and stays ACTIVE, while a client reads and writes through the
-// endpoint throughout with no failure but the few an etcd member's
-// replacement may cut (as TestUpgradeNoErrors allows). etcd stays on 3.7:
-// every member had moved before the apiservers' turn.
+// endpoint throughout with no failure. etcd stays on 3.7: every member
+// had moved before the apiservers' turn.
 func TestUpgradeFails(t *testing.T) {
 	s, dataDir := serveTest(t, "--bundles", brokenBundles(t))
 	ctx, cancel := context.WithCancel(context.Background())
