@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"skiff.dev/skiff/internal/access"
+	"skiff.dev/skiff/internal/addons/catalog"
 	"skiff.dev/skiff/internal/insights"
 	"skiff.dev/skiff/internal/model"
 	"skiff.dev/skiff/internal/network"
@@ -325,6 +326,12 @@ func versionChange(c *model.Cluster, to string) error {
 		}
 		return fmt.Errorf("%w: cluster %s cannot roll back to %s: %s; a cluster rolls back only to the version it was upgraded from in place", ErrInvalidRequest, c.Name, to, why)
 	}
+	if a := c.Addon(catalog.KubeProxy); a != nil && a.Status != model.AddonDeleting {
+		if v := addonMinor(a.Version); minorDiff(v, to) > 0 {
+			return fmt.Errorf("%w: the kube-proxy add-on runs %s, newer than %s (kube-proxy may not be newer than its control plane): move it first with 'aws eks update-addon --cluster-name %s --addon-name kube-proxy --addon-version <a %s version>' (see 'aws eks describe-addon-versions --addon-name kube-proxy --kubernetes-version %s')",
+				ErrInvalidRequest, a.Version, to, c.Name, to, c.Version)
+		}
+	}
 	for _, g := range c.Nodegroups {
 		for _, v := range groupVersions(c, &g) {
 			switch {
@@ -354,6 +361,16 @@ func groupVersions(c *model.Cluster, g *model.Nodegroup) []string {
 
 // minorDiff is a − b in minor versions ("1.37" − "1.36" = 1); versions of
 // different majors, or unparsable ones, are far apart.
+// addonMinor is the Kubernetes minor of an add-on version that follows
+// Kubernetes' ("v1.37.2-eksbuild.1" → "1.37"; "" otherwise).
+func addonMinor(v string) string {
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "v%d.%d.", &major, &minor); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d", major, minor)
+}
+
 func minorDiff(a, b string) int {
 	var aa, ab, ba, bb int
 	if _, err := fmt.Sscanf(a, "%d.%d", &aa, &ab); err != nil {

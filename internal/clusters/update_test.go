@@ -51,6 +51,9 @@ func TestVersionChange(t *testing.T) {
 		{"rollback after the nodes", model.Cluster{Version: "1.37", PreviousVersion: "1.36", Nodegroups: []model.Nodegroup{group("1.36", "1.36")}}, "1.36", nil, ""},
 		{"upgrade over old nodes within the skew", model.Cluster{Version: "1.36", Nodegroups: []model.Nodegroup{group("1.34", "1.34")}}, "1.37", nil, ""},
 		{"upgrade beyond the kubelet skew", model.Cluster{Version: "1.36", Nodegroups: []model.Nodegroup{group("1.33", "1.33")}}, "1.37", ErrInvalidRequest, "more than 3 minor versions"},
+		{"rollback under a newer kube-proxy add-on", model.Cluster{Version: "1.37", PreviousVersion: "1.36", Addons: []model.Addon{{Name: "kube-proxy", Version: "v1.37.2-eksbuild.1"}}}, "1.36", ErrInvalidRequest, "kube-proxy add-on runs v1.37.2-eksbuild.1"},
+		{"rollback once kube-proxy moved back", model.Cluster{Version: "1.37", PreviousVersion: "1.36", Addons: []model.Addon{{Name: "kube-proxy", Version: "v1.36.3-eksbuild.1"}}}, "1.36", nil, ""},
+		{"upgrade over kube-proxy", model.Cluster{Version: "1.36", Addons: []model.Addon{{Name: "kube-proxy", Version: "v1.36.3-eksbuild.1"}}}, "1.37", nil, ""},
 		{"legacy nodes follow the cluster", model.Cluster{Version: "1.37", PreviousVersion: "1.36", Nodegroups: []model.Nodegroup{group("1.36", "")}}, "1.36", ErrInvalidRequest, "runs Kubernetes 1.37"},
 	} {
 		err := versionChange(&tt.c, tt.to)

@@ -231,7 +231,6 @@ func addonCompat(c *model.Cluster, cat catalog.Catalog, next string) model.Insig
 		in.Reason = "No managed add-ons."
 		return in
 	}
-	nxt, _ := minor(next)
 	var names []string
 	for _, a := range c.Addons {
 		var compatible []string
@@ -247,13 +246,8 @@ func addonCompat(c *model.Cluster, cat catalog.Catalog, next string) model.Insig
 		case len(compatible) == 0:
 			st = model.InsightUnknown // skiff ships nothing for that version yet
 		case slices.Contains(compatible, a.Version):
-		case a.Name == catalog.KubeProxy:
-			// An older kube-proxy keeps working within the skew.
-			if v, ok := minor(a.Version); ok && nxt-v <= MaxKubeletSkew && v <= nxt {
-				st = model.InsightWarning
-			} else {
-				st = model.InsightError
-			}
+			// kube-proxy: an older one within the skew is compatible (the
+			// catalog offers it); "kube-proxy version skew" still warns.
 		default:
 			st = model.InsightError
 		}

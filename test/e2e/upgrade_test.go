@@ -279,6 +279,9 @@ func TestNodegroupUpgrade(t *testing.T) {
 		if slices.Contains(args, "--nodegroup-name") {
 			describe = append(describe, "--nodegroup-name", "ng")
 		}
+		if i := slices.Index(args, "--addon-name"); i >= 0 {
+			describe = append(describe, "--addon-name", args[i+1])
+		}
 		var u map[string]any
 		if err := eventually(5*time.Minute, func() error {
 			u = mustAWS(t, s, describe...)["update"].(map[string]any)
@@ -412,9 +415,60 @@ func TestNodegroupUpgrade(t *testing.T) {
 		t.Errorf("list-updates of the node group = %v, want its 2 updates", ids)
 	}
 
+	// kube-proxy: the self-managed one stays at 1.36, which the insight
+	// reports; taken over as a managed add-on it moves to 1.37 (the
+	// default), and goes back to 1.36 (offered on 1.37: within the skew)
+	// before the rollback, which refuses it while it is newer.
+	if in := insight("kube-proxy version skew"); status(in) != "WARNING" {
+		t.Errorf("self-managed kube-proxy 1.36 under a 1.37 control plane: %v", in)
+	}
+	var kp []string
+	for _, v := range mustAWS(t, s, "eks", "describe-addon-versions", "--addon-name", "kube-proxy", "--kubernetes-version", "1.37")["addons"].([]any)[0].(map[string]any)["addonVersions"].([]any) {
+		kp = append(kp, v.(map[string]any)["addonVersion"].(string))
+	}
+	if len(kp) != 2 || !strings.HasPrefix(kp[0], "v1.37.") || !strings.HasPrefix(kp[1], "v1.36.") {
+		t.Fatalf("kube-proxy versions on 1.37: %v, want 1.37's and 1.36's", kp)
+	}
+	kubeProxy := func(want string) {
+		t.Helper()
+		if _, err := awsCLI(t, s, "eks", "wait", "addon-active", "--cluster-name", "nu", "--addon-name", "kube-proxy"); err != nil {
+			t.Fatalf("wait addon-active kube-proxy: %v", err)
+		}
+		out, err := kubectlEnv(t, s.env, kc, "-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=60s")
+		if err != nil {
+			t.Fatalf("kube-proxy rollout: %v %s", err, out)
+		}
+		img, err := kubectlEnv(t, s.env, kc, "-n", "kube-system", "get", "daemonset/kube-proxy", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+		if err != nil || !strings.Contains(img, ":"+want) {
+			t.Errorf("kube-proxy image %q (%v), want %s", img, err, want)
+		}
+	}
+	mu.Lock()
+	failures = nil
+	mu.Unlock()
+	mustAWS(t, s, "eks", "create-addon", "--cluster-name", "nu", "--addon-name", "kube-proxy", "--addon-version", kp[0], "--resolve-conflicts", "OVERWRITE")
+	kubeProxy(strings.TrimSuffix(kp[0], "-eksbuild.1"))
+	if in := insight("kube-proxy version skew"); status(in) != "PASSING" {
+		t.Errorf("kube-proxy 1.37 under a 1.37 control plane: %v", in)
+	}
+	out, err := awsCLI(t, s, "eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.36")
+	wantAWSError(t, out, err, "InvalidRequestException")
+	if !strings.Contains(out, "kube-proxy add-on runs") {
+		t.Errorf("rollback under a 1.37 kube-proxy: %s", out)
+	}
+	if u := update("eks", "update-addon", "--cluster-name", "nu", "--addon-name", "kube-proxy", "--addon-version", kp[1]); u["status"] != "Successful" {
+		t.Fatalf("kube-proxy back to 1.36: %v", u)
+	}
+	kubeProxy(strings.TrimSuffix(kp[1], "-eksbuild.1"))
+	mu.Lock()
+	for _, f := range failures {
+		t.Errorf("a read failed while kube-proxy moved: %s", f)
+	}
+	mu.Unlock()
+
 	// Rollback: refused while the nodes are newer than 1.36, then the
 	// node group and the control plane go back.
-	out, err := awsCLI(t, s, "eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.36")
+	out, err = awsCLI(t, s, "eks", "update-cluster-version", "--name", "nu", "--kubernetes-version", "1.36")
 	wantAWSError(t, out, err, "InvalidRequestException")
 	if out, err := runSkiff(t, s, "upgrade", "nodegroup", "ng", "--cluster", "nu", "--version", "1.36"); err != nil || !strings.Contains(out, "node group ng is at Kubernetes 1.36") {
 		t.Fatalf("node group rollback with skiff upgrade nodegroup: %v\n%s", err, out)

@@ -41,46 +41,83 @@ const eksbuild = "-eksbuild.1"
 // Version is one version of an add-on.
 type Version struct {
 	AddonVersion    string
-	ClusterVersions []string // the cluster versions it supports
-	Default         bool
+	Compatibilities []Compatibility // the cluster versions it runs on
 }
+
+// Compatibility is a cluster version an add-on version runs on, and
+// whether it is the default there.
+type Compatibility struct {
+	ClusterVersion string
+	Default        bool
+}
+
+// KubeProxySkew is how many minors kube-proxy may be older than the
+// apiservers (upstream's version skew policy); it is never newer. As on
+// EKS, a kube-proxy version is offered on the newer clusters it runs on
+// too, so that it can stay put across an upgrade and be moved back
+// before a rollback.
+const KubeProxySkew = 3
 
 // Names lists the add-ons, sorted.
 func (c Catalog) Names() []string { return []string{CoreDNS, KubeProxy} }
 
-// Versions lists an add-on's versions; clusterVersion "" means all.
+// AddonVersions lists an add-on's versions that run on clusterVersion
+// ("" means any), newest first.
 func (c Catalog) AddonVersions(name, clusterVersion string) []Version {
-	var minors []string
+	minors := make([]string, 0, len(c.Versions))
 	for m := range c.Versions {
-		if clusterVersion == "" || m == clusterVersion {
-			minors = append(minors, m)
-		}
+		minors = append(minors, m)
 	}
-	sort.Strings(minors)
-	if len(minors) == 0 {
-		return nil
+	sort.Slice(minors, func(i, j int) bool { return minorOf(minors[i]) > minorOf(minors[j]) })
+	var out []Version
+	add := func(v Version) {
+		for _, cv := range v.Compatibilities {
+			if clusterVersion == "" || cv.ClusterVersion == clusterVersion {
+				out = append(out, v)
+				return
+			}
+		}
 	}
 	switch name {
 	case CoreDNS:
 		if c.CoreDNS == "" {
 			return nil
 		}
-		return []Version{{AddonVersion: c.CoreDNS + eksbuild, ClusterVersions: minors, Default: true}}
-	case KubeProxy:
-		var out []Version
+		v := Version{AddonVersion: c.CoreDNS + eksbuild}
 		for _, m := range minors {
-			out = append(out, Version{AddonVersion: c.Versions[m] + eksbuild, ClusterVersions: []string{m}, Default: true})
+			v.Compatibilities = append(v.Compatibilities, Compatibility{ClusterVersion: m, Default: true})
 		}
-		return out
+		add(v)
+	case KubeProxy:
+		for _, m := range minors {
+			v := Version{AddonVersion: c.Versions[m] + eksbuild}
+			for _, cv := range minors {
+				if d := minorOf(cv) - minorOf(m); d >= 0 && d <= KubeProxySkew {
+					v.Compatibilities = append(v.Compatibilities, Compatibility{ClusterVersion: cv, Default: d == 0})
+				}
+			}
+			add(v)
+		}
 	}
-	return nil
+	return out
+}
+
+// minorOf is the minor of "1.37" (-1 when it is not one).
+func minorOf(v string) int {
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil || major != 1 {
+		return -1
+	}
+	return minor
 }
 
 // Default is the default version of add-on name on a cluster version.
 func (c Catalog) Default(name, clusterVersion string) string {
 	for _, v := range c.AddonVersions(name, clusterVersion) {
-		if v.Default {
-			return v.AddonVersion
+		for _, cv := range v.Compatibilities {
+			if cv.ClusterVersion == clusterVersion && cv.Default {
+				return v.AddonVersion
+			}
 		}
 	}
 	return ""
@@ -94,6 +131,17 @@ func (c Catalog) Supports(name, version, clusterVersion string) bool {
 		}
 	}
 	return false
+}
+
+// KubeProxyMinor is the Kubernetes minor ("1.36") a kube-proxy add-on
+// version runs ("" when it is none of skiff's).
+func (c Catalog) KubeProxyMinor(version string) string {
+	for m, v := range c.Versions {
+		if v+eksbuild == version {
+			return m
+		}
+	}
+	return ""
 }
 
 // Config is an add-on's configurationValues, as its schema allows.

@@ -16,8 +16,9 @@ func TestCatalog(t *testing.T) {
 		{CoreDNS, "v1.14.7-eksbuild.1", "1.36", true},
 		{CoreDNS, "v1.14.7-eksbuild.1", "1.35", false},
 		{KubeProxy, "v1.37.2-eksbuild.1", "1.37", true},
-		{KubeProxy, "v1.37.2-eksbuild.1", "1.36", false}, // kube-proxy matches the cluster's version
+		{KubeProxy, "v1.37.2-eksbuild.1", "1.36", false}, // never newer than the cluster
 		{KubeProxy, "v1.36.3-eksbuild.1", "1.36", true},
+		{KubeProxy, "v1.36.3-eksbuild.1", "1.37", true}, // older, within the skew
 		{"vpc-cni", "v1.0.0-eksbuild.1", "1.37", false},
 	} {
 		if got := testCatalog.Supports(tc.name, tc.version, tc.cluster); got != tc.supported {
@@ -27,8 +28,21 @@ func TestCatalog(t *testing.T) {
 	if d := testCatalog.Default(KubeProxy, "1.36"); d != "v1.36.3-eksbuild.1" {
 		t.Errorf("default kube-proxy on 1.36 = %s", d)
 	}
+	if d := testCatalog.Default(KubeProxy, "1.37"); d != "v1.37.2-eksbuild.1" {
+		t.Errorf("default kube-proxy on 1.37 = %s", d)
+	}
 	if n := len(testCatalog.AddonVersions(KubeProxy, "")); n != 2 {
 		t.Errorf("kube-proxy versions on any cluster: %d, want 2", n)
+	}
+	if v := testCatalog.AddonVersions(KubeProxy, "1.37"); len(v) != 2 || v[0].AddonVersion != "v1.37.2-eksbuild.1" {
+		t.Errorf("kube-proxy versions on 1.37: %+v, want 1.37's first, then 1.36's", v)
+	}
+	wide := Catalog{Versions: map[string]string{"1.33": "v1.33.0", "1.36": "v1.36.3", "1.37": "v1.37.2"}}
+	if wide.Supports(KubeProxy, "v1.33.0-eksbuild.1", "1.37") || !wide.Supports(KubeProxy, "v1.33.0-eksbuild.1", "1.36") {
+		t.Errorf("kube-proxy 1.33 runs on 1.36 (3 minors) and not on 1.37 (4)")
+	}
+	if m := testCatalog.KubeProxyMinor("v1.36.3-eksbuild.1"); m != "1.36" {
+		t.Errorf("KubeProxyMinor = %q", m)
 	}
 }
 

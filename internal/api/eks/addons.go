@@ -198,8 +198,10 @@ func (h *Handler) describeAddonVersions(w http.ResponseWriter, r *http.Request) 
 		var versions []map[string]any
 		for _, v := range cat.AddonVersions(n, k8s) {
 			var compat []map[string]any
-			for _, cv := range v.ClusterVersions {
-				compat = append(compat, map[string]any{"clusterVersion": cv, "platformVersions": []string{"*"}, "defaultVersion": v.Default})
+			for _, cv := range v.Compatibilities {
+				if k8s == "" || cv.ClusterVersion == k8s {
+					compat = append(compat, map[string]any{"clusterVersion": cv.ClusterVersion, "platformVersions": []string{"*"}, "defaultVersion": cv.Default})
+				}
 			}
 			versions = append(versions, map[string]any{"addonVersion": v.AddonVersion, "architecture": []string{"amd64"},
 				"computeTypes": []string{"ec2"}, "compatibilities": compat, "requiresConfiguration": false, "requiresIamPermissions": false})
