@@ -19,7 +19,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
-	"skiff.dev/skiff/internal/nodes/sandbox"
+	"skiff.dev/skiff/internal/sandbox"
 )
 
 func newNodeCmd() *cobra.Command {
@@ -52,7 +52,7 @@ the cluster's endpoint are reachable.`,
 	for _, req := range []string{"cluster", "kubelet", "node-name", "node-ip", "config"} {
 		boot.MarkFlagRequired(req)
 	}
-	node.AddCommand(boot, newNodeInitCmd(), newNodeEnterCmd())
+	node.AddCommand(boot, newNodeInitCmd())
 	return node
 }
 
@@ -62,7 +62,7 @@ func newNodeInitCmd() *cobra.Command {
 	var l sandbox.Layout
 	var binds []string
 	cmd := &cobra.Command{
-		Use:    "init --image DIR --var DIR --config DIR --cgroup PATH",
+		Use:    "init --image DIR --var DIR --config DIR",
 		Short:  "Build a node's file system inside its namespaces and exec its init (run by skiff)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
@@ -82,29 +82,11 @@ func newNodeInitCmd() *cobra.Command {
 	f.StringVar(&l.Image, "image", "", "the node image (its root, read-only)")
 	f.StringVar(&l.Var, "var", "", "the node's /var")
 	f.StringVar(&l.Config, "config", "", "the node's configuration (/etc/skiff, read-only)")
-	f.StringVar(&l.Cgroup, "cgroup", "", "the node's cgroup, delegated to its root")
 	f.StringVar(&l.Hostname, "hostname", "", "the node's host name")
 	f.StringArrayVar(&binds, "bind", nil, "PATH-IN-NODE=HOST-FILE, mounted read-only (repeatable)")
-	for _, req := range []string{"image", "var", "config", "cgroup"} {
+	for _, req := range []string{"image", "var", "config"} {
 		cmd.MarkFlagRequired(req)
 	}
-	return cmd
-}
-
-// newNodeEnterCmd runs a command inside a node sandbox.
-func newNodeEnterCmd() *cobra.Command {
-	var dir, cgroup string
-	cmd := &cobra.Command{
-		Use:    "enter --dir RUNDIR --cgroup PATH -- COMMAND…",
-		Short:  "Run a command inside a node sandbox, as its root (run by skiff)",
-		Hidden: true,
-		Args:   cobra.MinimumNArgs(1),
-		RunE:   func(cmd *cobra.Command, args []string) error { return sandbox.Enter(dir, cgroup, args) },
-	}
-	cmd.Flags().StringVar(&dir, "dir", "", "the node's run directory (its namespaces are pinned in DIR/ns)")
-	cmd.Flags().StringVar(&cgroup, "cgroup", "", "the node's cgroup")
-	cmd.MarkFlagRequired("dir")
-	cmd.MarkFlagRequired("cgroup")
 	return cmd
 }
 

@@ -33,3 +33,27 @@ func TestHandlersImportNoReconciler(t *testing.T) {
 		}
 	}
 }
+
+// TestRuntimeImportsNoReconciler: reconcilers use the runtime, never the
+// other way (the runtime decides where, from specs alone).
+func TestRuntimeImportsNoReconciler(t *testing.T) {
+	forbidden := []string{"internal/controlplane", "internal/addons", "internal/nodes", "internal/vpcnet",
+		"internal/clusters", "internal/api", "internal/store"}
+	out, err := exec.Command("go", "list", "-deps", "skiff.dev/skiff/internal/runtime/...").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	sawSandbox := false
+	for _, d := range deps {
+		sawSandbox = sawSandbox || strings.HasSuffix(d, "skiff/internal/sandbox")
+		for _, f := range forbidden {
+			if strings.HasSuffix(d, "skiff/"+f) || strings.Contains(d, "skiff/"+f+"/") {
+				t.Errorf("the runtime depends on %s", d)
+			}
+		}
+	}
+	if !sawSandbox {
+		t.Fatalf("go list -deps: the process runtime's sandbox is missing from %d deps (the check could not fail)", len(deps))
+	}
+}

@@ -582,13 +582,15 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 		return nil, nil, err
 	}
 	att := vpcnet.Attachment{VPC: vpcnet.VPC{ID: c.Network.VpcID, CIDR: cidr}, NodeID: n.ID, Addr: addr, PodCIDR: PodCIDR(addr.Addr()), Pods: PodRange}
+	machine := "" // the instance the node's programs run in
 	if p.userns {
 		box, err := r.prepareSandbox(ctx, c, g, n, b.Path(), p)
 		if err != nil {
 			return nil, nil, err
 		}
 		specs = append(specs, box)
-		settle = func() error { return r.settle(ctx, box.ID, p, att) }
+		settle = func() error { return r.settle(ctx, box.ID, att) }
+		machine = box.ID
 	} else {
 		// The sandbox is built once per node and skiff run (a few `ip`
 		// calls); a namespace that disappeared is built again.
@@ -666,7 +668,9 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 			return nil, nil, err
 		}
 	}
-	enter := r.enter(p, n.ID)
+	// A system container's programs run inside it (Spec.Machine: the
+	// runtime enters it); a host-root node's are entered here.
+	var enter []string
 	if !p.userns {
 		// Checked every pass (a statfs): containerd and the kubelet must
 		// never start in the host's mount namespace.
@@ -695,7 +699,7 @@ func (r *Reconciler) prepare(ctx context.Context, c *model.Cluster, g *model.Nod
 	svc := "http://" + net.JoinHostPort(vpcnet.ServiceAddr(cidr).String(), fmt.Sprint(APIPort))
 	spec := func(role runtime.Role, env []string, cmd ...string) runtime.Spec {
 		return runtime.Spec{ID: instanceID(c, n, role), Cluster: c.ID, Role: role, Zone: n.Zone, Version: b.KubernetesVersion,
-			Command: append(slices.Clone(enter), cmd...), Env: env, Files: []string{p.dir, p.run}}
+			Command: append(slices.Clone(enter), cmd...), Env: env, Files: []string{p.dir, p.run}, Machine: machine}
 	}
 	// What the kubelet's bootstrap runs: skiff and the bundle's binary,
 	// on the host or as the node image mounts them.

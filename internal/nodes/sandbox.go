@@ -9,106 +9,30 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"skiff.dev/skiff/internal/mountinfo"
+	"skiff.dev/skiff/internal/sandbox"
 )
 
 // CgroupRoot is the cgroup (in every v1 hierarchy) that holds all nodes.
-const CgroupRoot = "/skiff"
+const CgroupRoot = sandbox.CgroupRoot
 
-// RunDir holds each node's sockets (short paths: unix sockets allow 108
-// bytes).
-const RunDir = "/run/skiff-nodes"
-
-const cgroupFS = "/sys/fs/cgroup"
-
-// hierarchies lists the cgroup v1 hierarchies the kubelet uses.
-func hierarchies() []string {
-	entries, _ := os.ReadDir(cgroupFS)
-	var out []string
-	for _, e := range entries {
-		if e.IsDir() && e.Name() != "unified" {
-			out = append(out, filepath.Join(cgroupFS, e.Name()))
-		}
-	}
-	return out
-}
+// RunDir holds each node's run state (sandbox.RunDir).
+const RunDir = sandbox.RunDir
 
 // nodeCgroup is a node's cgroup path.
 func nodeCgroup(nodeID string) string { return CgroupRoot + "/" + nodeID }
 
-// ensureCgroups creates a node's cgroup in every hierarchy (the kubelet
-// refuses a cgroupRoot that does not exist); cpuset needs its parent's cpus
-// and mems copied in.
-func ensureCgroups(nodeID string) error {
-	for _, h := range hierarchies() {
-		for _, p := range []string{CgroupRoot, nodeCgroup(nodeID)} {
-			dir := filepath.Join(h, p)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("create cgroup %s: %w", dir, err)
-			}
-			if filepath.Base(h) == "cpuset" {
-				for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-					cur, _ := os.ReadFile(filepath.Join(dir, f))
-					if strings.TrimSpace(string(cur)) != "" {
-						continue
-					}
-					parent, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
-					if err != nil {
-						return err
-					}
-					if err := os.WriteFile(filepath.Join(dir, f), parent, 0o644); err != nil {
-						return fmt.Errorf("set %s of %s: %w", f, dir, err)
-					}
-				}
-			}
-		}
-	}
-	return nil
-}
+// ensureCgroups creates a host-root node's cgroup in every hierarchy (the
+// kubelet refuses a cgroupRoot that does not exist).
+func ensureCgroups(nodeID string) error { return sandbox.MakeCgroup(nodeCgroup(nodeID)) }
 
-// killCgroups kills every process in a node's cgroups (containers, shims)
-// and removes the cgroups, deepest first.
+// killCgroups kills every process in a host-root node's cgroups
+// (containers, shims) and removes the cgroups.
 func killCgroups(ctx context.Context, nodeID string) error {
-	var dirs []string
-	for _, h := range hierarchies() {
-		root := filepath.Join(h, nodeCgroup(nodeID))
-		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-	}
-	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		alive := 0
-		for _, d := range dirs {
-			data, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-			for _, f := range strings.Fields(string(data)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					syscall.Kill(pid, syscall.SIGKILL)
-					alive++
-				}
-			}
-		}
-		if alive == 0 || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	var errs []error
-	for _, d := range dirs {
-		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return sandbox.RemoveCgroup(ctx, nodeCgroup(nodeID))
 }
 
 // unmountUnder unmounts every mount point below the given directories,
@@ -147,34 +71,10 @@ func unmountUnder(dirs ...string) error {
 
 // removeCgroupRoot removes the nodes' parent cgroup once no node is left.
 func removeCgroupRoot() {
-	for _, h := range hierarchies() {
-		os.Remove(filepath.Join(h, CgroupRoot)) // fails while a node remains
+	hs, _ := sandbox.Hierarchies()
+	for _, h := range hs {
+		os.Remove(filepath.Join(h.Dir, CgroupRoot)) // fails while a node remains
 	}
-}
-
-// ensurePrivateRun makes RunDir a private mount: a namespace can only be
-// kept on a file of one, and what nodes mount there stays on this machine's
-// mount namespace.
-func ensurePrivateRun(ctx context.Context) error {
-	if err := os.MkdirAll(RunDir, 0o711); err != nil {
-		return err
-	}
-	if err := os.Chmod(RunDir, 0o711); err != nil { // nodes' roots pass through to their own
-		return err
-	}
-	out, err := exec.CommandContext(ctx, "findmnt", "-no", "PROPAGATION", "-T", RunDir).Output()
-	if err != nil {
-		return fmt.Errorf("findmnt %s: %w", RunDir, err)
-	}
-	if !strings.Contains(string(out), "shared") {
-		return nil
-	}
-	for _, args := range [][]string{{"--bind", RunDir, RunDir}, {"--make-private", RunDir}} {
-		if out, err := exec.CommandContext(ctx, "mount", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("make %s a private mount: %w: %s", RunDir, err, out)
-		}
-	}
-	return nil
 }
 
 // nsfsMagic is the statfs type of a namespace file (NSFS_MAGIC).
@@ -194,7 +94,7 @@ func ensureMountNS(ctx context.Context, p paths) error {
 	if err := syscall.Statfs(p.mountNS(), &st); err == nil && st.Type == nsfsMagic {
 		return nil
 	}
-	if err := ensurePrivateRun(ctx); err != nil {
+	if err := sandbox.MakePrivate(ctx, RunDir); err != nil {
 		return err
 	}
 	if err := os.WriteFile(p.mountNS(), nil, 0o600); err != nil {

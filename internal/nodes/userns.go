@@ -15,8 +15,8 @@ import (
 
 	"skiff.dev/skiff/internal/images"
 	"skiff.dev/skiff/internal/model"
-	"skiff.dev/skiff/internal/nodes/sandbox"
 	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/sandbox"
 	"skiff.dev/skiff/internal/store"
 	"skiff.dev/skiff/internal/vpcnet"
 )
@@ -101,29 +101,6 @@ func idsInUse(base uint32) bool {
 	return false
 }
 
-// NodePids is how many processes and threads a node may run at once.
-const NodePids = 32768
-
-// delegateCgroups gives a node's root its cgroup (in every hierarchy):
-// it may create, limit and fill child cgroups; the node cgroup's own
-// limits stay the host's.
-func delegateCgroups(nodeID string, uid uint32) error {
-	// A fork bomb in one node stays in it (the node's own limit is the
-	// host's file: the node cannot raise it).
-	if err := os.WriteFile(filepath.Join(cgroupFS, "pids", nodeCgroup(nodeID), "pids.max"), []byte(fmt.Sprint(NodePids)), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("limit node %s's processes: %w", nodeID, err)
-	}
-	for _, h := range hierarchies() {
-		dir := filepath.Join(h, nodeCgroup(nodeID))
-		for _, f := range []string{"", "cgroup.procs", "tasks", "cgroup.clone_children"} {
-			if err := os.Lchown(filepath.Join(dir, f), int(uid), int(uid)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("delegate cgroup %s: %w", dir, err)
-			}
-		}
-	}
-	return nil
-}
-
 // stageDir is where the host mounts what a system container's Init binds
 // into it (the node's first process runs as the node's root and could not
 // reach them under the data directory).
@@ -186,16 +163,9 @@ func (r *Reconciler) prepareSandbox(ctx context.Context, c *model.Cluster, g *mo
 		}
 		n.IDBase = base
 	}
-	r.setup.Lock()
-	err := ensurePrivateRun(ctx)
-	r.setup.Unlock()
-	if err != nil {
-		return runtime.Spec{}, err
-	}
-	if err := ensureCgroups(n.ID); err != nil {
-		return runtime.Spec{}, err
-	}
-	if err := delegateCgroups(n.ID, n.IDBase); err != nil {
+	// Its cgroup and pinned namespaces are the runtime's (Spec.UserNS);
+	// what Init mounts is staged here.
+	if err := sandbox.MakePrivate(ctx, RunDir); err != nil {
 		return runtime.Spec{}, err
 	}
 	// The node's /var is its root's; its configuration is the host's,
@@ -222,27 +192,28 @@ func (r *Reconciler) prepareSandbox(ctx context.Context, c *model.Cluster, g *mo
 	fs := func(name string) string { return filepath.Join(p.stageDir(), name) }
 	return runtime.Spec{ID: instanceID(c, n, Sandbox), Cluster: c.ID, Role: Sandbox, Zone: n.Zone,
 		Command: []string{fs("skiff"), "node", "init", "--image", fs("image"), "--var", fs("var"), "--config", fs("config"),
-			"--cgroup", nodeCgroup(n.ID), "--hostname", n.Name,
+			"--hostname", n.Name,
 			"--bind", images.NodeMounts.Kube + "=" + fs("kube"), "--bind", images.NodeMounts.Skiff + "=" + fs("skiff")},
 		Files:  []string{p.dir, p.run},
 		UserNS: &runtime.IDMap{Base: n.IDBase, Size: IDRange}}, nil
 }
 
-// settle waits for a started system container to finish building itself,
-// pins its namespaces and attaches it to its VPC.
-func (r *Reconciler) settle(ctx context.Context, id string, p paths, att vpcnet.Attachment) error {
+// settle waits until a started system container has built itself (the
+// runtime then says where its network namespace is) and attaches that
+// namespace to the node's VPC.
+func (r *Reconciler) settle(ctx context.Context, id string, att vpcnet.Attachment) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		pid := 0
+		netns := ""
 		if all, err := r.cfg.Runtime.List(ctx); err == nil {
 			for _, st := range all {
 				if st.ID == id && st.Running {
-					pid = st.PID
+					netns = st.NetNS
 				}
 			}
 		}
-		if pid > 0 && sandbox.Running(pid) {
-			changed, err := sandbox.Pin(pid, p.run, vpcnet.NodeNamespace(att.NodeID))
+		if netns != "" {
+			changed, err := vpcnet.NameNode(ctx, att.NodeID, netns)
 			if err != nil {
 				return err
 			}
@@ -264,13 +235,4 @@ func (r *Reconciler) settle(ctx context.Context, id string, p paths, att vpcnet.
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// enter is the command prefix that runs a command inside node p's system
-// container. It runs the staged skiff (a bind mount of skiff's binary that
-// stage renews when skiff is upgraded), not skiff's own path: an upgrade of
-// skiff, which may put the binary elsewhere, changes no node's specs and
-// restarts no node's containerd or kubelet.
-func (r *Reconciler) enter(p paths, nodeID string) []string {
-	return []string{filepath.Join(p.stageDir(), "skiff"), "node", "enter", "--dir", p.run, "--cgroup", nodeCgroup(nodeID), "--"}
 }

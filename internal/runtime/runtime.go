@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 )
@@ -60,10 +61,22 @@ type Spec struct {
 	// node): it runs as root of a user namespace that maps its IDs 0…Size-1
 	// to the host's Base…Base+Size-1, with its own mount, PID, IPC, UTS and
 	// network namespaces. It starts with a copy of the host's mounts (the
-	// command builds its own root from it) and no network device but lo;
-	// the runtime reports where it runs in Status.PID.
+	// command builds its own root from it) and no network device but lo.
+	// The runtime gives it a cgroup of its own, delegated to its root
+	// (the root of its cgroup namespace), and reports, once it has built
+	// itself, where its network namespace is (Status.NetNS).
 	UserNS *IDMap `json:"userns,omitempty"`
+	// Machine, if set, is the ID of the UserNS instance (a machine: a
+	// worker node) this instance runs inside of, as a container of a pod
+	// does: in the machine's namespaces and cgroup, as its root. The
+	// runtime resolves where the machine is; Start fails with
+	// ErrMachineNotReady until the machine has built itself.
+	Machine string `json:"machine,omitempty"`
 }
+
+// ErrMachineNotReady is Start's error for an instance whose machine does
+// not run, or has not built itself yet: try again later.
+var ErrMachineNotReady = errors.New("its machine is not ready")
 
 // IDMap is a range of host user and group IDs.
 type IDMap struct {
@@ -127,6 +140,9 @@ type Status struct {
 	Exited   time.Time
 	ExitCode int
 	Log      string // where its output goes
+	// NetNS is, for a machine (Spec.UserNS) that has built itself, the
+	// file of its network namespace: what the node's network attaches to.
+	NetNS string
 }
 
 // Runtime places instances: it decides where they live (Placer) and

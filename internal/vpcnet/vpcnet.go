@@ -181,6 +181,38 @@ func vethName(nodeID string) string {
 	return "vn" + hex.EncodeToString(sum[:])[:12]
 }
 
+// NameNode makes the network namespace in file (a machine's, where the
+// runtime keeps it) node nodeID's, where `ip netns` and AttachNode find
+// it. It reports whether the name is new: a node whose namespace changed
+// (rebuilt) must be attached again.
+func NameNode(ctx context.Context, nodeID, file string) (bool, error) {
+	nns := NodeNamespace(nodeID)
+	named := NamespacePath(nns)
+	var a, b unix.Stat_t
+	if unix.Stat(file, &a) != nil {
+		return false, fmt.Errorf("name node %s's network namespace: %s is missing", nodeID, file)
+	}
+	if unix.Stat(named, &b) == nil && a.Dev == b.Dev && a.Ino == b.Ino {
+		return false, nil
+	}
+	if exists(nns) {
+		if err := ip(ctx, "netns", "delete", nns); err != nil {
+			return false, fmt.Errorf("drop node %s's stale network namespace: %w", nodeID, err)
+		}
+	}
+	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
+		return false, err
+	}
+	if err := os.WriteFile(named, nil, 0o444); err != nil {
+		return false, err
+	}
+	if err := unix.Mount(file, named, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(named)
+		return false, fmt.Errorf("name node %s's network namespace: %w", nodeID, err)
+	}
+	return true, nil
+}
+
 // AttachNode creates or completes a node's namespace, attached to its
 // VPC's bridge. The VPC must exist.
 func AttachNode(ctx context.Context, a Attachment) error {

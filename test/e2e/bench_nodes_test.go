@@ -183,17 +183,22 @@ func nodePIDs(id string) []int {
 			seen[pid] = true
 		}
 	}
-	filepath.WalkDir(filepath.Join("/sys/fs/cgroup/memory/skiff", id), func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			data, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
-			for _, f := range strings.Fields(string(data)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					seen[pid] = true
+	// A host-root node's cgroup is /skiff/ID, a system container's the
+	// runtime's machine cgroup, /skiff/CLUSTER~node-ID-sandbox.
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/memory/skiff/*" + id + "*")
+	for _, cg := range cgroups {
+		filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				data, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+				for _, f := range strings.Fields(string(data)) {
+					if pid, err := strconv.Atoi(f); err == nil {
+						seen[pid] = true
+					}
 				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	var pids []int
 	for pid := range seen {
 		pids = append(pids, pid)

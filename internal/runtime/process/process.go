@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"skiff.dev/skiff/internal/runtime"
+	"skiff.dev/skiff/internal/sandbox"
 )
 
 // Environment markers of every instance process.
@@ -42,7 +43,12 @@ type Runtime struct {
 	logDir string
 	log    *slog.Logger
 
+	// Where machines' cgroups (in every hierarchy) and pinned namespaces
+	// go: sandbox.CgroupRoot and sandbox.RunDir.
+	cgroups, machines string
+
 	adopting sync.Mutex // adoptLegacy
+	pinning  sync.Mutex // pin
 
 	mu     sync.Mutex
 	exited map[string]runtime.Status // children that ended and were not stopped yet
@@ -57,7 +63,7 @@ type child struct {
 
 // New returns a runtime whose instances are marked with root and log under logDir.
 func New(root, logDir string, log *slog.Logger) *Runtime {
-	return &Runtime{root: root, logDir: logDir, log: log,
+	return &Runtime{root: root, logDir: logDir, log: log, cgroups: sandbox.CgroupRoot, machines: sandbox.RunDir,
 		exited: map[string]runtime.Status{}, live: map[string]*child{}}
 }
 
@@ -92,7 +98,18 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 	defer logFile.Close()
 	fmt.Fprintf(logFile, "---- skiff: starting %s (%s) at %s\n", spec.ID, spec.Hash(), time.Now().Format(time.RFC3339Nano))
 
-	argv := launcher(spec)
+	command, cgroup := spec.Command, ""
+	switch {
+	case spec.UserNS != nil:
+		if cgroup, err = r.prepareMachine(spec); err != nil {
+			return fmt.Errorf("start %s: %w", spec.ID, err)
+		}
+	case spec.Machine != "":
+		if command, cgroup, err = r.inside(ctx, spec.Machine, spec.Command); err != nil {
+			return fmt.Errorf("start %s: %w", spec.ID, err)
+		}
+	}
+	argv := launcher(spec.Hostname, command)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if spec.Hostname != "" {
@@ -131,6 +148,13 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 		cmd.Wait()
 		return fmt.Errorf("start %s: record its pid: %w", spec.ID, err)
 	}
+	if cgroup != "" { // its machine's (or its own, a machine's) before it runs
+		if err := sandbox.JoinCgroup(cgroup, cmd.Process.Pid); err != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+			return fmt.Errorf("start %s: %w", spec.ID, err)
+		}
+	}
 	if _, err := signal.Write([]byte("go\n")); err != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
@@ -152,15 +176,15 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 // fd 3 before it execs the command, and exits (97) if the pipe closes
 // without one (skiff died in between). So no instance can run that a later
 // skiff would not know as its own.
-func launcher(spec runtime.Spec) []string {
+func launcher(hostname string, command []string) []string {
 	script := `read -r _ <&3 || exit 97; exec 3<&-; `
-	if spec.Hostname != "" {
+	if hostname != "" {
 		// A UTS namespace of its own, named before the command runs (the
 		// shell execs it: same process, same environment).
 		script += `hostname "$0" && `
 	}
 	script += `exec "$@"`
-	return append([]string{"/bin/sh", "-c", script, cmp.Or(spec.Hostname, "instance")}, spec.Command...)
+	return append([]string{"/bin/sh", "-c", script, cmp.Or(hostname, "instance")}, command...)
 }
 
 // reap waits for a child and records how it ended.
@@ -186,6 +210,9 @@ func (r *Runtime) reap(id, hash string, ch *child, started time.Time) {
 func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
 	if err := r.stop(ctx, id, grace); err != nil {
 		return err
+	}
+	if err := r.forgetMachine(ctx, id); err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
 	}
 	if err := os.Remove(filepath.Join(r.pidDir(), pidFile(id))); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("stop %s: %w", id, err)
@@ -257,8 +284,15 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.Status, error) {
 			continue // duplicates are reported once; Stop kills one at a time
 		}
 		seen[p.id] = true
-		out = append(out, runtime.Status{ID: p.id, Hash: p.hash, Running: true, PID: p.pid,
-			Started: p.started, Log: r.LogPath(p.id)})
+		st := runtime.Status{ID: p.id, Hash: p.hash, Running: true, PID: p.pid, Started: p.started, Log: r.LogPath(p.id)}
+		if isMachine(p.pid) {
+			if dir, err := r.pin(ctx, p.id, p.pid); err != nil {
+				r.log.Warn("pin a machine's namespaces", "id", p.id, "err", err)
+			} else {
+				st.NetNS = filepath.Join(dir, "ns", "net")
+			}
+		}
+		out = append(out, st)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -172,6 +172,130 @@ func TestUserNS(t *testing.T) {
 	}
 }
 
+// TestMachine: a machine (UserNS) gets a cgroup of its own, and once it
+// has built itself (its init runs) the runtime reports its network
+// namespace; an instance started in it (Spec.Machine) runs in the
+// machine's namespaces and cgroup as its root; Stop of the machine ends
+// what runs inside and frees its cgroup and pinned namespaces.
+func TestMachine(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("a machine needs root")
+	}
+	ctx := context.Background()
+	r := newRuntime(t)
+	// Not the host's /run/skiff-nodes and /skiff: other tests (e2e) check
+	// those for leftovers.
+	r.machines, r.cgroups = filepath.Join(r.root, "machines"), fmt.Sprintf("/skiff-test-%d", os.Getpid())
+	t.Cleanup(func() { syscall.Unmount(r.machines, syscall.MNT_DETACH) })
+	// The machine's init: a copy of sleep named init, where the machine's
+	// root (an unprivileged host ID) may run it.
+	bin := filepath.Join(r.root, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sleep, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "init"), sleep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(r.root, 0o755)
+	os.Chmod(filepath.Dir(r.root), 0o755)
+	const base = 1<<28 + 124<<16
+	machine := runtime.Spec{ID: "c1/node-m-sandbox", Cluster: "c1", UserNS: &runtime.IDMap{Base: base, Size: 65536},
+		Command: []string{filepath.Join(bin, "init"), "60"}}
+	inside := runtime.Spec{ID: "c1/node-m-work", Cluster: "c1", Machine: machine.ID, Command: []string{"sleep", "60"}}
+	if err := r.Start(ctx, machine); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(ctx, inside.ID, time.Second); r.Stop(ctx, machine.ID, time.Second) })
+	var st runtime.Status
+	for deadline := time.Now().Add(10 * time.Second); st.NetNS == ""; time.Sleep(50 * time.Millisecond) {
+		st, _ = status(t, r, machine.ID)
+		if time.Now().After(deadline) {
+			t.Fatalf("the machine reports no network namespace: %+v", st)
+		}
+	}
+	sameNS := func(a, b string) bool {
+		var sa, sb syscall.Stat_t
+		return syscall.Stat(a, &sa) == nil && syscall.Stat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
+	}
+	ns := func(pid int, kind string) string { return fmt.Sprintf("/proc/%d/ns/%s", pid, kind) }
+	if !sameNS(st.NetNS, ns(st.PID, "net")) || sameNS(st.NetNS, "/proc/self/ns/net") {
+		t.Fatalf("NetNS %s is not the machine's own network namespace", st.NetNS)
+	}
+	cgroupOf := func(pid int) string {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.SplitN(line, ":", 3); len(f) == 3 && f[1] == "memory" {
+				return f[2]
+			}
+		}
+		return ""
+	}
+	cg := r.cgroups + "/c1~node-m-sandbox"
+	if got := cgroupOf(st.PID); got != cg {
+		t.Fatalf("the machine's memory cgroup is %q, want %q", got, cg)
+	}
+	if err := r.Start(ctx, inside); err != nil {
+		t.Fatal(err)
+	}
+	// The recorded process is nsenter (joined, it forks the command into
+	// the machine's PID namespace): both are the machine's.
+	var pids []int
+	for deadline := time.Now().Add(10 * time.Second); len(pids) < 2; time.Sleep(50 * time.Millisecond) {
+		in, ok := status(t, r, inside.ID)
+		if ok && in.Running {
+			pids = []int{in.PID}
+			kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", in.PID, in.PID))
+			for _, f := range strings.Fields(string(kids)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the instance inside does not run: %+v, %v", in, pids)
+		}
+	}
+	for _, pid := range pids {
+		for _, kind := range []string{"user", "mnt", "net", "ipc", "uts", "cgroup"} {
+			if !sameNS(ns(pid, kind), ns(st.PID, kind)) {
+				t.Errorf("pid %d is not in the machine's %s namespace", pid, kind)
+			}
+		}
+		if got := cgroupOf(pid); got != cg {
+			t.Errorf("pid %d's memory cgroup is %q, want the machine's %q", pid, got, cg)
+		}
+	}
+	cmd := pids[len(pids)-1]
+	if !sameNS(ns(cmd, "pid"), fmt.Sprintf("/proc/%d/ns/pid", st.PID)) {
+		t.Errorf("the command (pid %d) is not in the machine's PID namespace", cmd)
+	}
+	var host syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d", cmd), &host); err != nil || host.Uid != base {
+		t.Errorf("the command runs as host uid %d (%v), want the machine's root %d", host.Uid, err, base)
+	}
+	if err := r.Stop(ctx, machine.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if in, ok := status(t, r, inside.ID); !ok || !in.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the instance inside outlived its machine")
+		}
+	}
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/memory", cg)); !os.IsNotExist(err) {
+		t.Errorf("the machine's cgroup is left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(r.machines, "c1~node-m-sandbox")); !os.IsNotExist(err) {
+		t.Errorf("the machine's pinned namespaces are left: %v", err)
+	}
+}
+
 // TestEnvironment: an instance gets its spec's variables and a PATH, none
 // of skiff's own environment (an operator's AWS keys would reach a node).
 func TestEnvironment(t *testing.T) {
@@ -268,7 +392,7 @@ func TestAdoptLegacy(t *testing.T) {
 func TestLauncherWaits(t *testing.T) {
 	for _, goAhead := range []bool{false, true} {
 		mark := filepath.Join(t.TempDir(), "ran")
-		argv := launcher(runtime.Spec{Command: []string{"/usr/bin/touch", mark}})
+		argv := launcher("", []string{"/usr/bin/touch", mark})
 		cmd := exec.Command(argv[0], argv[1:]...)
 		r, w, err := os.Pipe()
 		if err != nil {

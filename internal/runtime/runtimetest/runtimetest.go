@@ -6,6 +6,7 @@ package runtimetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -38,6 +39,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Addresses", func(t *testing.T) { addresses(t, h) })
 	t.Run("Volumes", func(t *testing.T) { volumes(t, h) })
 	t.Run("EncryptedVolumes", func(t *testing.T) { encryptedVolumes(t, h) })
+	t.Run("MachineNotReady", func(t *testing.T) { machineNotReady(t, h) })
 }
 
 // Find returns id's status in r's list.
@@ -156,6 +158,30 @@ func isolated(t *testing.T, h Harness) {
 	}
 	if st, ok := Find(t, a, spec.ID); !ok || !st.Running {
 		t.Fatalf("another runtime's Stop ended the instance: %+v, %v", st, ok)
+	}
+}
+
+// machineNotReady: an instance inside a machine that does not run, or in
+// an instance that is no machine, does not start (ErrMachineNotReady: the
+// node reconciler tries again) and leaves nothing listed.
+func machineNotReady(t *testing.T, h Harness) {
+	ctx := context.Background()
+	r := h.New(t)
+	plain := runtime.Spec{ID: "c1/plain", Cluster: "c1", Command: h.Sleeper}
+	if err := r.Start(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(ctx, plain.ID, time.Second) })
+	for _, machine := range []string{"c1/absent", plain.ID} {
+		spec := runtime.Spec{ID: "c1/inside", Cluster: "c1", Command: h.Sleeper, Machine: machine}
+		err := r.Start(ctx, spec)
+		if !errors.Is(err, runtime.ErrMachineNotReady) {
+			r.Stop(ctx, spec.ID, time.Second)
+			t.Fatalf("start in machine %s: %v, want ErrMachineNotReady", machine, err)
+		}
+		if st, ok := Find(t, r, spec.ID); ok {
+			t.Fatalf("listed after a failed start: %+v", st)
+		}
 	}
 }
 

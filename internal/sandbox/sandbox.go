@@ -5,24 +5,25 @@
 // and /sys, and a delegated cgroup v1 subtree
 // (docs/node-isolation-design.md).
 //
-// Three parts, each run by skiff's process runtime or the node reconciler:
+// The parts, each run by skiff's process runtime (which decides where a
+// machine's cgroup and pinned namespaces are):
+//   - MakeCgroup, Delegate and JoinCgroup give a machine its cgroup before
+//     its first process runs;
 //   - Init runs as the node's first process, already in its namespaces
-//     (runtime.Spec.UserNS): it builds the node's file system and execs the
-//     image's init, which stays PID 1 of the node.
-//   - Pin, on the host, keeps the node's namespaces at files under the
-//     node's run directory (and its network namespace where `ip netns`
-//     finds it), so they are found again after a skiff restart.
-//   - Enter, on the host, runs a command inside the node (containerd, the
-//     kubelet's bootstrap) through the pinned namespaces.
+//     (runtime.Spec.UserNS) and its cgroup: it builds the node's file
+//     system and execs the image's init, which stays PID 1 of the node;
+//   - Pin, on the host, keeps the node's namespaces at files under a
+//     directory, so they are found again after a skiff restart;
+//   - EnterArgs is the nsenter command line that runs a command inside the
+//     node (containerd, the kubelet's bootstrap) through the pinned
+//     namespaces.
 package sandbox
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -41,11 +42,7 @@ type Layout struct {
 	Var    string // the node's /var (owned by its root)
 	Config string // its configuration, mounted read-only at /etc/skiff
 	// Binds are further read-only file mounts: path in the node → host file.
-	Binds map[string]string
-	// Cgroup is the node's cgroup in every v1 hierarchy ("/skiff/ID"),
-	// delegated to the node's root; it becomes the root of its cgroup
-	// namespace.
-	Cgroup   string
+	Binds    map[string]string
 	Hostname string
 }
 
@@ -104,13 +101,8 @@ func Init(l Layout) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	// Into the node's cgroup (its cgroup.procs is the node root's), then a
+	// The runtime put this process in the node's cgroup before it ran: a
 	// cgroup namespace rooted there.
-	for _, h := range hs {
-		if err := os.WriteFile(filepath.Join(h.Dir, l.Cgroup, "cgroup.procs"), []byte("0"), 0); err != nil {
-			return fmt.Errorf("join cgroup %s%s: %w", h.Dir, l.Cgroup, err)
-		}
-	}
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("cgroup namespace: %w", err)
 	}
@@ -269,10 +261,10 @@ func remountRO(dst string, stf int64) error {
 }
 
 // Pin keeps the namespaces of the node whose init is pid at files in
-// dir/ns, and its network namespace as `ip netns` name netns. It is
-// idempotent; pins of an earlier init (a node rebuilt) are replaced. It
-// reports whether anything changed. dir must be on a private mount.
-func Pin(pid int, dir, netns string) (changed bool, err error) {
+// dir/ns. It is idempotent; pins of an earlier init (a node rebuilt) are
+// replaced. It reports whether anything changed. dir must be on a private
+// mount (MakePrivate).
+func Pin(pid int, dir string) (changed bool, err error) {
 	if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o700); err != nil {
 		return false, err
 	}
@@ -291,18 +283,6 @@ func Pin(pid int, dir, netns string) (changed bool, err error) {
 			return changed, fmt.Errorf("pin %s: %w", src, err)
 		}
 	}
-	src, named := fmt.Sprintf("/proc/%d/ns/net", pid), filepath.Join("/run/netns", netns)
-	if !same(src, named) {
-		changed = true
-		if _, err := os.Stat(named); err == nil {
-			if out, err := exec.Command("ip", "netns", "delete", netns).CombinedOutput(); err != nil {
-				return changed, fmt.Errorf("drop stale netns %s: %w: %s", netns, err, out)
-			}
-		}
-		if out, err := exec.Command("ip", "netns", "attach", netns, fmt.Sprint(pid)).CombinedOutput(); err != nil {
-			return changed, fmt.Errorf("ip netns attach %s: %w: %s", netns, err, out)
-		}
-	}
 	return changed, nil
 }
 
@@ -319,33 +299,18 @@ func Running(pid int) bool {
 	return err == nil && strings.TrimSpace(string(comm)) == "init"
 }
 
-// Enter execs cmd inside the node whose namespaces are pinned in dir/ns,
-// in the node's cgroup (cgroup, in every hierarchy), as the node's root:
+// EnterArgs is the command line that runs a command (appended) inside the
+// node whose namespaces are pinned in dir/ns, as the node's root:
 // util-linux nsenter, since a Go program cannot join a user namespace
-// once it runs several threads. It returns only on error.
-func Enter(dir, cgroup string, cmd []string) error {
-	if len(cmd) == 0 {
-		return errors.New("enter: no command")
-	}
-	hs, err := Hierarchies()
-	if err != nil {
-		return err
-	}
-	for _, h := range hs {
-		if err := os.WriteFile(filepath.Join(h.Dir, cgroup, "cgroup.procs"), []byte(fmt.Sprint(os.Getpid())), 0); err != nil {
-			return fmt.Errorf("join cgroup %s%s: %w", h.Dir, cgroup, err)
-		}
-	}
-	nsenter, err := exec.LookPath("nsenter")
-	if err != nil {
-		return err
-	}
+// once it runs several threads. The caller puts the process in the node's
+// cgroup (JoinCgroup) before it runs.
+func EnterArgs(dir string) ([]string, error) {
 	args := []string{"nsenter"}
 	for _, ns := range Namespaces {
 		var st unix.Statfs_t
 		p := filepath.Join(dir, "ns", ns)
 		if err := unix.Statfs(p, &st); err != nil || st.Type != unix.NSFS_MAGIC {
-			return fmt.Errorf("enter: the node's %s namespace is not pinned at %s (the node is being built)", ns, p)
+			return nil, fmt.Errorf("the node's %s namespace is not pinned at %s (the node is being built)", ns, p)
 		}
 		opt := ns
 		if ns == "mnt" {
@@ -353,5 +318,15 @@ func Enter(dir, cgroup string, cmd []string) error {
 		}
 		args = append(args, "--"+opt+"="+p)
 	}
-	return syscall.Exec(nsenter, append(append(args, "--"), cmd...), os.Environ())
+	return append(args, "--"), nil
+}
+
+// Pinned reports whether every namespace of pid is pinned in dir/ns.
+func Pinned(pid int, dir string) bool {
+	for _, ns := range Namespaces {
+		if !same(fmt.Sprintf("/proc/%d/ns/%s", pid, ns), filepath.Join(dir, "ns", ns)) {
+			return false
+		}
+	}
+	return true
 }
