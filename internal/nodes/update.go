@@ -128,10 +128,13 @@ func evictRound(ctx context.Context, admin kubernetes.Interface, name string, fo
 		if owner := metav1.GetControllerOf(&p); owner != nil && owner.Kind == "DaemonSet" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		left++
 		if p.DeletionTimestamp != nil {
+			if !exited(&p) {
+				left++
+			}
 			continue
 		}
+		left++
 		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
 		switch err := admin.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev); {
 		case err == nil:
@@ -151,6 +154,28 @@ func evictRound(ctx context.Context, admin kubernetes.Interface, name string, fo
 		}
 	}
 	return left, blocked, evicted, nil
+}
+
+// exited reports whether every container of a terminating pod has ended:
+// its graceful shutdown is over, and what the kubelet still does (the
+// sandbox, the volumes, the final delete) goes with the node.
+func exited(p *corev1.Pod) bool {
+	if len(p.Status.ContainerStatuses) < len(p.Spec.Containers) {
+		return false
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Terminated == nil {
+			return false
+		}
+	}
+	for _, set := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.EphemeralContainerStatuses} {
+		for _, c := range set {
+			if c.State.Running != nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // uncordon makes node name schedulable again.

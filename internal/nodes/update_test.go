@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"skiff.dev/skiff/internal/model"
 )
 
@@ -65,6 +67,43 @@ func TestDrainVerdict(t *testing.T) {
 	} {
 		if got := drainVerdict(tt.left, tt.blocked, tt.elapsed, tt.replace, limit); got != tt.want {
 			t.Errorf("%s: drainVerdict = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestExited(t *testing.T) {
+	term := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}
+	run := corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+	wait := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	pod := func(init, main []corev1.ContainerState, spec int) *corev1.Pod {
+		p := &corev1.Pod{}
+		for range spec {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{})
+		}
+		for _, s := range init {
+			p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, corev1.ContainerStatus{State: s})
+		}
+		for _, s := range main {
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{State: s})
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want bool
+	}{
+		{"no status yet", pod(nil, nil, 1), false},
+		{"one of two reported", pod(nil, []corev1.ContainerState{term}, 2), false},
+		{"running", pod(nil, []corev1.ContainerState{run}, 1), false},
+		{"still creating", pod(nil, []corev1.ContainerState{wait}, 1), false},
+		{"one of two still running", pod(nil, []corev1.ContainerState{term, run}, 2), false},
+		{"all ended", pod(nil, []corev1.ContainerState{term, term}, 2), true},
+		{"init running", pod([]corev1.ContainerState{run}, []corev1.ContainerState{term}, 1), false},
+		{"init never ran", pod([]corev1.ContainerState{wait}, []corev1.ContainerState{term}, 1), true},
+	} {
+		if got := exited(tc.pod); got != tc.want {
+			t.Errorf("%s: exited = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -245,8 +245,8 @@ func BenchmarkTimeToApp(b *testing.B) {
 		app := time.Since(appStart)
 		total := time.Since(start)
 
-		b.Logf("the create path's trace:\n%s", skiffEvents(b, s, "tta", "Progress"))
-		b.Logf("pods as a client saw them, from the apply:\n%s", timeline(appStart))
+		report(b, "the create path's trace:\n%s", skiffEvents(b, s, "tta", "Progress"))
+		report(b, "pods as a client saw them, from the apply:\n%s", timeline(appStart))
 		stopWatch()
 		if evs, err := cs.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "reason=Pulled"}); err == nil {
 			var pulls []string
@@ -254,7 +254,7 @@ func BenchmarkTimeToApp(b *testing.B) {
 				pulls = append(pulls, ev.Source.Host+": "+ev.Message)
 			}
 			sort.Strings(pulls)
-			b.Logf("image pulls:\n%s", strings.Join(pulls, "\n"))
+			report(b, "image pulls:\n%s", strings.Join(pulls, "\n"))
 		}
 		if keep := os.Getenv("SKIFF_E2E_KEEP_LOGS"); keep != "" { // the nodes' logs go with the cluster
 			copyLogs(dataDir, filepath.Join(os.TempDir(), "skiff-e2e-bench", b.Name()))
@@ -269,6 +269,8 @@ func BenchmarkTimeToApp(b *testing.B) {
 			_, err := cli.DescribeNodegroup(ctx, &eks.DescribeNodegroupInput{ClusterName: aws.String("tta"), NodegroupName: aws.String("ng")})
 			return err
 		})
+		groupGone := time.Since(delStart)
+		report(b, "the node group's deletion (%.2fs):\n%s", groupGone.Seconds(), skiffEvents(b, s, "tta", "Deleted"))
 		if _, err := cli.DeleteCluster(ctx, &eks.DeleteClusterInput{Name: aws.String("tta")}); err != nil {
 			b.Fatal(err)
 		}
@@ -277,6 +279,16 @@ func BenchmarkTimeToApp(b *testing.B) {
 			return err
 		})
 		deleted := time.Since(delStart)
+		report(b, "deletion: node group %.2fs, then the cluster %.2fs", groupGone.Seconds(), (deleted - groupGone).Seconds())
+		if log, err := os.ReadFile(filepath.Join(dataDir, "serve.log")); err == nil {
+			var removed []string
+			for _, l := range strings.Split(string(log), "\n") {
+				if strings.Contains(l, "node removed") {
+					removed = append(removed, l)
+				}
+			}
+			report(b, "nodes' removal:\n%s", strings.Join(removed, "\n"))
+		}
 
 		b.ReportMetric(floor.Seconds(), "bare-floor-s")
 		b.ReportMetric(active.Seconds(), "active-s")
@@ -287,7 +299,7 @@ func BenchmarkTimeToApp(b *testing.B) {
 		b.ReportMetric(total.Seconds(), "time-to-app-s")
 		b.ReportMetric(total.Seconds()/floor.Seconds(), "time-to-app/floor")
 		b.ReportMetric(deleted.Seconds(), "delete-s")
-		b.Logf("bare floor %.2fs; ACTIVE %.2fs (%.2f×); nodes Ready %.2fs after CreateNodegroup; app answering %.2fs after apply; time to app %.2fs (%.2f×); delete with the node group %.2fs",
+		report(b, "bare floor %.2fs; ACTIVE %.2fs (%.2f×); nodes Ready %.2fs after CreateNodegroup; app answering %.2fs after apply; time to app %.2fs (%.2f×); delete with the node group %.2fs",
 			floor.Seconds(), active.Seconds(), active.Seconds()/floor.Seconds(), nodesReady.Seconds(), app.Seconds(), total.Seconds(), total.Seconds()/floor.Seconds(), deleted.Seconds())
 	}
 }

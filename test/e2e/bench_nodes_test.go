@@ -93,13 +93,10 @@ func BenchmarkNodegroup(b *testing.B) {
 		}
 
 		time.Sleep(10 * time.Second) // idle
-		// A node's processes name its instance ID (config, root dir, socket).
 		nodes, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "nodes", "i-*"))
 		var nodeMem int64
 		for _, n := range nodes {
-			out, _ := exec.Command("pgrep", "-f", filepath.Base(n)).Output()
-			for _, f := range strings.Fields(string(out)) {
-				pid, _ := strconv.Atoi(f)
+			for _, pid := range nodePIDs(filepath.Base(n), false) {
 				nodeMem += pssAnon(pid)
 			}
 		}
@@ -154,7 +151,7 @@ func BenchmarkNodeSandbox(b *testing.B) {
 			if len(nodes) != 1 {
 				b.Fatalf("%s: %d nodes, want 1", mode, len(nodes))
 			}
-			for _, pid := range nodePIDs(filepath.Base(nodes[0])) {
+			for _, pid := range nodePIDs(filepath.Base(nodes[0]), true) {
 				mem[mode] += float64(pssAnon(pid))
 			}
 			if mem[mode] == 0 {
@@ -174,8 +171,8 @@ func BenchmarkNodeSandbox(b *testing.B) {
 
 // nodePIDs lists a node's processes: those naming its instance ID (the
 // host-side parents, and every process of a host-root node) and those in
-// its cgroup tree (a system container's, its containers').
-func nodePIDs(id string) []int {
+// its cgroup tree (a system container's, and with pods its containers').
+func nodePIDs(id string, pods bool) []int {
 	seen := map[int]bool{}
 	out, _ := exec.Command("pgrep", "-f", id).Output()
 	for _, f := range strings.Fields(string(out)) {
@@ -188,6 +185,9 @@ func nodePIDs(id string) []int {
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/memory/skiff/*" + id + "*")
 	for _, cg := range cgroups {
 		filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && !pods && strings.HasPrefix(d.Name(), "kubepods") {
+				return filepath.SkipDir
+			}
 			if err == nil && d.IsDir() {
 				data, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
 				for _, f := range strings.Fields(string(data)) {

@@ -50,6 +50,13 @@ func median(d []time.Duration) time.Duration {
 	return d[len(d)/2]
 }
 
+// report prints a benchmark's findings as they come, to stdout: the
+// testing package keeps only the first 10 lines a benchmark logs, and the
+// traces and summaries below are longer.
+func report(b *testing.B, format string, args ...any) {
+	fmt.Printf("%s: %s\n", b.Name(), strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
+}
+
 // BenchmarkControlPlane measures, in one run: the bare baseline (one etcd +
 // one apiserver from the same bundle, started to /readyz), CreateCluster
 // through the EKS API (skiff serve, the SDK, subnets) to ACTIVE (issue 21:

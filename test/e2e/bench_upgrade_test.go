@@ -133,9 +133,9 @@ func BenchmarkUpgrade(b *testing.B) {
 			if eksTime > 0 {
 				ratio = fmt.Sprintf(" (%.3f× EKS' published %s)", took.Seconds()/eksTime.Seconds(), eksTime)
 			}
-			b.Logf("%-26s %6.1fs%s; failed requests %d; fewest ready replicas %d", what+":", took.Seconds(), ratio, len(failures), minReady)
+			report(b, "%-26s %6.1fs%s; failed requests %d; fewest ready replicas %d", what+":", took.Seconds(), ratio, len(failures), minReady)
 			for _, f := range failures {
-				b.Logf("  failed: %s", strings.TrimSpace(f))
+				report(b, "  failed: %s", strings.TrimSpace(f))
 			}
 			b.ReportMetric(took.Seconds(), strings.ReplaceAll(what, " ", "-")+"-s")
 			b.ReportMetric(float64(len(failures)), strings.ReplaceAll(what, " ", "-")+"-failures")

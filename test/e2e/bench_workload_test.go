@@ -88,8 +88,9 @@ func BenchmarkWorkload(b *testing.B) {
 		nodes, _ := filepath.Glob(filepath.Join(dataDir, "clusters", "*", "nodes", "i-*"))
 		var nodeMem int64
 		for _, n := range nodes {
-			m, _ := sum(filepath.Base(n))
-			nodeMem += m
+			for _, pid := range nodePIDs(filepath.Base(n), false) {
+				nodeMem += pssAnon(pid)
+			}
 		}
 		perNode := nodeMem / int64(len(nodes))
 
