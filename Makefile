@@ -12,7 +12,7 @@ CONFORMANCE_STAMPS := $(patsubst dist/%,$(BUNDLES)/.conformance-%.stamp,$(DISTS)
 CONFORMANCE_LATEST := $(lastword $(sort $(CONFORMANCE_STAMPS)))
 DATA    ?= .data
 
-.PHONY: all build skiff bundles images deps test unit e2e run demo bench fmt clean conformance conformance-build conformance-busybox
+.PHONY: all build skiff bundles images deps test unit e2e run demo bench bench-density fmt clean conformance conformance-build conformance-busybox
 
 all: build
 
@@ -84,7 +84,13 @@ demo: deps build
 
 # Benchmarks print ratios against a baseline measured in the same run.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./test/e2e/
+
+# Density (issue 22): HA clusters created until DENSITY are ACTIVE (or
+# memory runs short), then idle memory and CPU per control plane.
+DENSITY ?= 100
+bench-density: build
+	SKIFF_DENSITY=$(DENSITY) $(GO) test -run '^$$' -bench '^BenchmarkDensity$$' -benchtime 1x -timeout 8h ./test/e2e/
 
 fmt:
 	gofmt -w cmd internal test dist
