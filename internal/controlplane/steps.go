@@ -135,6 +135,9 @@ func (w *worker) runSteps(ctx context.Context, p *pass) error {
 			c := condition(prev, s.name, o, p.start)
 			p.conds = append(p.conds, c)
 			w.traceCondition(p, prev, c)
+			if s.name == StepStatus && c.Status == model.ConditionTrue {
+				p.creating = false // the create path's trace ends at ACTIVE
+			}
 		}
 	}
 	seen := Snapshot{At: p.start, Instances: p.snap, Backends: backends(p.specs, p.snap, p.pools), Conditions: p.conds}
