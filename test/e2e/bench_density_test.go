@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -154,18 +153,9 @@ func cpuTicks(pid int) int64 {
 
 // memAvailable is the machine's MemAvailable in bytes.
 func memAvailable(b *testing.B) int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		b.Fatal(err)
+	avail := procKB("/proc/meminfo", "MemAvailable:")
+	if avail == 0 {
+		b.Fatal("no MemAvailable in /proc/meminfo")
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	b.Fatal("no MemAvailable in /proc/meminfo")
-	return 0
+	return avail
 }

@@ -27,14 +27,20 @@ import (
 // bytes (the binary's file pages are shared by every instance, so RSS
 // would count them many times over).
 func pssAnon(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	return procKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss_Anon:")
+}
+
+// procKB reads field ("Name:") of a /proc file that counts in kB, in
+// bytes; 0 if the file or the field is missing.
+func procKB(path, field string) int64 {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Pss_Anon:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb * 1024
 		}
