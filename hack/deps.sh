@@ -5,6 +5,9 @@ set -euo pipefail
 packages=(ca-certificates curl iproute2 procps make util-linux hostname containerd runc containernetworking-plugins iptables busybox-static)
 # mkfs.ext4 makes the etcd members' encrypted volumes (internal/cryptvol).
 packages+=(e2fsprogs)
+# The console's browser tests (test/e2e, chromedp) drive Debian's Chromium
+# headless; fonts-liberation gives its pages real glyphs.
+packages+=(chromium fonts-liberation)
 # The conformance test images (test/conformance) copy programs from these:
 # dig/nslookup, nc, socat, iperf, bash and nginx, as upstream's images carry
 # them; gcc, libc6-dev and bzip2 build their busybox (hack/busybox.sh).

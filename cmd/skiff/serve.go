@@ -59,7 +59,9 @@ control-plane instances keep running while skiff restarts and are adopted again.
 				return err
 			}
 			abs, _ := filepath.Abs(dataDir)
-			fmt.Fprintf(os.Stderr, "skiff is serving the EKS, IAM, STS, EC2, ECR and KMS APIs and the registry (/v2/) on %s (data in %s)\nget credentials: eval \"$(skiff env --data-dir %s)\"\n", s.Endpoint(), abs, abs)
+			fmt.Fprintf(os.Stderr, "skiff is serving the EKS, IAM, STS, EC2, ECR and KMS APIs and the registry (/v2/) on %s (data in %s)\n"+
+				"get credentials: eval \"$(skiff env --data-dir %s)\"\n"+
+				"web console: %s/console/ (sign in with those keys, or with the link 'skiff console' prints)\n", s.Endpoint(), abs, abs, s.Endpoint())
 			select {
 			case <-ctx.Done():
 			case err := <-s.Done():

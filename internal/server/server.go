@@ -38,6 +38,7 @@ import (
 	"skiff.dev/skiff/internal/authz"
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/clusters"
+	"skiff.dev/skiff/internal/console"
 	"skiff.dev/skiff/internal/controlplane"
 	"skiff.dev/skiff/internal/iam"
 	"skiff.dev/skiff/internal/images"
@@ -276,7 +277,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Endpoint:   endpoint,
 	}
 	nodeRec.SetAPI(handler)
-	srv := apiServer(handler, apiHeaderTimeout, apiIdleTimeout)
+	// The console is a client of the API: its calls go through handler.
+	con, err := console.New(console.Config{API: handler, Endpoint: endpoint, Region: region, Lookup: ids.Lookup,
+		Secure: serverTLS != nil, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	srv := apiServer(withConsole(con, handler), apiHeaderTimeout, apiIdleTimeout)
+	srv.RegisterOnShutdown(con.Close)
+	s.closers = append(s.closers, con.Close)
 
 	s.endpoint, s.srv = endpoint, srv
 	go func() {
@@ -309,6 +318,22 @@ const (
 )
 
 // apiServer is the API's http.Server over h.
+// withConsole serves the console at /console/ and everything else with
+// api (whose paths must reach it unchanged: no mux cleans them).
+func withConsole(con, api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/console" {
+			http.Redirect(w, r, "/console/", http.StatusMovedPermanently)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/console/") {
+			con.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+}
+
 func apiServer(h http.Handler, header, idle time.Duration) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: header, IdleTimeout: idle, MaxHeaderBytes: 64 << 10}
 }
