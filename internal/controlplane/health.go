@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/util/cert"
 
@@ -22,6 +23,16 @@ type prober struct {
 	apiserver *http.Client // trusts the cluster CA
 	insecure  *http.Client // controller-manager and scheduler serve self-signed certs
 	etcd      *http.Client // trusts the etcd CA, with skiff's etcd client certificate
+}
+
+// close drops the prober's idle connections.
+func (p *prober) close() {
+	if p == nil {
+		return
+	}
+	for _, c := range []*http.Client{p.apiserver, p.insecure, p.etcd} {
+		c.CloseIdleConnections()
+	}
 }
 
 // newProber makes the probes of the cluster whose PKI l holds.
@@ -44,8 +55,13 @@ func newProber(l Layout) (*prober, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One kept-alive connection per instance: a TLS handshake per probe
+	// was most of skiff's own idle CPU (docs/performance.md). A GET on a
+	// pooled connection that the instance closed (it was replaced) is
+	// retried on a new one by net/http, so a replacement costs no failed
+	// probe.
 	mk := func(cfg *tls.Config) *http.Client {
-		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second}}
 	}
 	return &prober{
 		apiserver: mk(&tls.Config{RootCAs: pool}),

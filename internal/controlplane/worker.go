@@ -125,6 +125,7 @@ func (w *worker) layout(c *model.Cluster) Layout {
 
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
+	defer func() { w.prober.close() }()
 	w.started = time.Now()
 	for {
 		err := w.guarded(ctx)
@@ -383,10 +384,12 @@ func (w *worker) ensureAccess(c *model.Cluster, l Layout) error {
 		if err := l.EnsurePKI(c); err != nil {
 			return err
 		}
-		var err error
-		if w.prober, err = newProber(l); err != nil {
+		p, err := newProber(l)
+		if err != nil {
 			return err
 		}
+		w.prober.close()
+		w.prober = p
 		cfg, err := clientcmd.BuildConfigFromFlags("", l.KubeconfigPath("admin"))
 		if err != nil {
 			return err
