@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -85,6 +86,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 type client struct {
 	EKS *eks.Client
 	EC2 *ec2.Client
+	ECR *ecr.Client
 	IAM *iam.Client
 	STS *sts.Client
 
@@ -99,7 +101,7 @@ func newClient(api http.Handler, endpoint, region string, creds aws.CredentialsP
 	cfg := aws.Config{Region: region, Credentials: creds, HTTPClient: l, BaseEndpoint: aws.String(endpoint),
 		Retryer: func() aws.Retryer { return aws.NopRetryer{} }}
 	return &client{
-		EKS: eks.NewFromConfig(cfg), EC2: ec2.NewFromConfig(cfg), IAM: iam.NewFromConfig(cfg), STS: sts.NewFromConfig(cfg),
+		EKS: eks.NewFromConfig(cfg), EC2: ec2.NewFromConfig(cfg), ECR: ecr.NewFromConfig(cfg), IAM: iam.NewFromConfig(cfg), STS: sts.NewFromConfig(cfg),
 		http: l, creds: creds, region: region, endpoint: endpoint,
 	}
 }

@@ -83,7 +83,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, sessions: newSessions(), pages: map[string]*template.Template{}, mux: http.NewServeMux(),
 		done: make(chan struct{}), now: time.Now}
-	for _, page := range []string{"signin", "clusters", "new", "cluster"} {
+	for _, page := range []string{"signin", "clusters", "new", "cluster", "ecr", "iam"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -108,6 +108,9 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("POST /console/clusters/{name}/nodegroups", h.authed(h.createNodegroup))
 	h.mux.HandleFunc("POST /console/clusters/{name}/nodegroups/{ng}/scale", h.authed(h.scaleNodegroup))
 	h.mux.HandleFunc("POST /console/clusters/{name}/nodegroups/{ng}/delete", h.authed(h.deleteNodegroup))
+	h.routeTabs()
+	h.mux.HandleFunc("GET /console/ecr", h.authed(h.ecrPage))
+	h.mux.HandleFunc("GET /console/iam", h.authed(h.iamPage))
 	h.mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such console page: "+r.URL.Path, http.StatusNotFound)
 	})

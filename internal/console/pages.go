@@ -315,7 +315,7 @@ func (h *Handler) stream(q *request, render func(context.Context) (string, error
 }
 
 // tabs of a cluster's page.
-var tabs = []string{"overview", "topology", "compute", "events"}
+var tabs = []string{"overview", "topology", "compute", "addons", "access", "updates", "events", "tags"}
 
 // clusterView is what a cluster's page shows.
 type clusterView struct {
@@ -327,6 +327,10 @@ type clusterView struct {
 	Events                                                                []model.Event
 	Conditions                                                            []model.Condition
 	Subnets                                                               []string
+	Addons                                                                []addonView
+	Entries                                                               []entryView
+	Updates                                                               []updateView
+	Tags                                                                  []tagView
 	Pending                                                               string // a first node group waiting for ACTIVE
 	Kubeconfig                                                            string // the command to copy
 }
@@ -378,6 +382,10 @@ func (h *Handler) clusterData(ctx context.Context, api *client, account, name, t
 		}
 		slices.Reverse(ev.Events) // newest first
 		v.Events = ev.Events
+	default:
+		if err := h.tabData(ctx, api, v, c.Tags); err != nil {
+			return nil, err
+		}
 	}
 	return v, nil
 }
@@ -404,6 +412,10 @@ func (h *Handler) cluster(q *request) {
 			return
 		}
 		data["NodeRoles"], data["InstanceTypes"] = roles, instanceTypes()
+	}
+	if err := h.tabForms(q, v, data); err != nil {
+		h.fail(q, err)
+		return
 	}
 	h.render(q.w, http.StatusOK, "cluster", q.sess, data)
 }

@@ -139,29 +139,47 @@ func age(since, now time.Time) string {
 // statusClass is the stylesheet's class of an EKS status word.
 func statusClass(status string) string {
 	switch status {
-	case "ACTIVE", stateHealthy:
+	case "ACTIVE", "Active", "SUCCESSFUL", stateHealthy:
 		return "ok"
-	case "CREATING", "UPDATING", "DELETING", stateStarting, "draining":
+	case "CREATING", "UPDATING", "DELETING", "InProgress", stateStarting, "draining":
 		return "busy"
-	case "FAILED", "DEGRADED", "CREATE_FAILED", "DELETE_FAILED", stateUnhealthy, stateDown:
+	case "FAILED", "Failed", "DEGRADED", "CREATE_FAILED", "DELETE_FAILED", "Cancelled", stateUnhealthy, stateDown:
 		return "bad"
 	}
 	return "idle"
 }
 
+// stamp is a time as the console prints it.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// newer tells whether Kubernetes version a ("1.37") is newer than b.
+func newer(a, b string) bool {
+	minor := func(v string) (int, int) {
+		var x, y int
+		fmt.Sscanf(v, "%d.%d", &x, &y)
+		return x, y
+	}
+	ax, ay := minor(a)
+	bx, by := minor(b)
+	return ax > bx || ax == bx && ay > by
+}
+
 var funcs = template.FuncMap{
 	"statusClass": statusClass,
 	"has":         slices.Contains[[]string],
+	"tabTitle": func(s string) string {
+		return map[string]string{"addons": "Add-ons"}[s]
+	},
 	"title": func(s string) string {
 		if s == "" {
 			return s
 		}
 		return strings.ToUpper(s[:1]) + s[1:]
 	},
-	"time": func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format("2006-01-02 15:04:05 UTC")
-	},
+	"time": stamp,
 }

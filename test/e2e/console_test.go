@@ -264,6 +264,41 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("reused link: %q", refused)
 	}
 
+	// The other tabs, each through its form, as the signed-in principal.
+	roleArn := strings.Trim(mustAWSText(t, s, "iam", "get-role", "--role-name", "skiff-cluster-role", "--query", "Role.Arn"), "\"\n ")
+	run(t, ctx, 30*time.Second, "grant access by an access entry",
+		chromedp.Navigate(base+"clusters/web?tab=access"),
+		chromedp.SendKeys(chromedp.CSS("#principal"), roleArn),
+		chromedp.SetValue(chromedp.CSS("#policy"), "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"),
+		chromedp.SendKeys(chromedp.CSS("#namespaces"), "default"),
+		chromedp.Submit(chromedp.CSS("#principal")),
+		waitJS(`[...document.querySelectorAll("#live tr")].some(r => r.dataset.principal === "`+roleArn+`" && r.textContent.includes("AmazonEKSViewPolicy (namespaces default)"))`))
+	run(t, ctx, 30*time.Second, "tag the cluster",
+		chromedp.Navigate(base+"clusters/web?tab=tags"),
+		chromedp.SendKeys(chromedp.CSS("#tag-key"), "team"),
+		chromedp.SendKeys(chromedp.CSS("#tag-value"), "platform"),
+		chromedp.Submit(chromedp.CSS("#tag-key")),
+		waitJS(`document.querySelector("#live tr[data-tag=team]") !== null && document.querySelector("#live tr[data-tag=team]").textContent.includes("platform")`))
+	if out := mustAWSText(t, s, "eks", "describe-cluster", "--name", "web", "--query", "cluster.tags.team"); strings.Trim(out, "\"\n ") != "platform" {
+		t.Fatalf("the console's tag is not on the cluster: %q", out)
+	}
+	run(t, ctx, 60*time.Second, "add an add-on",
+		chromedp.Navigate(base+"clusters/web?tab=addons"),
+		chromedp.WaitVisible(chromedp.CSS("#addon")),
+		js(`window.skiffAddon = document.querySelector("#addon").value`),
+		chromedp.Submit(chromedp.CSS("#addon")),
+		waitJS(`document.querySelector("#live tr[data-addon='" + window.skiffAddon + "']") !== null || document.querySelector("#live tr[data-addon]") !== null`))
+	run(t, ctx, 20*time.Second, "the updates tab",
+		chromedp.Navigate(base+"clusters/web?tab=updates"),
+		waitJS(`document.querySelector("#upgrade") !== null`))
+	mustAWS(t, s, "ecr", "create-repository", "--repository-name", "team/app")
+	run(t, ctx, 20*time.Second, "the ECR page",
+		chromedp.Navigate(base+"ecr"),
+		waitJS(`document.querySelector("[data-repository='team/app']") !== null && document.querySelector("[data-repository='team/app'] pre").textContent.includes("docker push")`))
+	run(t, ctx, 20*time.Second, "the IAM page",
+		chromedp.Navigate(base+"iam"),
+		waitJS(`document.querySelector("tr[data-user=admin]") !== null && document.querySelector("tr[data-role=skiff-node-role]").textContent.includes("ec2.amazonaws.com")`))
+
 	// Delete through the forms: the node group, then the cluster (typing
 	// its name), and watch it leave the list.
 	run(t, ctx, 3*time.Minute, "delete the node group",
