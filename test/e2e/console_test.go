@@ -143,13 +143,18 @@ func TestConsole(t *testing.T) {
 	ctx, fresh := browserFor(t, s)
 	base := s.endpoint + "/console/"
 
-	// Sign in with a key pair (the root user skiff env prints).
-	run(t, ctx, 30*time.Second, "sign in",
-		chromedp.Navigate(base),
-		chromedp.WaitVisible(chromedp.CSS("#akid")),
-		chromedp.SendKeys(chromedp.CSS("#akid"), envValue(s.env, "AWS_ACCESS_KEY_ID")),
-		chromedp.SendKeys(chromedp.CSS("#secret"), envValue(s.env, "AWS_SECRET_ACCESS_KEY")),
-		chromedp.Submit(chromedp.CSS("#secret")),
+	// Sign in with a key pair (the root user skiff env prints), with the
+	// keyboard only: Tab to the field, type, Tab, type, Enter.
+	run(t, ctx, 30*time.Second, "open the sign-in page",
+		chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS("#akid")))
+	for i := 0; evalInt(t, ctx, `document.activeElement && document.activeElement.id === "akid" ? 1 : 0`) == 0; i++ {
+		if i == 10 {
+			t.Fatal("ten presses of Tab never reached the access key field")
+		}
+		run(t, ctx, 5*time.Second, "press Tab", chromedp.KeyEvent("\t"))
+	}
+	run(t, ctx, 30*time.Second, "sign in with the keyboard",
+		chromedp.KeyEvent(envValue(s.env, "AWS_ACCESS_KEY_ID")+"\t"+envValue(s.env, "AWS_SECRET_ACCESS_KEY")+"\r"),
 		waitJS(`document.querySelector("h1") && document.querySelector("h1").textContent === "Clusters"`))
 
 	// The create form: every control has a label.
@@ -298,6 +303,32 @@ func TestConsole(t *testing.T) {
 	run(t, ctx, 20*time.Second, "the IAM page",
 		chromedp.Navigate(base+"iam"),
 		waitJS(`document.querySelector("tr[data-user=admin]") !== null && document.querySelector("tr[data-role=skiff-node-role]").textContent.includes("ec2.amazonaws.com")`))
+
+	// A user whose policy allows only reads sees the cluster but cannot
+	// delete it: the console checks nothing itself, the API refuses.
+	mustAWS(t, s, "iam", "create-user", "--user-name", "viewer")
+	mustAWS(t, s, "iam", "put-user-policy", "--user-name", "viewer", "--policy-name", "read", "--policy-document",
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["eks:List*","eks:Describe*"],"Resource":"*"}]}`)
+	key := mustAWS(t, s, "iam", "create-access-key", "--user-name", "viewer")["AccessKey"].(map[string]any)
+	viewer := fresh()
+	run(t, viewer, 30*time.Second, "sign in as the viewer",
+		chromedp.Navigate(base+"signin"),
+		chromedp.SendKeys(chromedp.CSS("#akid"), key["AccessKeyId"].(string)),
+		chromedp.SendKeys(chromedp.CSS("#secret"), key["SecretAccessKey"].(string)),
+		chromedp.Submit(chromedp.CSS("#secret")),
+		waitJS(`document.querySelector("tr[data-cluster=web]") !== null`))
+	run(t, viewer, 30*time.Second, "the viewer tries to delete the cluster",
+		chromedp.Navigate(base+"clusters/web"),
+		chromedp.SendKeys(chromedp.CSS("#confirm"), "web"),
+		chromedp.Submit(chromedp.CSS("#confirm")),
+		waitJS(`document.querySelector(".error") !== null && location.search.includes("error")`))
+	denied := value(t, viewer, "the refusal", chromedp.Evaluate[string](`document.querySelector(".error").textContent`))
+	if !strings.Contains(denied, "AccessDeniedException") || !strings.Contains(denied, "eks:DeleteCluster") {
+		t.Fatalf("the viewer's delete: %q", denied)
+	}
+	if st := strings.Trim(mustAWSText(t, s, "eks", "describe-cluster", "--name", "web", "--query", "cluster.status"), "\"\n "); st != "ACTIVE" {
+		t.Fatalf("after the viewer's refused delete the cluster is %s", st)
+	}
 
 	// Delete through the forms: the node group, then the cluster (typing
 	// its name), and watch it leave the list.
