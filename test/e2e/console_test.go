@@ -177,6 +177,7 @@ func TestConsole(t *testing.T) {
 	start := time.Now()
 	run(t, ctx, 60*time.Second, "create a cluster with a 2-node group",
 		chromedp.SetValue(chromedp.CSS("#name"), "web"),
+		chromedp.SetValue(chromedp.CSS("#version"), "1.36"), // upgraded from the Updates tab below
 		chromedp.SetValue(chromedp.CSS("#nodegroup"), "ng1"),
 		chromedp.SetValue(chromedp.CSS("#size"), "2"),
 		chromedp.Submit(chromedp.CSS("#name")),
@@ -293,9 +294,12 @@ func TestConsole(t *testing.T) {
 		js(`window.skiffAddon = document.querySelector("#addon").value`),
 		chromedp.Submit(chromedp.CSS("#addon")),
 		waitJS(`document.querySelector("#live tr[data-addon='" + window.skiffAddon + "']") !== null || document.querySelector("#live tr[data-addon]") !== null`))
-	run(t, ctx, 20*time.Second, "the updates tab",
-		chromedp.Navigate(base+"clusters/web?tab=updates"),
-		waitJS(`document.querySelector("#upgrade") !== null`))
+	run(t, ctx, 60*time.Second, "scale the node group to 3",
+		chromedp.Navigate(base+"clusters/web?tab=compute"),
+		chromedp.SetValue(chromedp.CSS("#max-ng1"), "3"),
+		chromedp.SetValue(chromedp.CSS("#desired-ng1"), "3"),
+		chromedp.Submit(chromedp.CSS("#desired-ng1")),
+		waitJS(`document.querySelectorAll("#live tr[data-node][data-state=healthy]").length === 3`))
 	mustAWS(t, s, "ecr", "create-repository", "--repository-name", "team/app")
 	run(t, ctx, 20*time.Second, "the ECR page",
 		chromedp.Navigate(base+"ecr"),
@@ -329,6 +333,17 @@ func TestConsole(t *testing.T) {
 	if st := strings.Trim(mustAWSText(t, s, "eks", "describe-cluster", "--name", "web", "--query", "cluster.status"), "\"\n "); st != "ACTIVE" {
 		t.Fatalf("after the viewer's refused delete the cluster is %s", st)
 	}
+
+	// A version upgrade from the Updates tab, followed live to Successful.
+	upgraded := time.Now()
+	run(t, ctx, 5*time.Minute, "upgrade the cluster to 1.37",
+		chromedp.Navigate(base+"clusters/web?tab=updates"),
+		chromedp.SetValue(chromedp.CSS("#to"), "1.37"),
+		chromedp.Submit(chromedp.CSS("#to")),
+		waitJS(`document.querySelector("#live tr[data-update]") !== null`),
+		waitJS(`document.querySelector("#live tr[data-update]").dataset.status === "Successful"`),
+		waitJS(`document.querySelector("#live").textContent.includes("Kubernetes 1.37")`))
+	t.Logf("upgraded to 1.37 on the page in %.1fs", time.Since(upgraded).Seconds())
 
 	// Delete through the forms: the node group, then the cluster (typing
 	// its name), and watch it leave the list.
