@@ -53,7 +53,25 @@ type Runtime struct {
 	mu     sync.Mutex
 	exited map[string]runtime.Status // children that ended and were not stopped yet
 	live   map[string]*child         // children started by this skiff
+	// gen counts changes this runtime made or saw (a start, a stop, a
+	// child's exit): a cached scan of an older generation is stale.
+	gen uint64
+
+	// List serves every cluster's worker from one scan of the instances
+	// while it is fresh (scanTTL) and nothing changed since: a scan reads
+	// a file or two per instance of every cluster, so a scan per worker
+	// pass would cost skiff clusters² reads.
+	scanning sync.Mutex
+	cached   []proc
+	cachedAt time.Time
+	cachedOK bool
+	cacheGen uint64
 }
+
+// scanTTL is how long a scan serves List. An instance that ends by
+// itself (and is not this skiff's child, whose exit it sees at once) is
+// seen at most this much later.
+const scanTTL = 250 * time.Millisecond
 
 // child is a process this skiff started; reaped is closed once Wait returned.
 type child struct {
@@ -164,6 +182,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 	r.mu.Lock()
 	delete(r.exited, spec.ID)
 	r.live[spec.ID] = ch
+	r.gen++
 	r.mu.Unlock()
 	started := time.Now()
 	go r.reap(spec.ID, spec.Hash(), ch, started)
@@ -198,6 +217,7 @@ func (r *Runtime) reap(id, hash string, ch *child, started time.Time) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.gen++
 	if r.live[id] != ch {
 		return // stopped on purpose, or replaced
 	}
@@ -208,6 +228,7 @@ func (r *Runtime) reap(id, hash string, ch *child, started time.Time) {
 
 // Stop implements runtime.Runtime.
 func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
+	defer r.changed() // whatever happened, a cached scan may be wrong now
 	if err := r.stop(ctx, id, grace); err != nil {
 		return err
 	}
@@ -225,6 +246,7 @@ func (r *Runtime) stop(ctx context.Context, id string, grace time.Duration) erro
 	delete(r.exited, id)
 	ch := r.live[id]
 	delete(r.live, id) // reap must not record this exit
+	r.gen++
 	r.mu.Unlock()
 
 	p, err := r.find(id)
@@ -273,7 +295,7 @@ func waitGone(ctx context.Context, p *proc, d time.Duration) bool {
 
 // List implements runtime.Runtime.
 func (r *Runtime) List(ctx context.Context) ([]runtime.Status, error) {
-	procs, err := r.scan()
+	procs, err := r.scanCached()
 	if err != nil {
 		return nil, err
 	}
@@ -391,6 +413,32 @@ func (r *Runtime) scan() ([]proc, error) {
 		out = append(out, *p)
 	}
 	return out, nil
+}
+
+// changed marks cached scans stale.
+func (r *Runtime) changed() {
+	r.mu.Lock()
+	r.gen++
+	r.mu.Unlock()
+}
+
+// scanCached is scan, shared by concurrent and close callers while
+// fresh: one caller scans, the others wait for its result.
+func (r *Runtime) scanCached() ([]proc, error) {
+	r.scanning.Lock()
+	defer r.scanning.Unlock()
+	r.mu.Lock()
+	gen := r.gen
+	r.mu.Unlock()
+	if r.cachedOK && r.cacheGen == gen && time.Since(r.cachedAt) < scanTTL {
+		return r.cached, nil
+	}
+	procs, err := r.scan()
+	if err != nil {
+		return nil, err
+	}
+	r.cached, r.cachedAt, r.cachedOK, r.cacheGen = procs, time.Now(), true, gen
+	return procs, nil
 }
 
 // pidDir holds one file per instance started: "PID STARTTICK".
