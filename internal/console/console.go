@@ -97,20 +97,31 @@ func New(cfg Config) (*Handler, error) {
 	})
 	h.mux.HandleFunc("GET /console/signin", h.signinPage)
 	h.mux.HandleFunc("POST /console/signin", h.signin)
-	h.mux.HandleFunc("POST /console/signout", h.authed(h.signout))
-	h.mux.HandleFunc("GET /console/clusters", h.authed(h.clusters))
-	h.mux.HandleFunc("GET /console/clusters/live", h.authed(h.clustersLive))
-	h.mux.HandleFunc("GET /console/clusters/new", h.authed(h.newCluster))
-	h.mux.HandleFunc("POST /console/clusters", h.authed(h.createCluster))
-	h.mux.HandleFunc("GET /console/clusters/{name}", h.authed(h.cluster))
-	h.mux.HandleFunc("GET /console/clusters/{name}/live", h.authed(h.clusterLive))
-	h.mux.HandleFunc("POST /console/clusters/{name}/delete", h.authed(h.deleteCluster))
-	h.mux.HandleFunc("POST /console/clusters/{name}/nodegroups", h.authed(h.createNodegroup))
-	h.mux.HandleFunc("POST /console/clusters/{name}/nodegroups/{ng}/scale", h.authed(h.scaleNodegroup))
-	h.mux.HandleFunc("POST /console/clusters/{name}/nodegroups/{ng}/delete", h.authed(h.deleteNodegroup))
-	h.routeTabs()
-	h.mux.HandleFunc("GET /console/ecr", h.authed(h.ecrPage))
-	h.mux.HandleFunc("GET /console/iam", h.authed(h.iamPage))
+	// Every other page needs a session (and a change, its CSRF token).
+	for pattern, fn := range map[string]func(*request){
+		"POST /console/signout":                                h.signout,
+		"GET /console/clusters":                                h.clusters,
+		"GET /console/clusters/live":                           h.clustersLive,
+		"GET /console/clusters/new":                            h.newCluster,
+		"POST /console/clusters":                               h.createCluster,
+		"GET /console/clusters/{name}":                         h.cluster,
+		"GET /console/clusters/{name}/live":                    h.clusterLive,
+		"POST /console/clusters/{name}/delete":                 h.deleteCluster,
+		"POST /console/clusters/{name}/nodegroups":             h.createNodegroup,
+		"POST /console/clusters/{name}/nodegroups/{ng}/scale":  h.scaleNodegroup,
+		"POST /console/clusters/{name}/nodegroups/{ng}/delete": h.deleteNodegroup,
+		"POST /console/clusters/{name}/addons":                 h.createAddon,
+		"POST /console/clusters/{name}/addons/{addon}/delete":  h.deleteAddon,
+		"POST /console/clusters/{name}/access":                 h.createAccess,
+		"POST /console/clusters/{name}/access/delete":          h.deleteAccess,
+		"POST /console/clusters/{name}/updates":                h.startUpdate,
+		"POST /console/clusters/{name}/tags":                   h.tag,
+		"POST /console/clusters/{name}/tags/delete":            h.untag,
+		"GET /console/ecr":                                     h.ecrPage,
+		"GET /console/iam":                                     h.iamPage,
+	} {
+		h.mux.HandleFunc(pattern, h.authed(fn))
+	}
 	h.mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such console page: "+r.URL.Path, http.StatusNotFound)
 	})

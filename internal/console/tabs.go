@@ -275,14 +275,3 @@ func (h *Handler) untag(q *request) {
 		return err
 	})
 }
-
-// routeTabs registers the tabs' changes.
-func (h *Handler) routeTabs() {
-	h.mux.HandleFunc("POST /console/clusters/{name}/addons", h.authed(h.createAddon))
-	h.mux.HandleFunc("POST /console/clusters/{name}/addons/{addon}/delete", h.authed(h.deleteAddon))
-	h.mux.HandleFunc("POST /console/clusters/{name}/access", h.authed(h.createAccess))
-	h.mux.HandleFunc("POST /console/clusters/{name}/access/delete", h.authed(h.deleteAccess))
-	h.mux.HandleFunc("POST /console/clusters/{name}/updates", h.authed(h.startUpdate))
-	h.mux.HandleFunc("POST /console/clusters/{name}/tags", h.authed(h.tag))
-	h.mux.HandleFunc("POST /console/clusters/{name}/tags/delete", h.authed(h.untag))
-}
