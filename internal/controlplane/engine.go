@@ -31,6 +31,11 @@ type Config struct {
 	Log     *slog.Logger
 	// Interval between two passes over one cluster; default 500ms.
 	Interval time.Duration
+	// IdleInterval is the interval after a pass in which every step
+	// succeeded and every instance was healthy; default 1s. A child's exit
+	// (runtime.ExitNotifier) wakes the workers at once; a failed probe
+	// makes the passes Interval apart again.
+	IdleInterval time.Duration
 	// Credentials gives the clusters' authenticators the IAM keys they
 	// verify tokens with; nil gives none (every IAM token is refused).
 	Credentials Credentials
@@ -103,13 +108,20 @@ func New(cfg Config) *Engine {
 	if cfg.Interval == 0 {
 		cfg.Interval = 500 * time.Millisecond
 	}
+	if cfg.IdleInterval == 0 {
+		cfg.IdleInterval = time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	if cfg.SkiffBin == "" {
 		cfg.SkiffBin, _ = os.Executable()
 	}
-	return &Engine{cfg: cfg, workers: map[string]*worker{}, wake: make(chan struct{}, 1), starts: newStarts()}
+	e := &Engine{cfg: cfg, workers: map[string]*worker{}, wake: make(chan struct{}, 1), starts: newStarts()}
+	if n, ok := cfg.Runtime.(runtime.ExitNotifier); ok {
+		n.NotifyExit(func(string) { e.Trigger() }) // exits are rare: every worker looks
+	}
+	return e
 }
 
 // Trigger asks for a pass now (after a change to the store).

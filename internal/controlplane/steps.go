@@ -140,6 +140,13 @@ func (w *worker) runSteps(ctx context.Context, p *pass) error {
 			}
 		}
 	}
+	w.idle = len(p.errs) == 0 && len(p.snap) > 0
+	for _, c := range p.conds {
+		w.idle = w.idle && c.Status == model.ConditionTrue
+	}
+	for _, st := range p.snap {
+		w.idle = w.idle && st.Healthy
+	}
 	seen := Snapshot{At: p.start, Instances: p.snap, Backends: backends(p.specs, p.snap, p.pools), Conditions: p.conds}
 	if p.snap == nil && p.c.Observed != nil { // not observed this pass: as last seen
 		seen.Instances, seen.Backends = p.c.Observed.Instances, p.c.Observed.Backends

@@ -78,6 +78,7 @@ type worker struct {
 	accessSynced string
 	accessAt     time.Time
 	creating     bool
+	idle         bool      // the last pass found every step done and every instance healthy
 	traceAt      time.Time // the cluster's last progress event (trace)
 	apiUpAt      time.Time // since when an apiserver serves (zero: none does)
 	keysMu       sync.Mutex
@@ -138,8 +139,11 @@ func (w *worker) run(ctx context.Context) {
 		// A cluster being created is looked at often: readiness is what its
 		// user waits for.
 		interval := w.cfg.Interval
-		if w.creating {
+		switch {
+		case w.creating:
 			interval = 100 * time.Millisecond
+		case w.idle:
+			interval = w.cfg.IdleInterval
 		}
 		select {
 		case <-ctx.Done():
@@ -171,6 +175,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.idle = false // until a pass finds everything well
 	w.creating = c.Status == model.StatusCreating || c.Status == model.StatusUpdating
 	for _, g := range c.Nodegroups {
 		// A node group's user waits too: its nodes join sooner.

@@ -145,6 +145,14 @@ type Status struct {
 	NetNS string
 }
 
+// ExitNotifier is a runtime that tells at once when an instance ends by
+// itself (optional: a runtime without it is observed by List alone).
+type ExitNotifier interface {
+	// NotifyExit has fn called, on a goroutine of its own, with the ID of
+	// each instance that ends without being stopped. One fn at a time.
+	NotifyExit(fn func(id string))
+}
+
 // Runtime places instances: it decides where they live (Placer) and
 // starts, stops and observes them. Implementations must be safe for
 // concurrent use.

@@ -53,6 +53,7 @@ type Runtime struct {
 	mu     sync.Mutex
 	exited map[string]runtime.Status // children that ended and were not stopped yet
 	live   map[string]*child         // children started by this skiff
+	onExit func(id string)           // NotifyExit's
 	// gen counts changes this runtime made or saw (a start, a stop, a
 	// child's exit): a cached scan of an older generation is stale.
 	gen uint64
@@ -221,9 +222,20 @@ func (r *Runtime) reap(id, hash string, ch *child, started time.Time) {
 	if r.live[id] != ch {
 		return // stopped on purpose, or replaced
 	}
+	if r.onExit != nil {
+		go r.onExit(id)
+	}
 	delete(r.live, id)
 	r.exited[id] = runtime.Status{ID: id, Hash: hash, Started: started, Exited: time.Now(),
 		ExitCode: code, Log: r.LogPath(id)}
+}
+
+// NotifyExit implements runtime.ExitNotifier for this skiff's children (an
+// instance adopted after a restart is seen by List).
+func (r *Runtime) NotifyExit(fn func(id string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onExit = fn
 }
 
 // Stop implements runtime.Runtime.

@@ -460,3 +460,36 @@ func TestRecordWhileScanning(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyExit: an instance that ends by itself is reported at once; one
+// that is stopped is not.
+func TestNotifyExit(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t)
+	ended := make(chan string, 4)
+	r.NotifyExit(func(id string) { ended <- id })
+	quitter := runtime.Spec{ID: "c1/quitter", Cluster: "c1", Command: []string{"sh", "-c", "sleep 0.2; exit 3"}}
+	stopped := runtime.Spec{ID: "c1/stopped", Cluster: "c1", Command: []string{"sleep", "60"}}
+	for _, s := range []runtime.Spec{quitter, stopped} {
+		if err := r.Start(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Stop(ctx, s.ID, time.Second) })
+	}
+	if err := r.Stop(ctx, stopped.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-ended:
+		if id != quitter.ID {
+			t.Fatalf("reported %s, want %s", id, quitter.ID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit reported within 10 s")
+	}
+	select {
+	case id := <-ended:
+		t.Fatalf("also reported %s", id)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
