@@ -26,6 +26,8 @@ func browserFor(t *testing.T, s *server) (context.Context, func() context.Contex
 	if err != nil {
 		t.Fatalf("chromium is missing (make deps installs it): %v", err)
 	}
+	// Only to read the public key of the certificate skiff serves on this
+	// test's own loopback port: Chromium then trusts that key and no other.
 	conn, err := tls.Dial("tcp", s.host(), &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +93,7 @@ func waitJS(expr string) step {
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
 		var last error
 		for {
-			ok, err := chromedp.Evaluate[bool]("!!(" + expr + ")")(ctx, t)
+			ok, err := chromedp.Evaluate[bool]("!!("+expr+")")(ctx, t)
 			if err == nil && ok {
 				return chromedp.Void{}, nil
 			}
