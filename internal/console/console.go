@@ -46,7 +46,8 @@ type Config struct {
 	Lookup sigv4.Lookup
 	// Secure marks cookies Secure (the API serves TLS).
 	Secure bool
-	// Refresh is how often live parts are re-read (default 1 s).
+	// Refresh is how often live parts are re-read (default 500 ms: a
+	// change shows within 2 s with room to spare).
 	Refresh time.Duration
 	Log     *slog.Logger
 }
@@ -76,7 +77,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Region = "us-east-1"
 	}
 	if cfg.Refresh == 0 {
-		cfg.Refresh = time.Second
+		cfg.Refresh = 500 * time.Millisecond
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

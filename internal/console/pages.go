@@ -458,22 +458,15 @@ func (h *Handler) deleteCluster(q *request) {
 }
 
 func (h *Handler) createNodegroup(q *request) {
-	name := q.r.PathValue("name")
 	f := q.r.PostForm
 	size, _ := strconv.Atoi(f.Get("size"))
-	role, err := h.role(q.ctx, q.api, f.Get("role"))
-	if err == nil {
-		err = h.addNodegroup(q.ctx, q.api, name, f.Get("nodegroup"), f.Get("instanceType"), role, int32(size))
-	}
-	if err != nil {
-		if signedOut(err) {
-			h.fail(q, err)
-			return
+	h.act(q, "compute", "Creating node group "+f.Get("nodegroup")+".", func(name *string) error {
+		role, err := h.role(q.ctx, q.api, f.Get("role"))
+		if err != nil {
+			return err
 		}
-		back(q, name, "compute", "error", apiMessage(err))
-		return
-	}
-	back(q, name, "compute", "msg", "Creating node group "+f.Get("nodegroup")+".")
+		return h.addNodegroup(q.ctx, q.api, *name, f.Get("nodegroup"), f.Get("instanceType"), role, int32(size))
+	})
 }
 
 // addNodegroup creates a node group of size nodes over the cluster's
@@ -498,7 +491,7 @@ func (h *Handler) addNodegroup(ctx context.Context, api *client, cluster, name, 
 }
 
 func (h *Handler) scaleNodegroup(q *request) {
-	name, ng := q.r.PathValue("name"), q.r.PathValue("ng")
+	ng := q.r.PathValue("ng")
 	f := q.r.PostForm
 	num := func(k string) (*int32, error) {
 		v, err := strconv.Atoi(f.Get(k))
@@ -507,45 +500,27 @@ func (h *Handler) scaleNodegroup(q *request) {
 		}
 		return aws.Int32(int32(v)), nil
 	}
-	var sc ekstypes.NodegroupScalingConfig
-	var errs []error
-	var err error
-	if sc.MinSize, err = num("min"); err != nil {
-		errs = append(errs, err)
-	}
-	if sc.MaxSize, err = num("max"); err != nil {
-		errs = append(errs, err)
-	}
-	if sc.DesiredSize, err = num("desired"); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		back(q, name, "compute", "error", strings.ReplaceAll(err.Error(), "\n", "; "))
-		return
-	}
-	if _, err := q.api.EKS.UpdateNodegroupConfig(q.ctx, &eks.UpdateNodegroupConfigInput{ClusterName: aws.String(name),
-		NodegroupName: aws.String(ng), ScalingConfig: &sc}); err != nil {
-		if signedOut(err) {
-			h.fail(q, err)
-			return
+	h.act(q, "compute", "Scaling node group "+ng+".", func(name *string) error {
+		var sc ekstypes.NodegroupScalingConfig
+		var errs [3]error
+		sc.MinSize, errs[0] = num("min")
+		sc.MaxSize, errs[1] = num("max")
+		sc.DesiredSize, errs[2] = num("desired")
+		if err := errors.Join(errs[:]...); err != nil {
+			return errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
-		back(q, name, "compute", "error", apiMessage(err))
-		return
-	}
-	back(q, name, "compute", "msg", "Scaling node group "+ng+".")
+		_, err := q.api.EKS.UpdateNodegroupConfig(q.ctx, &eks.UpdateNodegroupConfigInput{ClusterName: name,
+			NodegroupName: aws.String(ng), ScalingConfig: &sc})
+		return err
+	})
 }
 
 func (h *Handler) deleteNodegroup(q *request) {
-	name, ng := q.r.PathValue("name"), q.r.PathValue("ng")
-	if _, err := q.api.EKS.DeleteNodegroup(q.ctx, &eks.DeleteNodegroupInput{ClusterName: aws.String(name), NodegroupName: aws.String(ng)}); err != nil {
-		if signedOut(err) {
-			h.fail(q, err)
-			return
-		}
-		back(q, name, "compute", "error", apiMessage(err))
-		return
-	}
-	back(q, name, "compute", "msg", "Deleting node group "+ng+".")
+	ng := q.r.PathValue("ng")
+	h.act(q, "compute", "Deleting node group "+ng+".", func(name *string) error {
+		_, err := q.api.EKS.DeleteNodegroup(q.ctx, &eks.DeleteNodegroupInput{ClusterName: name, NodegroupName: aws.String(ng)})
+		return err
+	})
 }
 
 // role is an IAM role option of a form.
