@@ -64,7 +64,11 @@ func newGetCmd() *cobra.Command {
 				return err
 			}
 			age := time.Since(time.UnixMilli(int64(got.CreatedAt * 1000))).Round(time.Second)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", got.Name, got.Version, got.Status, got.Endpoint, age)
+			status := got.Status
+			if got.hibernating() {
+				status += " (hibernating)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", got.Name, got.Version, status, got.Endpoint, age)
 		}
 		return tw.Flush()
 	}

@@ -243,6 +243,12 @@ type cluster struct {
 	Vpc struct {
 		SubnetIDs []string `json:"subnetIds"`
 	} `json:"resourcesVpcConfig"`
+	Health struct {
+		Issues []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"issues"`
+	} `json:"health"`
 }
 
 func (c *client) describe(name string) (*cluster, error) {

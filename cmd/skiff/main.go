@@ -27,7 +27,8 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBundlesCmd(), newServeCmd(), newNodeCmd(), newCreateCmd(), newUpgradeCmd(), newGetCmd(), newDeleteCmd(),
-		newDescribeCmd(), newWriteKubeconfigCmd(), newKubeconfigCmd(), newEventsCmd(), newEnvCmd(), newEndpointCmd(), newAuthenticatorCmd(), newTunnelCmd(), newDoorCmd(), newKMSPluginCmd(), newConsoleCmd())
+		newDescribeCmd(), newWriteKubeconfigCmd(), newKubeconfigCmd(), newEventsCmd(), newEnvCmd(), newEndpointCmd(), newAuthenticatorCmd(), newTunnelCmd(), newDoorCmd(), newKMSPluginCmd(), newConsoleCmd(),
+		newHibernateCmd(), newWakeCmd())
 	return root
 }
 

@@ -58,7 +58,7 @@ func botocoreModel(t *testing.T, service string) map[string]any {
 func TestEKSOperationsAreBotocores(t *testing.T) {
 	ops := botocoreModel(t, "eks")["operations"].(map[string]any)
 	for _, r := range EKSRoutes {
-		if strings.HasPrefix(r.pattern, "GET /skiff/") {
+		if strings.Contains(r.pattern, " /skiff/") { // skiff's own
 			continue
 		}
 		op, ok := ops[r.op].(map[string]any)

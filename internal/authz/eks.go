@@ -65,6 +65,9 @@ var EKSRoutes = []eksRoute{
 	{"GET /skiff/v1/clusters/{name}/events", "DescribeClusterEvents", "eks:DescribeCluster", "cluster"},
 	{"GET /skiff/v1/clusters/{name}/instances", "DescribeClusterInstances", "eks:DescribeCluster", "cluster"},
 	{"GET /skiff/v1/clusters/{name}/nodegroups/{nodegroup}", "DescribeNodegroupNodes", "eks:DescribeNodegroup", "nodegroup"},
+	// Hibernation changes the cluster's configuration as EKS knows it.
+	{"POST /skiff/v1/clusters/{name}/hibernate", "HibernateCluster", "eks:UpdateClusterConfig", "cluster"},
+	{"POST /skiff/v1/clusters/{name}/wake", "WakeCluster", "eks:UpdateClusterConfig", "cluster"},
 }
 
 // eksBody is what the checks read from an EKS request body.

@@ -72,7 +72,8 @@ func ValidateTags(tags map[string]string) error {
 			return fmt.Errorf("tag key %q uses the reserved prefix aws:; choose another key", k)
 		}
 	}
-	return nil
+	_, err := model.HibernateAfter(tags)
+	return err
 }
 
 // placement validates the request's network settings: the subnets exist in

@@ -152,6 +152,13 @@ func (h *Handler) clusterRows(ctx context.Context, api *client) ([]clusterRow, e
 			c := out.Cluster
 			rows[i] = clusterRow{Name: name, Status: string(c.Status), Version: aws.ToString(c.Version),
 				Endpoint: aws.ToString(c.Endpoint), Age: age(aws.ToTime(c.CreatedAt), h.now())}
+			if c.Health != nil {
+				for _, is := range c.Health.Issues {
+					if strings.HasPrefix(aws.ToString(is.Message), "Hibernating") {
+						rows[i].Status += " (hibernating)"
+					}
+				}
+			}
 			nodes, _, err := h.nodes(ctx, api, name)
 			if err != nil && apiCode(err) != "ResourceNotFoundException" {
 				errs[i] = err

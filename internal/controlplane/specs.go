@@ -134,6 +134,7 @@ func (l Layout) endpointSpec(c *model.Cluster, i int) runtime.Spec {
 		"--public-access=" + strconv.FormatBool(c.Network.EndpointPublicAccess),
 		"--link=" + l.EndpointLinkSocket(i),
 		"--peer=" + l.EndpointLinkSocket((i+1)%EndpointReplicas), // the sibling
+		"--client-wait=" + ClientWait.String(),
 	}
 	for j := range c.APIServers {
 		args = append(args, "--backend="+hostPort(l.APIServerIP(j), APIServerPort))

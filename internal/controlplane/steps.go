@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"skiff.dev/skiff/internal/bundle"
 	"skiff.dev/skiff/internal/door"
 	"skiff.dev/skiff/internal/endpoint"
@@ -53,6 +55,7 @@ type pass struct {
 	observed map[string]runtime.Status // this cluster's instances, nodes' aside
 	probes   []error                   // by spec; nil: healthy (or not running)
 	pools    [][]string                // endpoint replicas' pools, by spec
+	eps      []*endpoint.Status        // endpoint replicas' status, by spec (nil: none)
 	snap     []InstanceStatus          // by spec
 	apiUp    bool                      // an apiserver is healthy
 	ctrlUp   bool                      // a controller-manager and a scheduler are healthy
@@ -105,6 +108,7 @@ var steps = []step{
 	{StepNodes, false, (*worker).stepNodes},
 	{StepAddons, false, (*worker).stepAddons},
 	{StepStatus, false, (*worker).stepStatus},
+	{"", false, (*worker).hibernation},            // no condition: hibernate when idle, wake when wanted
 	{StepInsights, false, (*worker).stepInsights}, // last: it never holds the status up
 }
 
@@ -118,9 +122,12 @@ func (w *worker) runSteps(ctx context.Context, p *pass) error {
 	for _, s := range steps {
 		var o outcome
 		var err error
-		if fatal != nil {
+		switch {
+		case fatal != nil:
 			o = waiting("an earlier step failed")
-		} else {
+		case p.c.Hibernation != nil && awakeOnly[s.name]:
+			o = done("Hibernating", "the control plane hibernates")
+		default:
 			o, err = s.run(w, ctx, p)
 		}
 		if err != nil {
@@ -146,6 +153,9 @@ func (w *worker) runSteps(ctx context.Context, p *pass) error {
 	}
 	for _, st := range p.snap {
 		w.idle = w.idle && st.Healthy
+	}
+	if w.idle && p.c.Hibernation == nil {
+		w.rested = false // woken, and every instance is healthy again
 	}
 	seen := Snapshot{At: p.start, Instances: p.snap, Backends: backends(p.specs, p.snap, p.pools), Conditions: p.conds}
 	if p.snap == nil && p.c.Observed != nil { // not observed this pass: as last seen
@@ -238,7 +248,9 @@ func (w *worker) stepPKI(_ context.Context, p *pass) (outcome, error) {
 func (w *worker) observe(ctx context.Context, p *pass) (outcome, error) {
 	c, l := p.c, p.l
 	p.specs = l.Specs(c, p.b)
-	if w.cfg.Nodes != nil {
+	if c.Hibernation != nil {
+		p.specs = slices.DeleteFunc(p.specs, func(s runtime.Spec) bool { return s.Role != runtime.Endpoint })
+	} else if w.cfg.Nodes != nil {
 		d, ok, err := w.cfg.Nodes.Door(c)
 		if err != nil {
 			return outcome{}, fmt.Errorf("the VPC's door: %w", err)
@@ -264,17 +276,21 @@ func (w *worker) observe(ctx context.Context, p *pass) (outcome, error) {
 	for _, s := range p.specs {
 		desired[s.ID] = true
 	}
+	// Stopped together: a hibernating cluster stops a dozen at once.
+	var stops errgroup.Group
 	for id := range p.observed {
 		if !desired[id] {
 			w.cfg.Log.Info("stopping undesired instance", "instance", id)
-			if err := w.cfg.Runtime.Stop(ctx, id, 5*time.Second); err != nil {
-				return outcome{}, err
-			}
+			stops.Go(func() error { return w.cfg.Runtime.Stop(ctx, id, 5*time.Second) })
 		}
+	}
+	if err := stops.Wait(); err != nil {
+		return outcome{}, err
 	}
 	var wg sync.WaitGroup
 	p.probes = make([]error, len(p.specs))
 	p.pools = make([][]string, len(p.specs))
+	p.eps = make([]*endpoint.Status, len(p.specs))
 	for i, s := range p.specs {
 		// Instances on an older spec are probed too: a rolling replacement
 		// waits until every other instance is up.
@@ -284,7 +300,10 @@ func (w *worker) observe(ctx context.Context, p *pass) (outcome, error) {
 				defer wg.Done()
 				pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 				defer cancel()
-				p.pools[i], p.probes[i] = w.probe(pctx, l, s)
+				p.eps[i], p.probes[i] = w.probe(pctx, l, s)
+				if p.eps[i] != nil {
+					p.pools[i] = p.eps[i].Healthy
+				}
 			}()
 		}
 	}
@@ -345,8 +364,8 @@ func wasHealthy(c *model.Cluster, name string) bool {
 }
 
 // probe asks one instance whether it is alive; an endpoint replica also
-// says which backends it has.
-func (w *worker) probe(ctx context.Context, l Layout, s runtime.Spec) (pool []string, err error) {
+// says how it is (its backends, its clients).
+func (w *worker) probe(ctx context.Context, l Layout, s runtime.Spec) (*endpoint.Status, error) {
 	switch s.Role {
 	case runtime.Tunnel:
 		return nil, status.Get(ctx, l.TunnelStatusAddr(), nil)
@@ -358,7 +377,10 @@ func (w *worker) probe(ctx context.Context, l Layout, s runtime.Spec) (pool []st
 		return nil, status.Get(ctx, l.AuthenticatorStatusAddr(indexOf(s)), nil)
 	case runtime.Endpoint:
 		st, err := endpoint.Get(ctx, l.EndpointStatusAddr(indexOf(s)))
-		return st.Healthy, err
+		if err != nil {
+			return nil, err
+		}
+		return &st, nil
 	}
 	return nil, w.prober.probe(ctx, l, s, indexOf(s))
 }

@@ -82,6 +82,11 @@ type worker struct {
 	traceAt      time.Time // the cluster's last progress event (trace)
 	apiUpAt      time.Time // since when an apiserver serves (zero: none does)
 	keysMu       sync.Mutex
+	// rested: the cluster hibernated under this worker, and its instances
+	// have not all been healthy since (their starts are no replacements).
+	rested      bool
+	hibernating bool               // the last pass found the cluster hibernating
+	awaitStop   context.CancelFunc // ends the long polls of a hibernating cluster's endpoint
 
 	mu       sync.Mutex
 	snapshot Snapshot // as of the last pass, for Engine.Snapshot
@@ -126,7 +131,7 @@ func (w *worker) layout(c *model.Cluster) Layout {
 
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
-	defer func() { w.prober.close() }()
+	defer func() { w.prober.close(); w.stopAwait() }()
 	w.started = time.Now()
 	for {
 		err := w.guarded(ctx)
@@ -142,6 +147,8 @@ func (w *worker) run(ctx context.Context) {
 		switch {
 		case w.creating:
 			interval = 100 * time.Millisecond
+		case w.hibernating:
+			interval = hibernatingInterval
 		case w.idle:
 			interval = w.cfg.IdleInterval
 		}
@@ -176,6 +183,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 		return err
 	}
 	w.idle = false // until a pass finds everything well
+	w.hibernating = c.Hibernation != nil
 	w.creating = c.Status == model.StatusCreating || c.Status == model.StatusUpdating
 	for _, g := range c.Nodegroups {
 		// A node group's user waits too: its nodes join sooner.
@@ -264,6 +272,9 @@ func (w *worker) convergeOne(ctx context.Context, c *model.Cluster, s runtime.Sp
 	name := s.Name()
 	switch {
 	case st.ID == "": // not there at all
+		if w.rested && !is.seenRunning {
+			return w.start(ctx, c, s, is, "started: the cluster woke")
+		}
 		if is.seenRunning || c.Status == model.StatusActive {
 			w.event(c, name, model.EventDetected, "instance is missing")
 		}
@@ -372,7 +383,7 @@ func (w *worker) start(ctx context.Context, c *model.Cluster, s runtime.Spec, is
 	if err := w.cfg.Runtime.Start(ctx, s); err != nil {
 		return c, wrap(c, "start "+s.Name(), err)
 	}
-	replaced := is.seenRunning || c.Status == model.StatusActive
+	replaced := is.seenRunning || c.Status == model.StatusActive && !w.rested
 	*is = instState{startedAt: time.Now(), seenRunning: is.seenRunning, crashes: is.crashes, crashHash: is.crashHash}
 	if replaced {
 		w.event(c, s.Name(), model.EventReplaced, why)

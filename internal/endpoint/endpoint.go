@@ -72,7 +72,11 @@ type Config struct {
 	// Drain is how long a stopping replica without a sibling lets its
 	// connections finish; default 1s.
 	Drain time.Duration
-	Log   *slog.Logger
+	// Wait is how long a client's connection waits for an apiserver when
+	// none accepts (a hibernating control plane wakes meanwhile: the
+	// reconciler asks AwaitPath); zero: it is closed at once.
+	Wait time.Duration
+	Log  *slog.Logger
 }
 
 // NamespaceAddr is an address inside a named network namespace.
@@ -141,6 +145,12 @@ type Status struct {
 	Held        int `json:"held"`
 	// Holding: what clients send waits (HoldPath).
 	Holding bool `json:"holding,omitempty"`
+	// Clients are the connections forwarded here that are not the
+	// owner's (skiff's own), LastClient when one last opened or ended.
+	Clients    int       `json:"clients"`
+	LastClient time.Time `json:"lastClient"`
+	// Waiting are the connections waiting for an apiserver (Config.Wait).
+	Waiting int `json:"waiting,omitempty"`
 }
 
 // Control paths of an endpoint replica's status server (POST).
@@ -152,6 +162,12 @@ const (
 	HoldPath = "/hold"
 	// ReleasePath ends a hold.
 	ReleasePath = "/release"
+	// AwaitPath answers 200 as soon as a client's connection waits for an
+	// apiserver (at once if one does), 204 when the query's "for" (Go
+	// syntax, a minute at most) passes first: how the reconciler of a
+	// hibernating control plane learns, without polling, that a client
+	// wants it.
+	AwaitPath = "/await-client"
 )
 
 // controls are the replica's control paths.
@@ -170,6 +186,20 @@ func controls(bal *lb.Balancer) map[string]http.HandlerFunc {
 			bal.Release()
 			w.WriteHeader(http.StatusNoContent)
 		},
+		AwaitPath: func(w http.ResponseWriter, r *http.Request) {
+			d, err := time.ParseDuration(r.URL.Query().Get("for"))
+			if err != nil || d <= 0 {
+				http.Error(w, "await: the query's \"for\" must be a positive duration", http.StatusBadRequest)
+				return
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), min(d, time.Minute))
+			defer cancel()
+			if bal.AwaitClient(ctx) {
+				w.WriteHeader(http.StatusOK)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		},
 	}
 }
 
@@ -186,7 +216,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if !pool.AppendCertsFromPEM(ca) {
 		return fmt.Errorf("endpoint: no certificate in %s", cfg.CAFile)
 	}
-	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(&tls.Config{RootCAs: pool}, ReadyPath), Log: cfg.Log})
+	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(&tls.Config{RootCAs: pool}, ReadyPath), Wait: cfg.Wait, Own: cfg.Own, Log: cfg.Log})
 	bal.SetAccess(lb.PublicAccess(cfg.PublicAccess, cfg.PublicCIDRs, cfg.Own))
 	bal.SetBackends(cfg.Backends)
 	if cfg.Link != "" {
@@ -202,8 +232,10 @@ func Run(ctx context.Context, cfg Config) error {
 	st := &state{listening: []string{cfg.Listen}}
 
 	srv, err := status.Start(status.Config{Addr: cfg.Status, Controls: controls(bal)}, func() (any, error) {
+		clients, last := bal.Clients()
 		return Status{Healthy: bal.Healthy(), Listening: st.list(), Linked: bal.Linked(),
-			Connections: bal.Active(), Held: bal.Held(), Holding: bal.Holding()}, nil
+			Connections: bal.Active(), Held: bal.Held(), Holding: bal.Holding(),
+			Clients: clients, LastClient: last, Waiting: bal.Waiting()}, nil
 	})
 	if err != nil {
 		bal.Close()
@@ -309,4 +341,28 @@ func Get(ctx context.Context, addr string) (Status, error) {
 	var s Status
 	err := status.Get(ctx, addr, &s)
 	return s, err
+}
+
+// Await long-polls the replica whose status server is at addr for d
+// (AwaitPath): true as soon as a client's connection waits for an
+// apiserver, false when d passed first.
+func Await(ctx context.Context, addr string, d time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+AwaitPath+"?for="+d.String(), nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNoContent:
+		return false, nil
+	}
+	return false, fmt.Errorf("await a client at %s: %s", addr, resp.Status)
 }

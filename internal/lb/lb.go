@@ -16,7 +16,8 @@
 //     alone (a busy machine) does not count: leaving would cut every watch
 //     and request the backend was serving well.
 //
-// When no backend is healthy the balancer panics, as Envoy does: it tries
+// When no backend is healthy the balancer panics, as Envoy does (after
+// Config.Wait, when a connection may wait for a healthy one): it tries
 // every backend that accepts a connection. All apiservers of a cluster
 // fail /readyz together while their etcd elects a leader; refusing every
 // client then would turn a one-second blip into a storm of errors, while an
@@ -67,7 +68,15 @@ type Config struct {
 	// Settle is how long Listen waits for a sibling's listening sockets
 	// after Pair before it opens its own; default 1s.
 	Settle time.Duration
-	Log    *slog.Logger
+	// Wait is how long a new connection waits for a backend that accepts
+	// it when none does (a control plane starting, or waking from
+	// hibernation): its bytes wait in the kernel meanwhile, and Waiting
+	// counts it. Zero: it is closed at once.
+	Wait time.Duration
+	// Own is the control plane owner's source address: its connections
+	// are not clients' (Clients).
+	Own netip.Addr
+	Log *slog.Logger
 }
 
 // ErrNotReady is what a Check wraps when the backend answered that it is
@@ -95,6 +104,10 @@ type Balancer struct {
 	wg       sync.WaitGroup                        // checks, the pairing
 	access   atomic.Pointer[func(netip.Addr) bool] // of public listeners; nil: everyone
 	gate     gate                                  // Hold
+
+	waiting    int           // connections waiting for a backend (Config.Wait)
+	waitSignal chan struct{} // closed when a connection starts waiting (AwaitClient)
+	lastClient time.Time     // a client's connection last opened or ended here
 }
 
 type backend struct {
@@ -126,7 +139,7 @@ func New(cfg Config) *Balancer {
 		cfg.Log = slog.Default()
 	}
 	return &Balancer{cfg: cfg, backends: map[string]*backend{}, listeners: map[string][]*listener{},
-		retired: map[string]bool{}, relays: map[uint64]*relay{}, held: map[uint64]*relay{}}
+		retired: map[string]bool{}, relays: map[uint64]*relay{}, held: map[uint64]*relay{}, lastClient: time.Now()}
 }
 
 // SetAccess decides which client addresses may use the public listeners
@@ -360,8 +373,8 @@ func (b *Balancer) killRelaysLocked(be *backend) {
 }
 
 // pick returns the healthy backends in round-robin order, or all of them
-// when none is healthy (panic mode).
-func (b *Balancer) pick() []*backend {
+// when none is healthy (panic mode), and whether they are healthy.
+func (b *Balancer) pick() ([]*backend, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var pool []*backend
@@ -370,7 +383,8 @@ func (b *Balancer) pick() []*backend {
 			pool = append(pool, be)
 		}
 	}
-	if len(pool) == 0 {
+	healthy := len(pool) > 0
+	if !healthy {
 		for _, be := range b.backends {
 			pool = append(pool, be)
 		}
@@ -382,11 +396,11 @@ func (b *Balancer) pick() []*backend {
 		return 1
 	})
 	if len(pool) == 0 {
-		return nil
+		return nil, false
 	}
 	b.next++
 	n := b.next % len(pool)
-	return append(pool[n:], pool[:n]...)
+	return append(pool[n:], pool[:n]...), healthy
 }
 
 // start carries r here: a new connection, or one adopted from the sibling.
@@ -398,6 +412,9 @@ func (b *Balancer) start(r *relay) {
 		return
 	}
 	b.relays[r.id] = r
+	if r.peer != b.cfg.Own {
+		b.lastClient = time.Now()
+	}
 	b.mirrorLocked(r)
 	b.carriers.Add(1)
 	b.mu.Unlock()
@@ -424,6 +441,9 @@ func (b *Balancer) carry(r *relay) {
 	defer func() {
 		b.mu.Lock()
 		delete(b.relays, r.id)
+		if r.peer != b.cfg.Own {
+			b.lastClient = time.Now()
+		}
 		if ended && b.link != nil {
 			b.link.post(message{Op: opEnd, ID: r.id})
 		}
@@ -453,31 +473,115 @@ func (b *Balancer) carry(r *relay) {
 
 // connect dials a backend for r, trying the pool in turn.
 func (b *Balancer) connect(r *relay) bool {
-	for _, be := range b.pick() {
-		fd, err := dial(be.addr)
-		if err != nil {
+	deadline := time.Now().Add(b.cfg.Wait)
+	waiting := false
+	defer func() {
+		if waiting {
 			b.mu.Lock()
-			b.leaveLocked(be, fmt.Errorf("dial: %w", err), !errors.Is(err, syscall.ECONNREFUSED))
+			b.waiting--
 			b.mu.Unlock()
-			continue
 		}
+	}()
+	for {
+		pool, healthy := b.pick()
+		if !healthy && b.cfg.Wait > 0 && time.Now().Before(deadline) {
+			// A connection that may wait waits for a backend that is
+			// ready rather than try one that only accepts: an apiserver
+			// starting (a waking control plane) would refuse it or fail
+			// it before it is ready. Panic mode comes after the wait.
+			pool = nil
+		}
+		for _, be := range pool {
+			fd, err := dial(be.addr)
+			if err != nil {
+				b.mu.Lock()
+				b.leaveLocked(be, fmt.Errorf("dial: %w", err), !errors.Is(err, syscall.ECONNREFUSED))
+				b.mu.Unlock()
+				continue
+			}
+			b.mu.Lock()
+			if b.stopping || r.isStopped() { // the sibling dials for it
+				b.mu.Unlock()
+				unix.Close(fd)
+				return false
+			}
+			if err := r.attach(be.addr, fd); err != nil {
+				b.mu.Unlock()
+				unix.Close(fd)
+				b.cfg.Log.Warn("connection", "lb", b.cfg.Name, "err", err)
+				return false
+			}
+			b.mirrorLocked(r)
+			b.mu.Unlock()
+			return true
+		}
+		// No backend (ready) accepts: wait for one, as long as Config.Wait
+		// allows.
 		b.mu.Lock()
-		if b.stopping || r.isStopped() { // the sibling dials for it
-			b.mu.Unlock()
-			unix.Close(fd)
+		stop := b.stopping || b.closed || time.Now().After(deadline)
+		if !stop && !waiting {
+			waiting = true
+			b.waiting++
+			if b.waitSignal != nil {
+				close(b.waitSignal)
+				b.waitSignal = nil
+			}
+		}
+		b.mu.Unlock()
+		if stop {
 			return false
 		}
-		if err := r.attach(be.addr, fd); err != nil {
-			b.mu.Unlock()
-			unix.Close(fd)
-			b.cfg.Log.Warn("connection", "lb", b.cfg.Name, "err", err)
+		select {
+		case <-r.quit:
 			return false
+		case <-time.After(waitRetry):
 		}
-		b.mirrorLocked(r)
+	}
+}
+
+// waitRetry is how often a waiting connection tries the backends again.
+const waitRetry = 50 * time.Millisecond
+
+// Waiting is how many connections wait for a backend (Config.Wait).
+func (b *Balancer) Waiting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting
+}
+
+// AwaitClient returns true as soon as a connection waits for a backend
+// (at once if one does), false when ctx ends first: what wakes a
+// hibernating control plane.
+func (b *Balancer) AwaitClient(ctx context.Context) bool {
+	b.mu.Lock()
+	if b.waiting > 0 {
 		b.mu.Unlock()
 		return true
 	}
-	return false
+	if b.waitSignal == nil {
+		b.waitSignal = make(chan struct{})
+	}
+	ch := b.waitSignal
+	b.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Clients are the connections forwarded here that are not the owner's
+// (Config.Own), and when a client's connection last opened or ended here.
+func (b *Balancer) Clients() (open int, last time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range b.relays {
+		if r.peer != b.cfg.Own {
+			open++
+		}
+	}
+	return open, b.lastClient
 }
 
 // track counts r among its backend's connections (which end with it when

@@ -313,3 +313,121 @@ func TestPublicAccess(t *testing.T) {
 		}
 	}
 }
+
+// TestWait: with Config.Wait, a connection that finds no backend accepting
+// waits (Waiting, AwaitClient) and is served by the first one that comes
+// up, with the bytes it sent meanwhile; without it, it is closed at once.
+// Clients counts connections other than the owner's.
+func TestWait(t *testing.T) {
+	// An address that refuses connections until the backend comes up.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := ln.Addr().String()
+	ln.Close()
+	check := func(ctx context.Context, addr string) error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	own := netip.MustParseAddr("127.0.0.9")
+	for _, wait := range []time.Duration{0, 10 * time.Second} {
+		t.Run(fmt.Sprint("wait=", wait), func(t *testing.T) {
+			b := New(Config{Name: "t", Check: check, Interval: 50 * time.Millisecond, Wait: wait, Own: own, Log: slog.New(slog.DiscardHandler)})
+			defer b.Close()
+			if err := b.Listen("127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
+			b.SetBackends([]string{backend})
+			addr := publicAddr(t, b)
+			if wait == 0 {
+				if got, err := ask(addr); err == nil {
+					t.Fatalf("no backend, no wait: got %q", got)
+				}
+				if b.Waiting() != 0 {
+					t.Fatalf("Waiting = %d", b.Waiting())
+				}
+				return
+			}
+			awaited := make(chan bool, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			go func() { awaited <- b.AwaitClient(ctx) }()
+			answer := make(chan string, 1)
+			go func() {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					answer <- err.Error()
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(8 * time.Second))
+				fmt.Fprintln(c, "hi") // sent before any backend is up
+				got, err := bufio.NewReader(c).ReadString('\n')
+				if err != nil {
+					got = err.Error()
+				}
+				answer <- got
+			}()
+			if !<-awaited {
+				t.Fatal("AwaitClient did not report the waiting connection")
+			}
+			if n := b.Waiting(); n != 1 {
+				t.Fatalf("Waiting = %d, want 1", n)
+			}
+			if open, _ := b.Clients(); open != 1 {
+				t.Errorf("Clients while one waits: %d, want 1", open)
+			}
+			time.Sleep(300 * time.Millisecond)
+			l, err := net.Listen("tcp", backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						r := bufio.NewReader(c)
+						for {
+							if _, err := r.ReadString('\n'); err != nil {
+								return
+							}
+							fmt.Fprintln(c, "up")
+						}
+					}()
+				}
+			}()
+			defer l.Close()
+			if got := <-answer; got != "up\n" {
+				t.Fatalf("the waiting connection got %q, want the backend's answer", got)
+			}
+			waitFor(t, "no connection waiting", func() bool { return b.Waiting() == 0 })
+			// A client's open connection counts; the owner's does not.
+			_, before := b.Clients()
+			c1, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c1.Close()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: own.AsSlice()}}
+			c2, err := d.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c2.Close()
+			waitFor(t, "one client", func() bool { open, last := b.Clients(); return open == 1 && last.After(before) })
+			if ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond); b.AwaitClient(ctx) {
+				t.Error("AwaitClient with no connection waiting returned true")
+			} else {
+				cancel()
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package lb
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 type relay struct {
 	id       uint64
 	clientFD int
+	peer     netip.Addr // the client's address
 	// Set once attached to a backend.
 	backendFD int
 	addr      string // the backend's address
@@ -47,7 +49,11 @@ const chunk = 64 << 10
 // newRelay wraps an accepted client socket (a non-blocking descriptor,
 // which the relay owns).
 func newRelay(id uint64, clientFD int) *relay {
-	return &relay{id: id, clientFD: clientFD, backendFD: -1, up: [2]int{-1, -1}, down: [2]int{-1, -1}, quit: make(chan struct{})}
+	r := &relay{id: id, clientFD: clientFD, backendFD: -1, up: [2]int{-1, -1}, down: [2]int{-1, -1}, quit: make(chan struct{})}
+	if sa, err := unix.Getpeername(clientFD); err == nil {
+		r.peer = sockaddrAddr(sa).Unmap()
+	}
+	return r
 }
 
 // attach gives the relay its backend socket (owned) and makes its pipes.

@@ -56,6 +56,10 @@ type Cluster struct {
 
 	// Etcd is the reconciler's record of the etcd cluster's membership.
 	Etcd EtcdState `json:"etcd"`
+	// Hibernation, when set, says that the cluster hibernates: its etcd
+	// data is kept and every control-plane instance but its endpoint's is
+	// stopped; the first client connection through the endpoint wakes it.
+	Hibernation *Hibernation `json:"hibernation,omitempty"`
 	// Message explains the status (why FAILED, what CREATING waits for).
 	Message string `json:"message,omitempty"`
 
@@ -318,7 +322,47 @@ const (
 	// EventProgress traces a cluster's creation: a step of the control
 	// plane's reconciler became True, with the time since CreateCluster.
 	EventProgress = "Progress"
+	// EventHibernated and EventWoken: a cluster began or ended hibernating.
+	EventHibernated = "Hibernated"
+	EventWoken      = "Woken"
 )
+
+// NodeCount is how many nodes c's node groups want or have, whichever is
+// more.
+func (c *Cluster) NodeCount() int {
+	n := 0
+	for _, g := range c.Nodegroups {
+		n += max(g.Desired, len(g.Nodes))
+	}
+	return n
+}
+
+// Hibernation is why and since when a cluster hibernates.
+type Hibernation struct {
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason"`
+}
+
+// HibernateAfterTag is the cluster tag whose value (Go syntax: "30m",
+// "1h"; "0" or "off": never) is how long a cluster without nodes and
+// without client connections stays awake before it hibernates.
+const HibernateAfterTag = "skiff.io/hibernate-after"
+
+// MinHibernateAfter is the shortest HibernateAfterTag value.
+const MinHibernateAfter = time.Second
+
+// HibernateAfter is tags' HibernateAfterTag as a duration (0: never).
+func HibernateAfter(tags map[string]string) (time.Duration, error) {
+	v, ok := tags[HibernateAfterTag]
+	if !ok || v == "0" || v == "off" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < MinHibernateAfter {
+		return 0, fmt.Errorf("tag %s: %q is not a duration of at least %v (like 30m or 1h; 0 or off: never)", HibernateAfterTag, v, MinHibernateAfter)
+	}
+	return d, nil
+}
 
 func (e Event) String() string {
 	return fmt.Sprintf("%s %s %s %s: %s", e.Time.Format(time.RFC3339), e.Cluster, e.Instance, e.Type, e.Reason)

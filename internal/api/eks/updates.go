@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"skiff.dev/skiff/internal/api/awserr"
 	"skiff.dev/skiff/internal/clusters"
@@ -50,6 +51,13 @@ func health(c *model.Cluster) []map[string]any {
 	}
 	if e := c.Encryption; e != nil && e.KeyIssue != "" {
 		out = append(out, map[string]any{"code": e.KeyIssue, "message": e.KeyIssueMessage, "resourceIds": []string{e.KeyArn}})
+	}
+	// Hibernation is no status EKS knows: the cluster stays ACTIVE, and
+	// says so here.
+	if h := c.Hibernation; h != nil {
+		out = append(out, map[string]any{"code": "Other", "resourceIds": []string{c.Name},
+			"message": fmt.Sprintf("Hibernating since %s (%s): the control plane is stopped and its data kept; the first request through the endpoint wakes it (skiff wake does too)",
+				h.Since.UTC().Format(time.RFC3339), h.Reason)})
 	}
 	return out
 }

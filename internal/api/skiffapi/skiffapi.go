@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -36,6 +37,8 @@ func New(h Handler) *Handler {
 	h.handle("GET /skiff/v1/clusters/{name}/events", h.events)
 	h.handle("GET /skiff/v1/clusters/{name}/instances", h.instances)
 	h.handle("GET /skiff/v1/clusters/{name}/nodegroups/{nodegroup}", h.nodegroup)
+	h.handle("POST /skiff/v1/clusters/{name}/hibernate", h.hibernate)
+	h.handle("POST /skiff/v1/clusters/{name}/wake", h.wake)
 	return &h
 }
 
@@ -138,10 +141,41 @@ func (h *Handler) nodegroup(w http.ResponseWriter, r *http.Request) {
 	awserr.WriteOK(w, g)
 }
 
-func fail(w http.ResponseWriter, err error) {
-	if errors.Is(err, clusters.ErrNotFound) {
-		awserr.WriteJSON(w, awserr.New(http.StatusNotFound, "ResourceNotFoundException", err.Error()))
+// hibernate asks that the cluster hibernate (skiff hibernate), wake that
+// it wake (skiff wake); both answer with the cluster's hibernation (null:
+// awake, or waking).
+func (h *Handler) hibernate(w http.ResponseWriter, r *http.Request) {
+	c, err := h.Clusters.Hibernate(h.Account(r), r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
 		return
+	}
+	awserr.WriteOK(w, map[string]any{"hibernation": c.Hibernation})
+}
+
+func (h *Handler) wake(w http.ResponseWriter, r *http.Request) {
+	c, err := h.Clusters.Wake(h.Account(r), r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	awserr.WriteOK(w, map[string]any{"hibernation": c.Hibernation})
+}
+
+func fail(w http.ResponseWriter, err error) {
+	for _, k := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{clusters.ErrNotFound, http.StatusNotFound, "ResourceNotFoundException"},
+		{clusters.ErrInvalidRequest, http.StatusBadRequest, "InvalidRequestException"},
+		{clusters.ErrInvalid, http.StatusBadRequest, "InvalidParameterException"},
+	} {
+		if errors.Is(err, k.err) {
+			awserr.WriteJSON(w, awserr.New(k.status, k.code, strings.TrimPrefix(err.Error(), k.err.Error()+": ")))
+			return
+		}
 	}
 	awserr.WriteJSON(w, awserr.New(http.StatusInternalServerError, "ServerException", err.Error()))
 }
