@@ -423,10 +423,10 @@ func TestWait(t *testing.T) {
 			}
 			defer c2.Close()
 			waitFor(t, "one client", func() bool { open, last := b.Clients(); return open == 1 && last.After(before) })
-			if ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond); b.AwaitClient(ctx) {
+			short, stop := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer stop()
+			if b.AwaitClient(short) {
 				t.Error("AwaitClient with no connection waiting returned true")
-			} else {
-				cancel()
 			}
 		})
 	}
