@@ -12,7 +12,7 @@ CONFORMANCE_STAMPS := $(patsubst dist/%,$(BUNDLES)/.conformance-%.stamp,$(DISTS)
 CONFORMANCE_LATEST := $(lastword $(sort $(CONFORMANCE_STAMPS)))
 DATA    ?= .data
 
-.PHONY: all build skiff bundles images deps test unit e2e run demo bench bench-density fmt clean conformance conformance-build conformance-busybox
+.PHONY: all build skiff bundles images deps test unit e2e run demo bench bench-density bench-hibernate fmt clean conformance conformance-build conformance-busybox
 
 all: build
 
@@ -91,6 +91,13 @@ bench: build
 DENSITY ?= 100
 bench-density: build
 	SKIFF_DENSITY=$(DENSITY) $(GO) test -run '^$$' -bench '^BenchmarkDensity$$' -benchtime 1x -timeout 8h ./test/e2e/
+
+# Hibernation (issue 22): HIBERNATED clusters created and hibernated one
+# after another beside AWAKE awake ones, then memory at rest and a wake.
+HIBERNATED ?= 1000
+AWAKE ?= 50
+bench-hibernate: build
+	SKIFF_HIBERNATED=$(HIBERNATED) SKIFF_AWAKE=$(AWAKE) $(GO) test -run '^$$' -bench '^BenchmarkHibernate$$' -benchtime 1x -timeout 24h ./test/e2e/
 
 fmt:
 	gofmt -w cmd internal test dist

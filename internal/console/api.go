@@ -108,7 +108,13 @@ func newClient(api http.Handler, endpoint, region string, creds aws.CredentialsP
 
 // skiff GETs one of skiff's own /skiff/v1 resources into out.
 func (c *client) skiff(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint+path, nil)
+	return c.skiffDo(ctx, http.MethodGet, path, out)
+}
+
+// skiffDo sends a request without a body to skiff's own /skiff/v1 API,
+// and decodes the answer into out (unless nil).
+func (c *client) skiffDo(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.endpoint+path, nil)
 	if err != nil {
 		return err
 	}
@@ -130,6 +136,9 @@ func (c *client) skiff(ctx context.Context, path string, out any) error {
 		json.Unmarshal(data, &e)
 		code := resp.Header.Get("x-amzn-ErrorType")
 		return &smithy.GenericAPIError{Code: code, Message: e.Message}
+	}
+	if out == nil {
+		return nil
 	}
 	return json.Unmarshal(data, out)
 }

@@ -108,6 +108,8 @@ func New(cfg Config) (*Handler, error) {
 		"GET /console/clusters/{name}":                         h.cluster,
 		"GET /console/clusters/{name}/live":                    h.clusterLive,
 		"POST /console/clusters/{name}/delete":                 h.deleteCluster,
+		"POST /console/clusters/{name}/hibernate":              h.hibernate,
+		"POST /console/clusters/{name}/wake":                   h.wake,
 		"POST /console/clusters/{name}/nodegroups":             h.createNodegroup,
 		"POST /console/clusters/{name}/nodegroups/{ng}/scale":  h.scaleNodegroup,
 		"POST /console/clusters/{name}/nodegroups/{ng}/delete": h.deleteNodegroup,

@@ -152,12 +152,8 @@ func (h *Handler) clusterRows(ctx context.Context, api *client) ([]clusterRow, e
 			c := out.Cluster
 			rows[i] = clusterRow{Name: name, Status: string(c.Status), Version: aws.ToString(c.Version),
 				Endpoint: aws.ToString(c.Endpoint), Age: age(aws.ToTime(c.CreatedAt), h.now())}
-			if c.Health != nil {
-				for _, is := range c.Health.Issues {
-					if strings.HasPrefix(aws.ToString(is.Message), "Hibernating") {
-						rows[i].Status += " (hibernating)"
-					}
-				}
+			if c.Health != nil && slices.ContainsFunc(c.Health.Issues, hibernating) {
+				rows[i].Status += " (hibernating)"
 			}
 			nodes, _, err := h.nodes(ctx, api, name)
 			if err != nil && apiCode(err) != "ResourceNotFoundException" {
@@ -340,6 +336,7 @@ type clusterView struct {
 	Tags                                                                  []tagView
 	Pending                                                               string // a first node group waiting for ACTIVE
 	Kubeconfig                                                            string // the command to copy
+	Hibernating                                                           bool
 }
 
 func (h *Handler) clusterData(ctx context.Context, api *client, account, name, tab string) (*clusterView, error) {
@@ -364,6 +361,7 @@ func (h *Handler) clusterData(ctx context.Context, api *client, account, name, t
 	if c.Health != nil {
 		for _, is := range c.Health.Issues {
 			v.Issues = append(v.Issues, string(is.Code)+": "+aws.ToString(is.Message))
+			v.Hibernating = v.Hibernating || hibernating(is)
 		}
 	}
 	v.Pending = h.pending(account, name)
@@ -445,6 +443,24 @@ func (h *Handler) clusterLive(q *request) {
 func back(q *request, name, tab, key, msg string) {
 	u := "/console/clusters/" + url.PathEscape(name) + "?tab=" + tab + "&" + key + "=" + url.QueryEscape(msg)
 	http.Redirect(q.w, q.r, u, http.StatusSeeOther)
+}
+
+// hibernating says whether a health issue is the hibernation's.
+func hibernating(is ekstypes.ClusterIssue) bool {
+	return strings.HasPrefix(aws.ToString(is.Message), "Hibernating")
+}
+
+// hibernate and wake: skiff's own POSTs (skiff hibernate, skiff wake).
+func (h *Handler) hibernate(q *request) {
+	h.act(q, "overview", "The control plane hibernates once its instances have stopped.", func(name *string) error {
+		return q.api.skiffDo(q.ctx, http.MethodPost, "/skiff/v1/clusters/"+url.PathEscape(*name)+"/hibernate", nil)
+	})
+}
+
+func (h *Handler) wake(q *request) {
+	h.act(q, "overview", "The control plane is waking.", func(name *string) error {
+		return q.api.skiffDo(q.ctx, http.MethodPost, "/skiff/v1/clusters/"+url.PathEscape(*name)+"/wake", nil)
+	})
 }
 
 func (h *Handler) deleteCluster(q *request) {

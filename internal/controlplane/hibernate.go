@@ -11,11 +11,11 @@ import (
 )
 
 // Hibernation (docs/architecture.md, "Hibernation"). A hibernating
-// cluster (model.Cluster.Hibernation) keeps only its endpoint's replicas:
+// cluster (model.Cluster.Hibernation) keeps only one endpoint replica:
 // observe leaves every other spec out, so its other instances are stopped
 // (the etcd data stays), and the steps of those instances are done. A
 // client's connection waits in the endpoint (--client-wait) while no
-// apiserver accepts it; the worker long-polls the replicas (AwaitPath)
+// apiserver accepts it; the worker long-polls the replica (AwaitPath)
 // and wakes the cluster at once, and the connection goes on to the first
 // apiserver up. A cluster also wakes when it is to have nodes or its
 // status leaves ACTIVE (an update), and hibernates by itself after its
@@ -56,7 +56,7 @@ func (w *worker) hibernation(ctx context.Context, p *pass) (outcome, error) {
 				delete(w.inst, id)
 			}
 		}
-		w.awaitClients(p.l)
+		w.awaitClients(p)
 		why := ""
 		switch {
 		case c.Status != model.StatusActive:
@@ -145,18 +145,22 @@ func waitingClients(p *pass) int {
 	return n
 }
 
-// awaitClients long-polls each endpoint replica while the cluster
+// awaitClients long-polls the endpoint replica left while the cluster
 // hibernates, and passes over the cluster as soon as a client waits.
-func (w *worker) awaitClients(l Layout) {
+func (w *worker) awaitClients(p *pass) {
 	if w.awaitStop != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.awaitStop = cancel
-	for i := range EndpointReplicas {
+	for _, s := range p.specs { // the replicas left
+		if s.Role != runtime.Endpoint {
+			continue
+		}
+		i := indexOf(s)
 		go func() {
 			for ctx.Err() == nil {
-				waiting, err := endpoint.Await(ctx, l.EndpointStatusAddr(i), awaitPoll)
+				waiting, err := endpoint.Await(ctx, p.l.EndpointStatusAddr(i), awaitPoll)
 				pause := time.Duration(0)
 				switch {
 				case waiting:

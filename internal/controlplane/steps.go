@@ -249,7 +249,8 @@ func (w *worker) observe(ctx context.Context, p *pass) (outcome, error) {
 	c, l := p.c, p.l
 	p.specs = l.Specs(c, p.b)
 	if c.Hibernation != nil {
-		p.specs = slices.DeleteFunc(p.specs, func(s runtime.Spec) bool { return s.Role != runtime.Endpoint })
+		// One endpoint replica is what is left of a hibernating cluster.
+		p.specs = slices.DeleteFunc(p.specs, func(s runtime.Spec) bool { return s.Role != runtime.Endpoint || indexOf(s) != 0 })
 	} else if w.cfg.Nodes != nil {
 		d, ok, err := w.cfg.Nodes.Door(c)
 		if err != nil {

@@ -40,7 +40,8 @@ type Cluster struct {
 	// PreviousVersion is the version the cluster was last upgraded from
 	// in place: the one it may be rolled back to (empty: none).
 	PreviousVersion string `json:"previousVersion,omitempty"`
-	// Slot numbers the cluster's addresses: 127.1.SLOT.0/24.
+	// Slot numbers the cluster's addresses (the process runtime's
+	// 127.1.SLOT.0/24 for slots up to 255, then 127.2.0.0/24 and on).
 	Slot       int               `json:"slot"`
 	RoleArn    string            `json:"roleArn,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`

@@ -60,8 +60,9 @@ func Open(path string) (*Store, error) {
 // Close closes the store.
 func (s *Store) Close() error { return s.db.Close() }
 
-// MaxSlot is the highest network slot: at most this many clusters.
-const MaxSlot = 254
+// MaxSlot is the highest network slot: at most this many clusters (the
+// process runtime places slot S in 127.(1+S/256).(S%256).0/24).
+const MaxSlot = 16*256 - 1
 
 // ErrFull is returned when every network slot is taken.
 var ErrFull = errors.New("no free cluster slot")

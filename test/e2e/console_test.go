@@ -347,13 +347,29 @@ func TestConsole(t *testing.T) {
 		waitJS(`document.querySelector("#live").textContent.includes("Kubernetes 1.37")`))
 	t.Logf("upgraded to 1.37 on the page in %.1fs", time.Since(upgraded).Seconds())
 
+	// Hibernation from the overview: refused while the cluster has nodes.
+	run(t, ctx, 30*time.Second, "hibernate a cluster with nodes",
+		chromedp.Navigate(base+"clusters/web"),
+		chromedp.Click(chromedp.CSS(`form[action$="/hibernate"] button`)),
+		waitJS(`document.querySelector(".error") !== null && location.search.includes("error")`))
+	if msg := value(t, ctx, "the refusal", chromedp.Evaluate[string](`document.querySelector(".error").textContent`)); !strings.Contains(msg, "InvalidRequestException") || !strings.Contains(msg, "scale its node groups to 0") {
+		t.Errorf("hibernating a cluster with nodes: %q", msg)
+	}
+
 	// Delete through the forms: the node group, then the cluster (typing
-	// its name), and watch it leave the list.
+	// its name), and watch it leave the list. In between, with no node
+	// left, the cluster hibernates, and is deleted hibernating.
 	run(t, ctx, 3*time.Minute, "delete the node group",
 		chromedp.Navigate(base+"clusters/web?tab=compute"),
 		chromedp.WaitVisible(chromedp.CSS(`form[action$="/nodegroups/ng1/delete"] button`)),
 		chromedp.Click(chromedp.CSS(`form[action$="/nodegroups/ng1/delete"] button`)),
 		waitJS(`document.querySelector("#live") && document.querySelector("#live").textContent.includes("No node groups")`))
+	run(t, ctx, time.Minute, "hibernate from the overview",
+		chromedp.Navigate(base+"clusters/web"),
+		chromedp.Click(chromedp.CSS(`form[action$="/hibernate"] button`)),
+		waitJS(`document.querySelector('form[action$="/wake"]') !== null`),
+		chromedp.Navigate(base+"clusters"),
+		waitJS(`document.querySelector("tr[data-cluster=web]").dataset.status === "ACTIVE (hibernating)"`))
 	run(t, ctx, 2*time.Minute, "delete the cluster",
 		chromedp.Navigate(base+"clusters/web"),
 		chromedp.SendKeys(chromedp.CSS("#confirm"), "web"),

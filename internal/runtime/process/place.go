@@ -17,9 +17,19 @@ import (
 )
 
 // Placement of the process runtime: every cluster has a loopback /24 of its
-// own, 127.1.SLOT.0/24, in which each instance has an address (so every
-// component keeps its usual port and no two clusters share a listener),
-// and its volumes are directories under DATA/clusters/ID.
+// own, slot S's being 127.(1+S/256).(S%256).0/24 (127.1.S.0/24 for the
+// first 255), in which each instance has an address (so every component
+// keeps its usual port and no two clusters share a listener), and its
+// volumes are directories under DATA/clusters/ID.
+
+// maxSlot is the highest slot the runtime places (store.MaxSlot is the
+// same): 127.1.1.0/24 … 127.16.255.0/24.
+const maxSlot = 16*256 - 1
+
+// slotIP is the address host of slot's /24.
+func slotIP(slot, host int) net.IP {
+	return net.IPv4(127, byte(1+slot/256), byte(slot%256), byte(host)).To4()
+}
 
 // hosts is the last byte of each address in a cluster's /24.
 var hosts = map[runtime.Role]struct{ shared, first, max int }{
@@ -39,22 +49,22 @@ var hosts = map[runtime.Role]struct{ shared, first, max int }{
 func (r *Runtime) Addr(slot int, a runtime.Addr) net.IP {
 	h, ok := hosts[a.Role]
 	switch {
-	case slot < 1 || slot > 254:
+	case slot < 1 || slot > maxSlot:
 		panic(fmt.Sprintf("process runtime: place number %d out of range", slot))
 	case !ok:
 		panic(fmt.Sprintf("process runtime: no addresses for role %q", a.Role))
 	case a.Index == runtime.Shared && h.shared != 0:
-		return net.IPv4(127, 1, byte(slot), byte(h.shared)).To4()
+		return slotIP(slot, h.shared)
 	case a.Index < 0 || a.Index >= h.max:
 		panic(fmt.Sprintf("process runtime: no address %d for role %q", a.Index, a.Role))
 	}
-	return net.IPv4(127, 1, byte(slot), byte(h.first+a.Index)).To4()
+	return slotIP(slot, h.first+a.Index)
 }
 
 // SlotFree implements runtime.Placer: no socket of the host's network
 // namespace listens on an address of the slot's /24 (any port).
 func (r *Runtime) SlotFree(slot int) bool {
-	busy, err := listeningIn(net.IPv4(127, 1, byte(slot), 0).To4())
+	busy, err := listeningIn(slotIP(slot, 0))
 	return err == nil && !busy
 }
 

@@ -203,7 +203,7 @@ var wanted = []struct {
 func addresses(t *testing.T, h Harness) {
 	r := h.New(t)
 	seen := map[string]string{}
-	for _, slot := range []int{1, 2, 254} {
+	for _, slot := range []int{1, 2, 254, 255, 256, 511, 4095} { // 4095: store.MaxSlot
 		for _, w := range wanted {
 			var addrs []runtime.Addr
 			if w.shared {
