@@ -20,6 +20,7 @@ build: skiff bundles images
 
 skiff:
 	$(GO) build -o bin/skiff ./cmd/skiff
+	$(GO) build -o bin/skiff-instance ./cmd/skiff-instance
 
 bundles: $(STAMPS)
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"skiff.dev/skiff/internal/instancecmd"
+
 	"skiff.dev/skiff/internal/authenticator"
 )
 
@@ -29,7 +31,7 @@ func newAuthenticatorCmd() *cobra.Command {
 				}
 				cfg.Source = a
 			}
-			return runInstance(func(ctx context.Context, log *slog.Logger) error {
+			return instancecmd.Run(func(ctx context.Context, log *slog.Logger) error {
 				cfg.Log = log
 				return authenticator.Run(ctx, cfg)
 			})

@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"skiff.dev/skiff/internal/instancecmd"
+
 	"skiff.dev/skiff/internal/kmsplugin"
 )
 
@@ -20,7 +22,7 @@ func newKMSPluginCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runInstance(func(ctx context.Context, log *slog.Logger) error {
+			return instancecmd.Run(func(ctx context.Context, log *slog.Logger) error {
 				cfg.Log = log
 				return kmsplugin.Run(ctx, cfg)
 			})

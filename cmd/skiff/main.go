@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"skiff.dev/skiff/internal/bundle"
+	"skiff.dev/skiff/internal/instancecmd"
 )
 
 func main() {
@@ -27,8 +28,9 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBundlesCmd(), newServeCmd(), newNodeCmd(), newCreateCmd(), newUpgradeCmd(), newGetCmd(), newDeleteCmd(),
-		newDescribeCmd(), newWriteKubeconfigCmd(), newKubeconfigCmd(), newEventsCmd(), newEnvCmd(), newEndpointCmd(), newAuthenticatorCmd(), newTunnelCmd(), newDoorCmd(), newKMSPluginCmd(), newConsoleCmd(),
+		newDescribeCmd(), newWriteKubeconfigCmd(), newKubeconfigCmd(), newEventsCmd(), newEnvCmd(), newConsoleCmd(), newAuthenticatorCmd(), newDoorCmd(), newKMSPluginCmd(),
 		newHibernateCmd(), newWakeCmd())
+	root.AddCommand(instancecmd.Commands()...)
 	return root
 }
 

@@ -18,7 +18,7 @@ import (
 // apiserver spec (a roll), nothing else of the key's life is.
 func TestEncryptionSpecs(t *testing.T) {
 	b := bundle.Bundle{Manifest: bundle.Manifest{KubernetesVersion: "v1.37.2", Binary: "kube"}, Dir: "/b"}
-	l := Layout{Slot: 7, Cluster: "c-1", Dir: "/data/clusters/c-1", Place: process.New("/data", "/data/clusters", nil), Skiff: "/bin/skiff", RootKey: "/data/kms-root.key"}
+	l := Layout{Slot: 7, Cluster: "c-1", Dir: "/data/clusters/c-1", Place: process.New("/data", "/data/clusters", nil), Skiff: "/bin/skiff", Lean: "/bin/skiff-instance", RootKey: "/data/kms-root.key"}
 	c := testCluster()
 	plain := l.Specs(c, b)
 	c.Encryption = &model.Encryption{Resources: []string{"secrets"}, KeyArn: "arn:aws:kms:us-east-1:1:key/k", Rewritten: true}

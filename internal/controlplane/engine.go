@@ -51,8 +51,12 @@ type Config struct {
 	// AddonCatalog is the add-on versions skiff ships (for the upgrade
 	// insights).
 	AddonCatalog catalog.Catalog
-	// SkiffBin is the skiff binary: the endpoints' replicas run it.
+	// SkiffBin is the skiff binary.
 	SkiffBin string
+	// InstanceBin is the program of the endpoint's replicas and the
+	// tunnel (package instancecmd); default: skiff-instance next to
+	// SkiffBin if it is there, else SkiffBin.
+	InstanceBin string
 	// Keys gives the KMS plugins of clusters with encryptionConfig their
 	// keys; nil: such clusters fail their KMS step.
 	Keys Keys
@@ -117,6 +121,13 @@ func New(cfg Config) *Engine {
 	if cfg.SkiffBin == "" {
 		cfg.SkiffBin, _ = os.Executable()
 	}
+	if cfg.InstanceBin == "" {
+		cfg.InstanceBin = cfg.SkiffBin
+		lean := filepath.Join(filepath.Dir(cfg.SkiffBin), "skiff-instance")
+		if st, err := os.Stat(lean); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			cfg.InstanceBin = lean
+		}
+	}
 	e := &Engine{cfg: cfg, workers: map[string]*worker{}, wake: make(chan struct{}, 1), starts: newStarts()}
 	if n, ok := cfg.Runtime.(runtime.ExitNotifier); ok {
 		n.NotifyExit(func(string) { e.Trigger() }) // exits are rare: every worker looks
@@ -157,7 +168,7 @@ func (e *Engine) Snapshot(c *model.Cluster) Snapshot {
 // Layout returns where cluster c lives.
 func (e *Engine) Layout(c *model.Cluster) Layout {
 	l := NewLayout(e.cfg.DataDir, c, e.cfg.Runtime)
-	l.Skiff = e.cfg.SkiffBin
+	l.Skiff, l.Lean = e.cfg.SkiffBin, e.cfg.InstanceBin
 	return l
 }
 

@@ -51,8 +51,10 @@ type Layout struct {
 	Cluster string // its ID
 	Dir     string // DATA/clusters/ID
 	Place   runtime.Placer
-	// Skiff is the skiff binary, the program of the endpoint's replicas.
-	Skiff string
+	// Skiff is the skiff binary, the program of the authenticator, door
+	// and kms-plugin; Lean is the program of the endpoint's replicas and
+	// the tunnel (Config.InstanceBin).
+	Skiff, Lean string
 	// Etcd is the bundle whose etcd the members run when it is not the
 	// cluster version's: etcd never moves back a minor (a cluster rolled
 	// back keeps the etcd of the version it was upgraded to).

@@ -64,7 +64,7 @@ func (l Layout) tunnelSpec(c *model.Cluster) runtime.Spec {
 		Cluster: c.ID,
 		Role:    runtime.Tunnel,
 		Zone:    zoneOf(c, 0),
-		Command: append([]string{l.Skiff}, args...),
+		Command: append([]string{l.Lean}, args...),
 		Files:   []string{filepath.Dir(l.TunnelNodesPath()), EgressDir},
 	}
 }
@@ -155,7 +155,7 @@ func (l Layout) endpointSpec(c *model.Cluster, i int) runtime.Spec {
 		Cluster: c.ID,
 		Role:    runtime.Endpoint,
 		Zone:    zoneOf(c, i),
-		Command: append([]string{l.Skiff}, args...),
+		Command: append([]string{l.Lean}, args...),
 		Files:   []string{l.pki("ca.crt"), EgressDir},
 	}
 }

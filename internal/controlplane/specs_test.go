@@ -27,7 +27,7 @@ func arg(s runtime.Spec, flag string) string {
 func TestSpecs(t *testing.T) {
 	b := bundle.Bundle{Manifest: bundle.Manifest{KubernetesVersion: "v1.37.2", Binary: "kube"}, Dir: "/b"}
 	c := testCluster()
-	l := Layout{Slot: c.Slot, Cluster: c.ID, Dir: "/data/clusters/c-1", Place: process.New("/data", "/data/clusters", nil), Skiff: "/bin/skiff"}
+	l := Layout{Slot: c.Slot, Cluster: c.ID, Dir: "/data/clusters/c-1", Place: process.New("/data", "/data/clusters", nil), Skiff: "/bin/skiff", Lean: "/bin/skiff-instance"}
 	specs := l.Specs(c, b)
 	var names []string
 	for _, s := range specs {
@@ -45,7 +45,11 @@ func TestSpecs(t *testing.T) {
 			t.Errorf("indexOf(%s) = %d", s.Name(), indexOf(s))
 		}
 		if s.Role == runtime.Endpoint || s.Role == runtime.Authenticator || s.Role == runtime.Tunnel {
-			if s.Command[0] != "/bin/skiff" || s.Command[1] != string(s.Role) {
+			program := "/bin/skiff" // the lean instances run skiff-instance
+			if s.Role != runtime.Authenticator {
+				program = "/bin/skiff-instance"
+			}
+			if s.Command[0] != program || s.Command[1] != string(s.Role) {
 				t.Errorf("%d: command %v", i, s.Command[:2])
 			}
 			continue
@@ -119,7 +123,7 @@ func TestSpecs(t *testing.T) {
 func TestEndpointSpecs(t *testing.T) {
 	b := bundle.Bundle{Manifest: bundle.Manifest{KubernetesVersion: "v1.37.2", Binary: "kube"}, Dir: "/b"}
 	c := testCluster()
-	l := Layout{Slot: c.Slot, Cluster: c.ID, Dir: "/data/clusters/c-1", Place: process.New("/data", "/data/clusters", nil), Skiff: "/bin/skiff"}
+	l := Layout{Slot: c.Slot, Cluster: c.ID, Dir: "/data/clusters/c-1", Place: process.New("/data", "/data/clusters", nil), Skiff: "/bin/skiff", Lean: "/bin/skiff-instance"}
 	var eps []runtime.Spec
 	for _, s := range l.Specs(c, b) {
 		if s.Role == runtime.Endpoint {

@@ -118,7 +118,7 @@ func (w *worker) trigger() {
 
 func (w *worker) layout(c *model.Cluster) Layout {
 	l := NewLayout(w.cfg.DataDir, c, w.cfg.Runtime)
-	l.Skiff = w.cfg.SkiffBin
+	l.Skiff, l.Lean = w.cfg.SkiffBin, w.cfg.InstanceBin
 	if v := c.Etcd.Version; v != "" && v != c.Version {
 		if b, err := w.cfg.Bundles.Lookup(v); err == nil {
 			l.Etcd = &b

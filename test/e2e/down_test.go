@@ -201,7 +201,8 @@ func TestServeDown(t *testing.T) {
 	}
 
 	// skiff upgrades itself in place: a new binary (a copy at another
-	// path: the instances' specs name it) adopts every instance. etcd, the
+	// path: the instances' specs name it, and with no skiff-instance next
+	// to it, it is their program too) adopts every instance. etcd, the
 	// apiservers, the controllers and the nodes keep running; skiff's own
 	// programs (endpoint, authenticator, tunnel, door) move to the new
 	// binary one at a time, with the loops still running: no failure.

@@ -32,9 +32,12 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	skiffBin = filepath.Join(dir, "skiff")
-	if out, err := exec.Command("go", "build", "-o", skiffBin, "../../cmd/skiff").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build skiff: %v\n%s", err, out)
-		os.Exit(1)
+	// skiff-instance next to skiff: the program of skiff's own instances.
+	for _, b := range [][2]string{{skiffBin, "../../cmd/skiff"}, {filepath.Join(dir, "skiff-instance"), "../../cmd/skiff-instance"}} {
+		if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b[1], err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -1,4 +1,4 @@
-package main
+package instancecmd
 
 import (
 	"context"
@@ -12,22 +12,21 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"skiff.dev/skiff/internal/door"
 	"skiff.dev/skiff/internal/endpoint"
 )
 
-// runInstance runs one of skiff's own instances (endpoint, authenticator,
+// Run runs one of skiff's own instances (endpoint, authenticator,
 // tunnel) until SIGTERM or SIGINT, logging to stderr (the runtime's log).
-func runInstance(run func(ctx context.Context, log *slog.Logger) error) error {
+func Run(run func(ctx context.Context, log *slog.Logger) error) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return run(ctx, log)
 }
 
-// newEndpointCmd runs one replica of a cluster's endpoint (skiff's
+// Endpoint runs one replica of a cluster's endpoint (skiff's
 // control-plane reconciler starts two per cluster).
-func newEndpointCmd() *cobra.Command {
+func Endpoint() *cobra.Command {
 	var cfg endpoint.Config
 	var in, cidrs []string
 	var own string
@@ -58,7 +57,7 @@ func newEndpointCmd() *cobra.Command {
 				}
 				cfg.Own = a
 			}
-			return runInstance(func(ctx context.Context, log *slog.Logger) error {
+			return Run(func(ctx context.Context, log *slog.Logger) error {
 				cfg.Log = log
 				return endpoint.Run(ctx, cfg)
 			})
@@ -78,34 +77,5 @@ func newEndpointCmd() *cobra.Command {
 	f.StringVar(&cfg.Peer, "peer", "", "the sibling's unix socket (with --link)")
 	f.DurationVar(&cfg.Drain, "drain", time.Second, "how long a stopping replica without a sibling lets its connections finish")
 	f.DurationVar(&cfg.Wait, "client-wait", 0, "how long a client's connection waits for an apiserver when none accepts (0: closed at once)")
-	return cmd
-}
-
-// newDoorCmd runs a cluster's door in its VPC (skiff's control-plane
-// reconciler starts one per cluster with a VPC).
-func newDoorCmd() *cobra.Command {
-	var cfg door.Config
-	cmd := &cobra.Command{
-		Use:    "door --netns NS --listen ADDR --dir DIR --api ADDR --api-socket PATH --material FILE --status ADDR",
-		Short:  "Serve the registry and skiff's API to a cluster's VPC (run by skiff serve)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runInstance(func(ctx context.Context, log *slog.Logger) error {
-				cfg.Log = log
-				return door.Run(ctx, cfg)
-			})
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.Name, "name", "", "the cluster's name, for logs")
-	f.StringVar(&cfg.VPC, "vpc", "", "the VPC's ID")
-	f.StringVar(&cfg.Netns, "netns", "", "the VPC's network namespace")
-	f.StringVar(&cfg.Listen, "listen", "", "the registry's address in the VPC, HOST:PORT (shared)")
-	f.StringVar(&cfg.Dir, "dir", "", "the registry's storage")
-	f.StringVar(&cfg.API, "api", "", "skiff's API's address in the VPC, HOST:PORT (shared)")
-	f.StringVar(&cfg.APISocket, "api-socket", "", "the unix socket where skiff serves its API to the VPC")
-	f.StringVar(&cfg.Material, "material", "", "the material file (pull key, the account's nodes)")
-	f.StringVar(&cfg.Status, "status", "", "the status server's address, HOST:PORT")
 	return cmd
 }

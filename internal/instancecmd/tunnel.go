@@ -1,4 +1,4 @@
-package main
+package instancecmd
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"skiff.dev/skiff/internal/tunnel"
 )
 
-// newTunnelCmd runs a cluster's tunnel: its apiservers' egress (skiff's
+// Tunnel runs a cluster's tunnel: its apiservers' egress (skiff's
 // control-plane reconciler starts one per cluster).
-func newTunnelCmd() *cobra.Command {
+func Tunnel() *cobra.Command {
 	var cfg tunnel.Config
 	var podRange string
 	cmd := &cobra.Command{
@@ -27,7 +27,7 @@ func newTunnelCmd() *cobra.Command {
 				return fmt.Errorf("--pod-range: %w", err)
 			}
 			cfg.PodRange = p
-			return runInstance(func(ctx context.Context, log *slog.Logger) error {
+			return Run(func(ctx context.Context, log *slog.Logger) error {
 				cfg.Log = log
 				return tunnel.Run(ctx, cfg)
 			})
