@@ -15,7 +15,8 @@ import (
 // observe leaves every other spec out, so its other instances are stopped
 // (the etcd data stays), and the steps of those instances are done. A
 // client's connection waits in the endpoint (--client-wait) while no
-// apiserver accepts it; the worker long-polls the replica (AwaitPath)
+// apiserver is ready, once the replica is put to sleep (SleepPath: before
+// the apiservers stop); the worker long-polls the replica (AwaitPath)
 // and wakes the cluster at once, and the connection goes on to the first
 // apiserver up. A cluster also wakes when it is to have nodes or its
 // status leaves ACTIVE (an update), and hibernates by itself after its
@@ -54,6 +55,12 @@ func (w *worker) hibernation(ctx context.Context, p *pass) (outcome, error) {
 		for id := range w.inst {
 			if !kept[id] {
 				delete(w.inst, id)
+			}
+		}
+		for _, st := range p.eps {
+			if st != nil && !st.Asleep { // a replica started since
+				w.lull(ctx, p)
+				break
 			}
 		}
 		w.awaitClients(p)
@@ -132,6 +139,19 @@ func (w *worker) setHibernation(c *model.Cluster, h *model.Hibernation, why stri
 		w.cfg.Log.Info("cluster "+why, "cluster", c.Name)
 	}
 	return nil
+}
+
+// lull puts the endpoint replicas a hibernating cluster keeps to sleep
+// (endpoint.SleepPath).
+func (w *worker) lull(ctx context.Context, p *pass) {
+	for _, s := range p.specs {
+		if s.Role != runtime.Endpoint {
+			continue
+		}
+		if err := endpoint.Sleep(ctx, p.l.EndpointStatusAddr(indexOf(s))); err != nil {
+			w.cfg.Log.Warn("endpoint not put to sleep; a client may be refused until the cluster wakes", "cluster", p.c.Name, "err", err)
+		}
+	}
 }
 
 // waitingClients is how many connections wait in the endpoint's replicas.

@@ -277,6 +277,12 @@ func (w *worker) observe(ctx context.Context, p *pass) (outcome, error) {
 	for _, s := range p.specs {
 		desired[s.ID] = true
 	}
+	// A hibernating cluster's endpoint is put to sleep before its
+	// apiservers stop: a client then waits for them instead of being
+	// refused (and wakes the cluster).
+	if c.Hibernation != nil && len(p.observed) > len(p.specs) {
+		w.lull(ctx, p)
+	}
 	// Stopped together: a hibernating cluster stops a dozen at once.
 	var stops errgroup.Group
 	for id := range p.observed {

@@ -516,15 +516,20 @@ func (w *worker) updateStatus(ctx context.Context, c *model.Cluster, allHealthy 
 	if err != nil {
 		return err
 	}
+	became := false
 	_, err = w.cfg.Store.UpdateCluster(c.Key(), func(c *model.Cluster) error {
+		if c.Status != model.StatusCreating {
+			return nil // deleted meanwhile: DELETING stays
+		}
 		c.Status = model.StatusActive
 		c.Message = ""
 		c.Endpoint = l.EndpointURL()
 		c.CertificateAuthority = string(ca)
 		c.Etcd.Bootstrapped = true
+		became = true
 		return nil
 	})
-	if err == nil {
+	if err == nil && became {
 		w.event(c, "", model.EventCreated, fmt.Sprintf("control plane ready at %s after %s",
 			l.EndpointURL(), time.Since(c.CreatedAt).Round(10*time.Millisecond)))
 	}

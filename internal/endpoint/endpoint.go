@@ -72,9 +72,10 @@ type Config struct {
 	// Drain is how long a stopping replica without a sibling lets its
 	// connections finish; default 1s.
 	Drain time.Duration
-	// Wait is how long a client's connection waits for an apiserver when
-	// none accepts (a hibernating control plane wakes meanwhile: the
-	// reconciler asks AwaitPath); zero: it is closed at once.
+	// Wait is how long a client's connection waits for an apiserver while
+	// the replica is asleep (SleepPath: a hibernating control plane wakes
+	// meanwhile, the reconciler asks AwaitPath); zero: it is closed at
+	// once, as it is when the replica is awake.
 	Wait time.Duration
 	Log  *slog.Logger
 }
@@ -149,8 +150,10 @@ type Status struct {
 	// owner's (skiff's own), LastClient when one last opened or ended.
 	Clients    int       `json:"clients"`
 	LastClient time.Time `json:"lastClient"`
-	// Waiting are the connections waiting for an apiserver (Config.Wait).
-	Waiting int `json:"waiting,omitempty"`
+	// Asleep: the control plane hibernates (SleepPath); Waiting are the
+	// connections waiting for an apiserver (Config.Wait).
+	Asleep  bool `json:"asleep,omitempty"`
+	Waiting int  `json:"waiting,omitempty"`
 }
 
 // Control paths of an endpoint replica's status server (POST).
@@ -162,6 +165,11 @@ const (
 	HoldPath = "/hold"
 	// ReleasePath ends a hold.
 	ReleasePath = "/release"
+	// SleepPath tells the replica that the apiservers are being stopped
+	// on purpose (the control plane hibernates): until one is ready again,
+	// a client's connection waits for it (Config.Wait) instead of being
+	// closed.
+	SleepPath = "/sleep"
 	// AwaitPath answers 200 as soon as a client's connection waits for an
 	// apiserver (at once if one does), 204 when the query's "for" (Go
 	// syntax, a minute at most) passes first: how the reconciler of a
@@ -184,6 +192,10 @@ func controls(bal *lb.Balancer) map[string]http.HandlerFunc {
 		},
 		ReleasePath: func(w http.ResponseWriter, r *http.Request) {
 			bal.Release()
+			w.WriteHeader(http.StatusNoContent)
+		},
+		SleepPath: func(w http.ResponseWriter, r *http.Request) {
+			bal.Sleep()
 			w.WriteHeader(http.StatusNoContent)
 		},
 		AwaitPath: func(w http.ResponseWriter, r *http.Request) {
@@ -235,7 +247,7 @@ func Run(ctx context.Context, cfg Config) error {
 		clients, last := bal.Clients()
 		return Status{Healthy: bal.Healthy(), Listening: st.list(), Linked: bal.Linked(),
 			Connections: bal.Active(), Held: bal.Held(), Holding: bal.Holding(),
-			Clients: clients, LastClient: last, Waiting: bal.Waiting()}, nil
+			Clients: clients, LastClient: last, Asleep: bal.Asleep(), Waiting: bal.Waiting()}, nil
 	})
 	if err != nil {
 		bal.Close()
@@ -341,6 +353,26 @@ func Get(ctx context.Context, addr string) (Status, error) {
 	var s Status
 	err := status.Get(ctx, addr, &s)
 	return s, err
+}
+
+// Sleep tells the replica whose status server is at addr that the
+// apiservers are being stopped on purpose (SleepPath).
+func Sleep(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+SleepPath, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("put the endpoint at %s to sleep: %s", addr, resp.Status)
+	}
+	return nil
 }
 
 // Await long-polls the replica whose status server is at addr for d

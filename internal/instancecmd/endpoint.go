@@ -76,6 +76,6 @@ func Endpoint() *cobra.Command {
 	f.StringVar(&cfg.Link, "link", "", "this replica's unix socket for its sibling")
 	f.StringVar(&cfg.Peer, "peer", "", "the sibling's unix socket (with --link)")
 	f.DurationVar(&cfg.Drain, "drain", time.Second, "how long a stopping replica without a sibling lets its connections finish")
-	f.DurationVar(&cfg.Wait, "client-wait", 0, "how long a client's connection waits for an apiserver when none accepts (0: closed at once)")
+	f.DurationVar(&cfg.Wait, "client-wait", 0, "how long a client's connection waits for an apiserver while the replica is asleep (0: closed at once)")
 	return cmd
 }

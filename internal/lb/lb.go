@@ -16,8 +16,8 @@
 //     alone (a busy machine) does not count: leaving would cut every watch
 //     and request the backend was serving well.
 //
-// When no backend is healthy the balancer panics, as Envoy does (after
-// Config.Wait, when a connection may wait for a healthy one): it tries
+// When no backend is healthy the balancer panics, as Envoy does (unless it
+// was put to sleep: then connections wait for a ready one): it tries
 // every backend that accepts a connection. All apiservers of a cluster
 // fail /readyz together while their etcd elects a leader; refusing every
 // client then would turn a one-second blip into a storm of errors, while an
@@ -68,10 +68,11 @@ type Config struct {
 	// Settle is how long Listen waits for a sibling's listening sockets
 	// after Pair before it opens its own; default 1s.
 	Settle time.Duration
-	// Wait is how long a new connection waits for a backend that accepts
-	// it when none does (a control plane starting, or waking from
-	// hibernation): its bytes wait in the kernel meanwhile, and Waiting
-	// counts it. Zero: it is closed at once.
+	// Wait is how long a new connection waits, while the balancer is
+	// asleep (Sleep: its backends are stopped on purpose, a control plane
+	// hibernating), for a backend that is ready: its bytes wait in the
+	// kernel meanwhile, and Waiting counts it. Awake, a connection that
+	// no backend accepts is closed at once, as ever.
 	Wait time.Duration
 	// Own is the control plane owner's source address: its connections
 	// are not clients' (Clients).
@@ -105,6 +106,7 @@ type Balancer struct {
 	access   atomic.Pointer[func(netip.Addr) bool] // of public listeners; nil: everyone
 	gate     gate                                  // Hold
 
+	asleep     bool          // Sleep: until a backend joins the pool
 	waiting    int           // connections waiting for a backend (Config.Wait)
 	waitSignal chan struct{} // closed when a connection starts waiting (AwaitClient)
 	lastClient time.Time     // a client's connection last opened or ended here
@@ -341,6 +343,7 @@ func (b *Balancer) setHealth(be *backend, err error) {
 		be.misses = 0
 		if !be.healthy {
 			be.healthy = true
+			b.asleep = false // awake: a backend is ready
 			b.cfg.Log.Info("backend joined the pool", "lb", b.cfg.Name, "backend", be.addr)
 		}
 	case errors.Is(err, ErrNotReady), errors.Is(err, syscall.ECONNREFUSED):
@@ -484,11 +487,13 @@ func (b *Balancer) connect(r *relay) bool {
 	}()
 	for {
 		pool, healthy := b.pick()
-		if !healthy && b.cfg.Wait > 0 && time.Now().Before(deadline) {
-			// A connection that may wait waits for a backend that is
-			// ready rather than try one that only accepts: an apiserver
-			// starting (a waking control plane) would refuse it or fail
-			// it before it is ready. Panic mode comes after the wait.
+		b.mu.Lock()
+		asleep := b.asleep
+		b.mu.Unlock()
+		if asleep && !healthy {
+			// Asleep, a connection waits for a backend that is ready rather
+			// than try one that only accepts: an apiserver starting would
+			// fail it before it is ready.
 			pool = nil
 		}
 		for _, be := range pool {
@@ -515,10 +520,9 @@ func (b *Balancer) connect(r *relay) bool {
 			b.mu.Unlock()
 			return true
 		}
-		// No backend (ready) accepts: wait for one, as long as Config.Wait
-		// allows.
+		// Asleep: wait for a backend, as long as Config.Wait allows.
 		b.mu.Lock()
-		stop := b.stopping || b.closed || time.Now().After(deadline)
+		stop := !asleep || b.stopping || b.closed || time.Now().After(deadline)
 		if !stop && !waiting {
 			waiting = true
 			b.waiting++
@@ -541,6 +545,23 @@ func (b *Balancer) connect(r *relay) bool {
 
 // waitRetry is how often a waiting connection tries the backends again.
 const waitRetry = 50 * time.Millisecond
+
+// Sleep puts the balancer asleep until a backend joins the pool again:
+// its backends are being stopped on purpose, and a new connection that
+// finds none ready waits for one (Config.Wait) instead of being closed,
+// while AwaitClient tells whoever can start them.
+func (b *Balancer) Sleep() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.asleep = true
+}
+
+// Asleep reports whether the balancer is asleep (Sleep).
+func (b *Balancer) Asleep() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.asleep
+}
 
 // Waiting is how many connections wait for a backend (Config.Wait).
 func (b *Balancer) Waiting() int {

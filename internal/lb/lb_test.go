@@ -314,10 +314,11 @@ func TestPublicAccess(t *testing.T) {
 	}
 }
 
-// TestWait: with Config.Wait, a connection that finds no backend accepting
+// TestWait: asleep (Sleep), a connection that finds no backend ready
 // waits (Waiting, AwaitClient) and is served by the first one that comes
-// up, with the bytes it sent meanwhile; without it, it is closed at once.
-// Clients counts connections other than the owner's.
+// up, with the bytes it sent meanwhile, which wakes the balancer; awake,
+// it is closed at once, whatever Config.Wait. Clients counts connections
+// other than the owner's.
 func TestWait(t *testing.T) {
 	// An address that refuses connections until the backend comes up.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -334,24 +335,25 @@ func TestWait(t *testing.T) {
 		return c.Close()
 	}
 	own := netip.MustParseAddr("127.0.0.9")
-	for _, wait := range []time.Duration{0, 10 * time.Second} {
-		t.Run(fmt.Sprint("wait=", wait), func(t *testing.T) {
-			b := New(Config{Name: "t", Check: check, Interval: 50 * time.Millisecond, Wait: wait, Own: own, Log: slog.New(slog.DiscardHandler)})
+	for _, asleep := range []bool{false, true} {
+		t.Run(fmt.Sprint("asleep=", asleep), func(t *testing.T) {
+			b := New(Config{Name: "t", Check: check, Interval: 50 * time.Millisecond, Wait: 10 * time.Second, Own: own, Log: slog.New(slog.DiscardHandler)})
 			defer b.Close()
 			if err := b.Listen("127.0.0.1:0"); err != nil {
 				t.Fatal(err)
 			}
 			b.SetBackends([]string{backend})
 			addr := publicAddr(t, b)
-			if wait == 0 {
+			if !asleep {
 				if got, err := ask(addr); err == nil {
-					t.Fatalf("no backend, no wait: got %q", got)
+					t.Fatalf("no backend, awake: got %q", got)
 				}
 				if b.Waiting() != 0 {
 					t.Fatalf("Waiting = %d", b.Waiting())
 				}
 				return
 			}
+			b.Sleep()
 			awaited := make(chan bool, 1)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -409,6 +411,9 @@ func TestWait(t *testing.T) {
 				t.Fatalf("the waiting connection got %q, want the backend's answer", got)
 			}
 			waitFor(t, "no connection waiting", func() bool { return b.Waiting() == 0 })
+			if b.Asleep() {
+				t.Error("still asleep with a backend in the pool")
+			}
 			// A client's open connection counts; the owner's does not.
 			_, before := b.Clients()
 			c1, err := net.Dial("tcp", addr)

@@ -76,8 +76,13 @@ func TestHibernate(t *testing.T) {
 		t.Fatalf("kubectl through a hibernating cluster's endpoint: %q %v", got, err)
 	}
 	t.Logf("woken by kubectl (aws eks get-token, then the request) in %v", time.Since(start).Round(10*time.Millisecond))
-	if r := running(); r["etcd"] != 3 || r["apiserver"] != 2 || r["endpoint"] != 2 {
-		t.Errorf("awake, the cluster runs %v", r)
+	if err := eventually(time.Minute, func() error { // the second apiserver starts once the first is healthy
+		if r := running(); r["etcd"] != 3 || r["apiserver"] != 2 || r["endpoint"] != 2 || r["controller-manager"] != 2 {
+			return fmt.Errorf("runs %v", r)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("awake: %v", err)
 	}
 	if h := health(); strings.Contains(h, "Hibernating") {
 		t.Errorf("describe-cluster once awake: %q", h)
