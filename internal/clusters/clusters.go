@@ -241,7 +241,7 @@ func (s *Service) List(account string) ([]string, error) {
 
 // Delete marks a cluster DELETING; the reconciler removes it.
 func (s *Service) Delete(account, name string) (*model.Cluster, error) {
-	c, err := s.Store.UpdateCluster(model.ClusterKey(account, name), func(c *model.Cluster) error {
+	c, err := s.updateNamed(account, name, func(c *model.Cluster) error {
 		if len(c.Nodegroups) > 0 {
 			names := make([]string, len(c.Nodegroups))
 			for i, g := range c.Nodegroups {
@@ -252,9 +252,6 @@ func (s *Service) Delete(account, name string) (*model.Cluster, error) {
 		c.Status = model.StatusDeleting
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: no cluster found for name: %s", ErrNotFound, name)
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ import (
 // keeps the etcd data; the first client connection wakes it. Hibernating
 // again is no change.
 func (s *Service) Hibernate(account, name string) (*model.Cluster, error) {
-	c, err := s.Store.UpdateCluster(model.ClusterKey(account, name), func(c *model.Cluster) error {
+	c, err := s.updateNamed(account, name, func(c *model.Cluster) error {
 		if c.Hibernation != nil {
 			return nil
 		}
@@ -27,9 +27,6 @@ func (s *Service) Hibernate(account, name string) (*model.Cluster, error) {
 		c.Hibernation = &model.Hibernation{Since: time.Now().UTC(), Reason: "asked to hibernate"}
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: no cluster found for name: %s", ErrNotFound, name)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -39,16 +36,23 @@ func (s *Service) Hibernate(account, name string) (*model.Cluster, error) {
 
 // Wake asks that a hibernating cluster wake (no change for an awake one).
 func (s *Service) Wake(account, name string) (*model.Cluster, error) {
-	c, err := s.Store.UpdateCluster(model.ClusterKey(account, name), func(c *model.Cluster) error {
+	c, err := s.updateNamed(account, name, func(c *model.Cluster) error {
 		c.Hibernation = nil
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: no cluster found for name: %s", ErrNotFound, name)
-	}
 	if err != nil {
 		return nil, err
 	}
 	s.changed()
 	return c, nil
+}
+
+// updateNamed applies fn to cluster name of account in the store, as
+// Store.UpdateCluster does, with a missing cluster as ErrNotFound.
+func (s *Service) updateNamed(account, name string, fn func(*model.Cluster) error) (*model.Cluster, error) {
+	c, err := s.Store.UpdateCluster(model.ClusterKey(account, name), fn)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no cluster found for name: %s", ErrNotFound, name)
+	}
+	return c, err
 }

@@ -21,7 +21,13 @@ import (
 // echoServer answers each line with its own name.
 func echoServer(t *testing.T, name string) net.Listener {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return echoServerAt(t, "127.0.0.1:0", name)
+}
+
+// echoServerAt is echoServer on addr.
+func echoServerAt(t *testing.T, addr, name string) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,29 +390,7 @@ func TestWait(t *testing.T) {
 				t.Errorf("Clients while one waits: %d, want 1", open)
 			}
 			time.Sleep(300 * time.Millisecond)
-			l, err := net.Listen("tcp", backend)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						r := bufio.NewReader(c)
-						for {
-							if _, err := r.ReadString('\n'); err != nil {
-								return
-							}
-							fmt.Fprintln(c, "up")
-						}
-					}()
-				}
-			}()
-			defer l.Close()
+			echoServerAt(t, backend, "up")
 			if got := <-answer; got != "up\n" {
 				t.Fatalf("the waiting connection got %q, want the backend's answer", got)
 			}
