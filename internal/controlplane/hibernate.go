@@ -44,6 +44,9 @@ const (
 // idle one hibernate when its tag says so.
 func (w *worker) hibernation(ctx context.Context, p *pass) (outcome, error) {
 	c := p.c
+	if c.Hibernation != nil && !p.resting {
+		return outcome{}, nil // it rests once its access entries are in RBAC
+	}
 	if c.Hibernation != nil {
 		w.rested = true
 		// The stopped instances' records go: their starts at the wake are
@@ -111,6 +114,21 @@ func (w *worker) hibernation(ctx context.Context, p *pass) (outcome, error) {
 	}
 	w.trigger()
 	return outcome{}, nil
+}
+
+// accessSettled says whether the last pass found c's access entries in
+// RBAC (the Access step True): a cluster that hibernated before that would
+// refuse its users' first requests after the wake until the step ran.
+func accessSettled(c *model.Cluster) bool {
+	if c.Observed == nil {
+		return false
+	}
+	for _, cond := range c.Observed.Conditions {
+		if cond.Type == StepAccess {
+			return cond.Status == model.ConditionTrue
+		}
+	}
+	return false
 }
 
 // setHibernation records h (nil: awake) if the cluster is still as this

@@ -64,6 +64,9 @@ type pass struct {
 	conds    []model.Condition
 	errs     []error
 	creating bool // the cluster was CREATING when the pass began
+	// resting: the cluster hibernates, and only its endpoint runs (once
+	// its access entries are in RBAC: accessSettled).
+	resting bool
 }
 
 // outcome is a step's condition, short of its type and time.
@@ -125,7 +128,7 @@ func (w *worker) runSteps(ctx context.Context, p *pass) error {
 		switch {
 		case fatal != nil:
 			o = waiting("an earlier step failed")
-		case p.c.Hibernation != nil && awakeOnly[s.name]:
+		case p.resting && awakeOnly[s.name]:
 			o = done("Hibernating", "the control plane hibernates")
 		default:
 			o, err = s.run(w, ctx, p)
@@ -248,7 +251,7 @@ func (w *worker) stepPKI(_ context.Context, p *pass) (outcome, error) {
 func (w *worker) observe(ctx context.Context, p *pass) (outcome, error) {
 	c, l := p.c, p.l
 	p.specs = l.Specs(c, p.b)
-	if c.Hibernation != nil {
+	if p.resting {
 		// One endpoint replica is what is left of a hibernating cluster.
 		p.specs = slices.DeleteFunc(p.specs, func(s runtime.Spec) bool { return s.Role != runtime.Endpoint || indexOf(s) != 0 })
 	} else if w.cfg.Nodes != nil {
@@ -280,7 +283,7 @@ func (w *worker) observe(ctx context.Context, p *pass) (outcome, error) {
 	// A hibernating cluster's endpoint is put to sleep before its
 	// apiservers stop: a client then waits for them instead of being
 	// refused (and wakes the cluster).
-	if c.Hibernation != nil && len(p.observed) > len(p.specs) {
+	if p.resting && len(p.observed) > len(p.specs) {
 		w.lull(ctx, p)
 	}
 	// Stopped together: a hibernating cluster stops a dozen at once.
