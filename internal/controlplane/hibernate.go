@@ -35,8 +35,9 @@ const (
 	// status server's read timeout).
 	awaitPoll = 8 * time.Second
 	// ClientWait is how long a client's connection waits in the endpoint
-	// for an apiserver: longer than a wake takes, shorter than clients'
-	// own TLS handshake timeouts (kubectl's 10 s) would matter.
+	// for an apiserver while the cluster hibernates: well beyond a wake
+	// (~4 s); a client with a shorter timeout of its own (kubectl's TLS
+	// handshake: 10 s) gives up first.
 	ClientWait = 30 * time.Second
 )
 

@@ -183,7 +183,8 @@ func (w *worker) reconcile(ctx context.Context) error {
 		return err
 	}
 	w.idle = false // until a pass finds everything well
-	w.hibernating = c.Hibernation != nil && accessSettled(c)
+	resting := c.Hibernation != nil && accessSettled(c)
+	w.hibernating = resting
 	w.creating = c.Status == model.StatusCreating || c.Status == model.StatusUpdating
 	for _, g := range c.Nodegroups {
 		// A node group's user waits too: its nodes join sooner.
@@ -197,7 +198,7 @@ func (w *worker) reconcile(ctx context.Context) error {
 		return w.setStatus(c, model.StatusFailed, err.Error())
 	}
 	return w.runSteps(ctx, &pass{c: c, b: b, l: w.layout(c), start: time.Now(), creating: c.Status == model.StatusCreating,
-		resting: c.Hibernation != nil && accessSettled(c)})
+		resting: resting})
 }
 
 // nodeAddrs are the addresses of c's nodes.
