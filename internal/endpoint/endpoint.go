@@ -22,6 +22,7 @@
 package endpoint
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -39,6 +40,12 @@ import (
 	"skiff.dev/skiff/internal/status"
 	"skiff.dev/skiff/internal/vpcnet"
 )
+
+// DefaultIdleInterval is how often an idle replica checks each apiserver
+// (Config.IdleInterval). BenchmarkDensity, 3 idle HA clusters: the
+// apiservers took 7.8 % of a core per cluster with 1 s, 11.5–13.3 % with
+// 200 ms.
+const DefaultIdleInterval = time.Second
 
 // ReadyPath is how the endpoint asks an apiserver whether it may take
 // requests: /readyz, short of the KMS plugin's health. A cluster whose KMS
@@ -77,7 +84,11 @@ type Config struct {
 	// meanwhile, the reconciler asks AwaitPath); zero: it is closed at
 	// once, as it is when the replica is awake.
 	Wait time.Duration
-	Log  *slog.Logger
+	// Interval is how often each apiserver's /readyz is checked; default
+	// lb's (200ms). IdleInterval is how often while the replica is idle
+	// (lb.Config.IdleInterval); default DefaultIdleInterval.
+	Interval, IdleInterval time.Duration
+	Log                    *slog.Logger
 }
 
 // NamespaceAddr is an address inside a named network namespace.
@@ -228,7 +239,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if !pool.AppendCertsFromPEM(ca) {
 		return fmt.Errorf("endpoint: no certificate in %s", cfg.CAFile)
 	}
-	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(&tls.Config{RootCAs: pool}, ReadyPath), Wait: cfg.Wait, Own: cfg.Own, Log: cfg.Log})
+	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(&tls.Config{RootCAs: pool}, ReadyPath), Wait: cfg.Wait, Own: cfg.Own, Interval: cfg.Interval, IdleInterval: cmp.Or(cfg.IdleInterval, DefaultIdleInterval), Log: cfg.Log})
 	bal.SetAccess(lb.PublicAccess(cfg.PublicAccess, cfg.PublicCIDRs, cfg.Own))
 	bal.SetBackends(cfg.Backends)
 	if cfg.Link != "" {

@@ -77,5 +77,7 @@ func Endpoint() *cobra.Command {
 	f.StringVar(&cfg.Peer, "peer", "", "the sibling's unix socket (with --link)")
 	f.DurationVar(&cfg.Drain, "drain", time.Second, "how long a stopping replica without a sibling lets its connections finish")
 	f.DurationVar(&cfg.Wait, "client-wait", 0, "how long a client's connection waits for an apiserver while the replica is asleep (0: closed at once)")
+	f.DurationVar(&cfg.Interval, "check-interval", 0, "how often each apiserver's /readyz is checked (0: 200ms)")
+	f.DurationVar(&cfg.IdleInterval, "idle-check-interval", endpoint.DefaultIdleInterval, "how often while every apiserver is in the pool and no client came for 10s")
 	return cmd
 }

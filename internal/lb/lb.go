@@ -60,8 +60,15 @@ type Config struct {
 	Name     string // for logs
 	Check    Check
 	Interval time.Duration // between checks of one backend; default 200ms
-	Timeout  time.Duration // of one check; default 500ms
-	Fall     int           // checks in a row without an answer before a backend leaves; default 3
+	// IdleInterval is the time between checks while the balancer is idle:
+	// awake, every backend in the pool, and no client connection open or
+	// waiting for IdleAfter (default 10s; the balancer's start counts as
+	// a client's). An idle control plane's apiservers then answer a fifth
+	// of the /readyz checks (most of their idle CPU), and a client that
+	// comes finds the pool at most this old. Default Interval.
+	IdleInterval, IdleAfter time.Duration
+	Timeout                 time.Duration // of one check; default 500ms
+	Fall                    int           // checks in a row without an answer before a backend leaves; default 3
 	// Grace is how long one direction of a connection may go on after the
 	// other ended; default 5s.
 	Grace time.Duration
@@ -124,6 +131,12 @@ type backend struct {
 func New(cfg Config) *Balancer {
 	if cfg.Interval == 0 {
 		cfg.Interval = 200 * time.Millisecond
+	}
+	if cfg.IdleInterval == 0 {
+		cfg.IdleInterval = cfg.Interval
+	}
+	if cfg.IdleAfter == 0 {
+		cfg.IdleAfter = 10 * time.Second
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 500 * time.Millisecond
@@ -316,9 +329,10 @@ func (b *Balancer) Close() {
 }
 
 func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
-	t := time.NewTicker(b.cfg.Interval)
+	t := time.NewTimer(b.cfg.Interval)
 	defer t.Stop()
 	for {
+		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 		err := b.cfg.Check(cctx, be.addr)
 		cancel()
@@ -326,12 +340,37 @@ func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
 			return
 		}
 		b.setHealth(be, err)
+		every := b.cfg.Interval
+		if b.idle(time.Now()) {
+			every = b.cfg.IdleInterval
+		}
+		t.Reset(max(0, every-time.Since(start)))
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// idle says whether the balancer is idle (Config.IdleInterval).
+func (b *Balancer) idle(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.asleep || b.waiting > 0 || now.Sub(b.lastClient) < b.cfg.IdleAfter {
+		return false
+	}
+	for _, r := range b.relays {
+		if r.peer != b.cfg.Own {
+			return false
+		}
+	}
+	for _, be := range b.backends {
+		if !be.healthy {
+			return false
+		}
+	}
+	return true
 }
 
 // setHealth records the result of one check.

@@ -420,3 +420,46 @@ func TestWait(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleInterval: an idle balancer checks its backends every
+// IdleInterval; one with a client connection open, every Interval.
+func TestIdleInterval(t *testing.T) {
+	be := echoServer(t, "a")
+	var checks atomic.Int64
+	check := func(ctx context.Context, addr string) error {
+		checks.Add(1)
+		return nil
+	}
+	b := New(Config{Name: "t", Check: check, Interval: 20 * time.Millisecond, IdleInterval: 400 * time.Millisecond, IdleAfter: 100 * time.Millisecond, Log: slog.New(slog.DiscardHandler)})
+	defer b.Close()
+	if err := b.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	b.SetBackends([]string{be.Addr().String()})
+	addr := publicAddr(t, b)
+	waitFor(t, "the backend in the pool", func() bool { return checks.Load() > 0 })
+	time.Sleep(500 * time.Millisecond) // IdleAfter the start; the last fast wait ends
+	count := func() int64 {
+		n := checks.Load()
+		time.Sleep(time.Second)
+		return checks.Load() - n
+	}
+	if n := count(); n > 5 {
+		t.Errorf("idle: %d checks in 1s, want about 2.5 (every 400ms)", n)
+	}
+	// A client's connection stays open.
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintln(c, "hi")
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != "a\n" {
+		t.Fatalf("through the balancer: %q, %v", got, err)
+	}
+	time.Sleep(500 * time.Millisecond) // the slow wait ends
+	if n := count(); n < 20 {
+		t.Errorf("a client connected: %d checks in 1s, want about 50 (every 20ms)", n)
+	}
+}
