@@ -102,14 +102,18 @@ func TestUpgradeNoErrors(t *testing.T) {
 	t0 = time.Now()
 	lastOK = t0
 	mu.Unlock()
+	// The writer stops first; the watch then has until its deadline to
+	// deliver the last writes (an event may trail its write's response).
+	wctx, stopWriting := context.WithCancel(ctx)
+	defer stopWriting()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // the client: write a ConfigMap, read it back
 		defer wg.Done()
-		for i := 0; ctx.Err() == nil; i++ {
+		for i := 0; wctx.Err() == nil; i++ {
 			name := fmt.Sprintf("up-%d", i)
-			if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-				if ctx.Err() == nil {
+			if _, err := cs.CoreV1().ConfigMaps("default").Create(wctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+				if wctx.Err() == nil {
 					fail("create "+name, err)
 				}
 				continue
@@ -121,7 +125,7 @@ func TestUpgradeNoErrors(t *testing.T) {
 			}
 			lastOK = time.Now()
 			mu.Unlock()
-			if _, err := cs.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{}); err != nil && ctx.Err() == nil {
+			if _, err := cs.CoreV1().ConfigMaps("default").Get(wctx, name, metav1.GetOptions{}); err != nil && wctx.Err() == nil {
 				fail("get "+name, err)
 			}
 		}
@@ -153,8 +157,19 @@ func TestUpgradeNoErrors(t *testing.T) {
 	if err != nil || v.Minor != "37" {
 		t.Errorf("server version after the upgrade: %v %v", v, err)
 	}
-	cancel()
+	stopWriting()
 	wg.Wait()
+	caughtUp := time.Now().Add(10 * time.Second)
+	for time.Now().Before(caughtUp) {
+		mu.Lock()
+		n, want := len(seen), len(created)
+		mu.Unlock()
+		if n >= want {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
 	<-watched
 
 	mu.Lock()
