@@ -53,6 +53,19 @@ const DefaultIdleInterval = time.Second
 // the health issue tells.
 const ReadyPath = "/readyz?exclude=kms-provider-0&exclude=kms-providers"
 
+// WakePath and VersionPath are how a replica that is asleep (a control
+// plane waking) asks an apiserver whether it may take requests a second
+// early: /readyz short of the two post-start hooks that begin with a
+// one-second sleep (wait.Poll) and, on a cluster that ran before, only
+// confirm what etcd holds; and an anonymous GET /version, which RBAC
+// authorizes (system:public-info-viewer) only once its caches hold the
+// bindings: /readyz's informer-sync passes before the informers start,
+// and a request let through then was refused (403).
+const (
+	WakePath    = ReadyPath + "&exclude=poststarthook/rbac/bootstrap-roles&exclude=poststarthook/scheduling/bootstrap-system-priority-classes"
+	VersionPath = "/version"
+)
+
 // Config of one endpoint replica.
 type Config struct {
 	Name string // for logs: the cluster's
@@ -239,7 +252,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if !pool.AppendCertsFromPEM(ca) {
 		return fmt.Errorf("endpoint: no certificate in %s", cfg.CAFile)
 	}
-	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(&tls.Config{RootCAs: pool}, ReadyPath), Wait: cfg.Wait, Own: cfg.Own, Interval: cfg.Interval, IdleInterval: cmp.Or(cfg.IdleInterval, DefaultIdleInterval), Log: cfg.Log})
+	tc := &tls.Config{RootCAs: pool}
+	wake, version := lb.HTTPSCheck(tc, WakePath), lb.HTTPSCheck(tc, VersionPath)
+	wakeCheck := func(ctx context.Context, addr string) error {
+		if err := wake(ctx, addr); err != nil {
+			return err
+		}
+		if err := version(ctx, addr); err != nil {
+			cfg.Log.Info("waking: ready but for RBAC's caches", "backend", addr, "err", err)
+			return err
+		}
+		return nil
+	}
+	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(tc, ReadyPath), WakeCheck: wakeCheck, Wait: cfg.Wait, Own: cfg.Own, Interval: cfg.Interval, IdleInterval: cmp.Or(cfg.IdleInterval, DefaultIdleInterval), Log: cfg.Log})
 	bal.SetAccess(lb.PublicAccess(cfg.PublicAccess, cfg.PublicCIDRs, cfg.Own))
 	bal.SetBackends(cfg.Backends)
 	if cfg.Link != "" {

@@ -61,9 +61,9 @@ type Config struct {
 	Check    Check
 	Interval time.Duration // between checks of one backend; default 200ms
 	// IdleInterval is the time between checks while the balancer is idle:
-	// awake, every backend in the pool, and no client connection open or
-	// waiting for IdleAfter (default 10s; the balancer's start counts as
-	// a client's). An idle control plane's apiservers then answer a fifth
+	// awake, every backend in the pool with its last check answered, and
+	// no client connection open or waiting for IdleAfter (default 10s;
+	// the balancer's start counts as a client's). An idle control plane's apiservers then answer a fifth
 	// of the /readyz checks (most of their idle CPU), and a client that
 	// comes finds the pool at most this old. Default Interval.
 	IdleInterval, IdleAfter time.Duration
@@ -81,6 +81,14 @@ type Config struct {
 	// kernel meanwhile, and Waiting counts it. Awake, a connection that
 	// no backend accepts is closed at once, as ever.
 	Wait time.Duration
+	// WakeCheck, when set, lets a backend that Check calls not ready
+	// (ErrNotReady) join while the balancer is asleep, and stay for
+	// WakeGrace after it joined so, if it passes: a waking control
+	// plane's apiserver may take requests a second before its last
+	// post-start hooks end. Check is tried first; once it passes, the
+	// grace ends. WakeGrace's default is 5s.
+	WakeCheck Check
+	WakeGrace time.Duration
 	// Own is the control plane owner's source address: its connections
 	// are not clients' (Clients).
 	Own netip.Addr
@@ -122,7 +130,8 @@ type Balancer struct {
 type backend struct {
 	addr    string
 	healthy bool
-	misses  int // checks in a row without an answer
+	misses  int       // checks in a row without an answer
+	wokeAt  time.Time // joined on Config.WakeCheck while asleep; zero once Check passed
 	relays  map[*relay]struct{}
 	cancel  context.CancelFunc
 }
@@ -149,6 +158,9 @@ func New(cfg Config) *Balancer {
 	}
 	if cfg.Settle == 0 {
 		cfg.Settle = time.Second
+	}
+	if cfg.WakeGrace == 0 {
+		cfg.WakeGrace = 5 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -335,11 +347,18 @@ func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
 		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 		err := b.cfg.Check(cctx, be.addr)
+		early := false
+		if err != nil && errors.Is(err, ErrNotReady) && b.cfg.WakeCheck != nil && b.waking(be, time.Now()) {
+			early = b.cfg.WakeCheck(cctx, be.addr) == nil
+		}
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		b.setHealth(be, err)
+		if early {
+			err = nil
+		}
+		b.setHealth(be, err, early)
 		every := b.cfg.Interval
 		if b.idle(time.Now()) {
 			every = b.cfg.IdleInterval
@@ -366,24 +385,38 @@ func (b *Balancer) idle(now time.Time) bool {
 		}
 	}
 	for _, be := range b.backends {
-		if !be.healthy {
+		if !be.healthy || be.misses > 0 { // a check went unanswered: look closely
 			return false
 		}
 	}
 	return true
 }
 
-// setHealth records the result of one check.
-func (b *Balancer) setHealth(be *backend, err error) {
+// waking says whether be may join, or stay, on Config.WakeCheck.
+func (b *Balancer) waking(be *backend, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.asleep || (!be.wokeAt.IsZero() && now.Sub(be.wokeAt) < b.cfg.WakeGrace)
+}
+
+// setHealth records the result of one check; early: it passed on
+// Config.WakeCheck only.
+func (b *Balancer) setHealth(be *backend, err error, early bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
 	case err == nil:
 		be.misses = 0
+		if !early {
+			be.wokeAt = time.Time{}
+		}
 		if !be.healthy {
 			be.healthy = true
+			if early {
+				be.wokeAt = time.Now()
+			}
 			b.asleep = false // awake: a backend is ready
-			b.cfg.Log.Info("backend joined the pool", "lb", b.cfg.Name, "backend", be.addr)
+			b.cfg.Log.Info("backend joined the pool", "lb", b.cfg.Name, "backend", be.addr, "early", early)
 		}
 	case errors.Is(err, ErrNotReady), errors.Is(err, syscall.ECONNREFUSED):
 		be.misses = 0

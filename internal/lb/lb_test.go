@@ -426,8 +426,12 @@ func TestWait(t *testing.T) {
 func TestIdleInterval(t *testing.T) {
 	be := echoServer(t, "a")
 	var checks atomic.Int64
+	var hung atomic.Bool
 	check := func(ctx context.Context, addr string) error {
 		checks.Add(1)
+		if hung.Load() {
+			return errors.New("no answer")
+		}
 		return nil
 	}
 	b := New(Config{Name: "t", Check: check, Interval: 20 * time.Millisecond, IdleInterval: 400 * time.Millisecond, IdleAfter: 100 * time.Millisecond, Log: slog.New(slog.DiscardHandler)})
@@ -461,5 +465,72 @@ func TestIdleInterval(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the slow wait ends
 	if n := count(); n < 20 {
 		t.Errorf("a client connected: %d checks in 1s, want about 50 (every 20ms)", n)
+	}
+	// Idle again, a backend that stops answering leaves after one slow
+	// check and Fall-1 fast ones, not Fall slow ones.
+	c.Close()
+	time.Sleep(time.Second)
+	if n := count(); n > 5 {
+		t.Fatalf("idle again: %d checks in 1s", n)
+	}
+	hung.Store(true)
+	if d := waitFor(t, "the hung backend to leave", func() bool { return len(b.Healthy()) == 0 }); d > 700*time.Millisecond {
+		t.Errorf("a hung backend left the pool after %v, want within one idle interval and two fast ones (~440ms)", d)
+	}
+}
+
+// TestWakeCheck: Config.WakeCheck lets a backend that Check calls not
+// ready join only while the balancer is asleep, and keeps it for
+// WakeGrace; a backend that passed Check since is held to Check alone.
+func TestWakeCheck(t *testing.T) {
+	var ready, early atomic.Bool
+	check := func(ctx context.Context, addr string) error {
+		if ready.Load() {
+			return nil
+		}
+		return fmt.Errorf("%w: hooks pending", ErrNotReady)
+	}
+	wake := func(ctx context.Context, addr string) error {
+		if early.Load() {
+			return nil
+		}
+		return errors.New("not yet")
+	}
+	const grace = 400 * time.Millisecond
+	b := New(Config{Name: "t", Check: check, WakeCheck: wake, WakeGrace: grace, Interval: 20 * time.Millisecond, Log: slog.New(slog.DiscardHandler)})
+	defer b.Close()
+	early.Store(true)
+	b.SetBackends([]string{"192.0.2.1:443"})
+	time.Sleep(200 * time.Millisecond)
+	if h := b.Healthy(); len(h) != 0 {
+		t.Fatalf("awake, a backend that is not ready joined on the wake check: %v", h)
+	}
+
+	early.Store(false)
+	b.Sleep()
+	time.Sleep(100 * time.Millisecond)
+	if h := b.Healthy(); len(h) != 0 || !b.Asleep() {
+		t.Fatalf("asleep, joined with both checks failing: %v", h)
+	}
+	early.Store(true)
+	waitFor(t, "the backend to join on the wake check", func() bool { return len(b.Healthy()) == 1 })
+	joined := time.Now()
+	if b.Asleep() {
+		t.Error("still asleep with a backend in the pool")
+	}
+	waitFor(t, "the backend to leave after the grace", func() bool { return len(b.Healthy()) == 0 })
+	if held := time.Since(joined); held < grace-50*time.Millisecond {
+		t.Errorf("left %v after joining early, want the grace (%v)", held, grace)
+	}
+
+	b.Sleep()
+	waitFor(t, "the backend to join again", func() bool { return len(b.Healthy()) == 1 })
+	rejoined := time.Now()
+	ready.Store(true)
+	time.Sleep(100 * time.Millisecond) // Check passes: the grace ends
+	ready.Store(false)
+	waitFor(t, "the backend to leave on Check", func() bool { return len(b.Healthy()) == 0 })
+	if held := time.Since(rejoined); held >= grace {
+		t.Errorf("a backend that had passed Check stayed %v on the wake check, want it gone at once", held)
 	}
 }
