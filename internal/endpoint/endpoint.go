@@ -53,6 +53,11 @@ const DefaultIdleInterval = time.Second
 // the health issue tells.
 const ReadyPath = "/readyz?exclude=kms-provider-0&exclude=kms-providers"
 
+// wakeInterval is how often a replica checks each apiserver while a
+// client's connection waits for one (a control plane waking): every
+// check saved is up to that much of the wake.
+const wakeInterval = 50 * time.Millisecond
+
 // WakePath and VersionPath are how a replica that is asleep (a control
 // plane waking) asks an apiserver whether it may take requests a second
 // early: /readyz short of the two post-start hooks that begin with a
@@ -264,7 +269,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return nil
 	}
-	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(tc, ReadyPath), WakeCheck: wakeCheck, Wait: cfg.Wait, Own: cfg.Own, Interval: cfg.Interval, IdleInterval: cmp.Or(cfg.IdleInterval, DefaultIdleInterval), Log: cfg.Log})
+	bal := lb.New(lb.Config{Name: cfg.Name, Check: lb.HTTPSCheck(tc, ReadyPath), WakeCheck: wakeCheck, WakeInterval: wakeInterval, Wait: cfg.Wait, Own: cfg.Own, Interval: cfg.Interval, IdleInterval: cmp.Or(cfg.IdleInterval, DefaultIdleInterval), Log: cfg.Log})
 	bal.SetAccess(lb.PublicAccess(cfg.PublicAccess, cfg.PublicCIDRs, cfg.Own))
 	bal.SetBackends(cfg.Backends)
 	if cfg.Link != "" {

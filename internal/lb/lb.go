@@ -63,9 +63,11 @@ type Config struct {
 	// IdleInterval is the time between checks while the balancer is idle:
 	// awake, every backend in the pool with its last check answered, and
 	// no client connection open or waiting for IdleAfter (default 10s;
-	// the balancer's start counts as a client's). An idle control plane's apiservers then answer a fifth
-	// of the /readyz checks (most of their idle CPU), and a client that
-	// comes finds the pool at most this old. Default Interval.
+	// the balancer's start counts as a client's); and while it is asleep
+	// with no backend in the pool and no connection waiting. An idle
+	// control plane's apiservers then answer a fifth of the /readyz
+	// checks (most of their idle CPU), and a client that comes finds the
+	// pool at most this old. Default Interval.
 	IdleInterval, IdleAfter time.Duration
 	Timeout                 time.Duration // of one check; default 500ms
 	Fall                    int           // checks in a row without an answer before a backend leaves; default 3
@@ -89,6 +91,9 @@ type Config struct {
 	// grace ends. WakeGrace's default is 5s.
 	WakeCheck Check
 	WakeGrace time.Duration
+	// WakeInterval is the time between checks while a connection waits
+	// for a backend (Wait); default Interval.
+	WakeInterval time.Duration
 	// Own is the control plane owner's source address: its connections
 	// are not clients' (Clients).
 	Own netip.Addr
@@ -158,6 +163,9 @@ func New(cfg Config) *Balancer {
 	}
 	if cfg.Settle == 0 {
 		cfg.Settle = time.Second
+	}
+	if cfg.WakeInterval == 0 {
+		cfg.WakeInterval = cfg.Interval
 	}
 	if cfg.WakeGrace == 0 {
 		cfg.WakeGrace = 5 * time.Second
@@ -359,17 +367,36 @@ func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
 			err = nil
 		}
 		b.setHealth(be, err, early)
-		every := b.cfg.Interval
-		if b.idle(time.Now()) {
-			every = b.cfg.IdleInterval
-		}
-		t.Reset(max(0, every-time.Since(start)))
+		t.Reset(max(0, b.every(time.Now())-time.Since(start)))
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// every is the time from one check of a backend to the next:
+// WakeInterval while a connection waits for a backend (a control plane
+// wakes), IdleInterval while the balancer is idle or asleep with its
+// backends out of the pool and nobody waiting (they are stopped on
+// purpose: a thousand hibernating clusters must not dial theirs five
+// times a second), Interval otherwise.
+func (b *Balancer) every(now time.Time) time.Duration {
+	b.mu.Lock()
+	waiting, asleep := b.waiting, b.asleep
+	inPool := false
+	for _, be := range b.backends {
+		inPool = inPool || be.healthy
+	}
+	b.mu.Unlock()
+	switch {
+	case waiting > 0:
+		return b.cfg.WakeInterval
+	case asleep && !inPool, b.idle(now):
+		return b.cfg.IdleInterval
+	}
+	return b.cfg.Interval
 }
 
 // idle says whether the balancer is idle (Config.IdleInterval).

@@ -534,3 +534,41 @@ func TestWakeCheck(t *testing.T) {
 		t.Errorf("a backend that had passed Check stayed %v on the wake check, want it gone at once", held)
 	}
 }
+
+// TestAsleepInterval: asleep, a balancer whose backends are out of the
+// pool checks them every IdleInterval, and every WakeInterval once a
+// connection waits for one.
+func TestAsleepInterval(t *testing.T) {
+	var checks atomic.Int64
+	check := func(ctx context.Context, addr string) error {
+		checks.Add(1)
+		return syscall.ECONNREFUSED
+	}
+	b := New(Config{Name: "t", Check: check, Interval: 100 * time.Millisecond, IdleInterval: 500 * time.Millisecond,
+		WakeInterval: 10 * time.Millisecond, Wait: 10 * time.Second, Log: slog.New(slog.DiscardHandler)})
+	defer b.Close()
+	if err := b.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	b.Sleep()
+	b.SetBackends([]string{"127.0.0.1:1"})
+	count := func() int64 {
+		n := checks.Load()
+		time.Sleep(time.Second)
+		return checks.Load() - n
+	}
+	time.Sleep(600 * time.Millisecond)
+	if n := count(); n > 3 {
+		t.Errorf("asleep, nobody waiting: %d checks in 1s, want about 2 (every 500ms)", n)
+	}
+	c, err := net.Dial("tcp", publicAddr(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, "the connection to wait", func() bool { return b.Waiting() == 1 })
+	time.Sleep(600 * time.Millisecond)
+	if n := count(); n < 30 {
+		t.Errorf("asleep, a connection waiting: %d checks in 1s, want about 100 (every 10ms)", n)
+	}
+}
