@@ -63,9 +63,9 @@ const wakeInterval = 50 * time.Millisecond
 // early: /readyz short of the two post-start hooks that begin with a
 // one-second sleep (wait.Poll) and, on a cluster that ran before, only
 // confirm what etcd holds; and an anonymous GET /version, which RBAC
-// authorizes (system:public-info-viewer) only once its caches hold the
-// bindings: /readyz's informer-sync passes before the informers start,
-// and a request let through then was refused (403).
+// authorizes (system:public-info-viewer) only once its caches hold that
+// binding. A variant without /version once answered a waking request 403
+// (docs/architecture.md, "Hibernation").
 const (
 	WakePath    = ReadyPath + "&exclude=poststarthook/rbac/bootstrap-roles&exclude=poststarthook/scheduling/bootstrap-system-priority-classes"
 	VersionPath = "/version"
