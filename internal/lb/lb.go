@@ -356,7 +356,7 @@ func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
 		cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 		err := b.cfg.Check(cctx, be.addr)
 		early := false
-		if err != nil && errors.Is(err, ErrNotReady) && b.cfg.WakeCheck != nil && b.waking(be, time.Now()) {
+		if errors.Is(err, ErrNotReady) && b.cfg.WakeCheck != nil && b.waking(be, time.Now()) {
 			early = b.cfg.WakeCheck(cctx, be.addr) == nil
 		}
 		cancel()
@@ -384,25 +384,22 @@ func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
 // times a second), Interval otherwise.
 func (b *Balancer) every(now time.Time) time.Duration {
 	b.mu.Lock()
-	waiting, asleep := b.waiting, b.asleep
+	defer b.mu.Unlock()
 	inPool := false
 	for _, be := range b.backends {
 		inPool = inPool || be.healthy
 	}
-	b.mu.Unlock()
 	switch {
-	case waiting > 0:
+	case b.waiting > 0:
 		return b.cfg.WakeInterval
-	case asleep && !inPool, b.idle(now):
+	case b.asleep && !inPool, b.idleLocked(now):
 		return b.cfg.IdleInterval
 	}
 	return b.cfg.Interval
 }
 
-// idle says whether the balancer is idle (Config.IdleInterval).
-func (b *Balancer) idle(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// idleLocked says whether the balancer is idle (Config.IdleInterval).
+func (b *Balancer) idleLocked(now time.Time) bool {
 	if b.asleep || b.waiting > 0 || now.Sub(b.lastClient) < b.cfg.IdleAfter {
 		return false
 	}
